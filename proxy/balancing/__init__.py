@@ -1,0 +1,1 @@
+"""Endpoint state, pool snapshots and the balancing policies."""

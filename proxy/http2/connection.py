@@ -1,0 +1,674 @@
+"""The HTTP/2 connection state machine of one side of the relay (sans-IO).
+
+``receive_data(bytes) -> list[Event]`` parses frames, enforces RFC 9113 and
+answers what is the connection's own business (SETTINGS ACK, PING ACK, stream
+errors, GOAWAY). The ``send_*`` methods queue frames into ``out``; the driver
+takes the bytes with ``take_output()`` and writes them once per batch.
+
+Flow control is explicit: DATA is acknowledged only when the driver calls
+``ack_data`` after forwarding it, so a slow reader on the far side slows the
+sender on this side. Send windows are the caller's to respect
+(``Stream.send_window`` and ``Connection.send_window``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from proxy.http2 import frames as f
+from proxy.http2.events import (
+    ConnectionFailed,
+    DataReceived,
+    Event,
+    GoAwayReceived,
+    HeadersReceived,
+    Http1Received,
+    PingAcked,
+    StreamReset,
+    WindowOpened,
+)
+from proxy.http2.headers import check_request, check_response, check_trailers, content_length
+from proxy.http2.hpack_codec import (
+    TABLE_SIZE_ZERO,
+    HeaderDecodeError,
+    HeaderDecoder,
+    HeaderList,
+    HeaderListTooLarge,
+    encode_headers,
+)
+
+E = f.ErrorCode
+_RESET_MEMORY = 1024  # streams we reset, whose late frames are ignored
+
+
+class Stream:
+    """One stream's state. ``relay`` is the driver's; the core never reads it."""
+
+    __slots__ = (
+        "id",
+        "send_window",
+        "recv_window",
+        "owed",
+        "local_closed",
+        "remote_closed",
+        "headers_received",
+        "expected_length",
+        "received_length",
+        "closed",
+        "relay",
+    )
+
+    def __init__(self, stream_id: int, send_window: int, recv_window: int) -> None:
+        self.id = stream_id
+        self.send_window = send_window
+        self.recv_window = recv_window
+        self.owed = 0  # acknowledged but not yet announced in a WINDOW_UPDATE
+        self.local_closed = False
+        self.remote_closed = False
+        self.headers_received = False
+        self.expected_length: int | None = None
+        self.received_length = 0
+        self.closed = False
+        self.relay: object = None
+
+
+class _ConnectionError(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class _StreamError(Exception):
+    def __init__(self, stream_id: int, code: int, reason: str) -> None:
+        self.stream_id = stream_id
+        self.code = code
+        self.reason = reason
+
+
+class Connection:
+    """``client=True`` for upstream connections (we open streams), else server."""
+
+    def __init__(
+        self,
+        client: bool,
+        *,
+        max_concurrent_streams: int = 128,
+        stream_window: int = 1 << 20,
+        connection_window: int = 8 << 20,
+        max_frame_size: int = f.DEFAULT_MAX_FRAME_SIZE,
+        max_header_list_size: int = 64 << 10,
+    ) -> None:
+        self.client = client
+        self.streams: dict[int, Stream] = {}
+        self.out: list[bytes | memoryview] = []
+        self.out_size = 0
+        self.closed = False  # a connection error was found or GOAWAY completed
+        self.close_reason = ""
+        # Our settings: what the peer may send us.
+        self.local_max_concurrent = max_concurrent_streams
+        self.local_stream_window = stream_window
+        self.local_connection_window = connection_window
+        self.local_max_frame_size = max_frame_size
+        self.recv_window = connection_window
+        self.owed = 0
+        # The peer's settings: what we may send.
+        self.peer_initial_window = f.DEFAULT_WINDOW
+        self.peer_max_frame_size = f.DEFAULT_MAX_FRAME_SIZE
+        self.peer_max_concurrent = 2**31 - 1
+        self.send_window = f.DEFAULT_WINDOW
+        self.last_peer_stream = 0
+        self.next_stream_id = 1
+        self.goaway_received: int | None = None
+        self.goaway_sent = False
+        self._decoder = HeaderDecoder(max_header_list_size)
+        self._max_block = max_header_list_size  # cap on a block's compressed bytes
+        self._buf = b""
+        self._preface_pending = not client
+        self._settings_received = False
+        self._hb_stream = 0
+        self._hb_flags = 0
+        self._hb_parts: list[bytes] = []
+        self._hb_size = 0
+        self._table_size_sent = False
+        self._reset_ids: set[int] = set()
+        self._reset_order: deque[int] = deque()
+
+    # ------------------------------------------------------------------ output
+
+    def initiate(self) -> None:
+        """Queue the connection preface: our SETTINGS and connection window."""
+        out = self.out
+        if self.client:
+            out.append(f.PREFACE)
+        values = {
+            f.SETTINGS_MAX_CONCURRENT_STREAMS: self.local_max_concurrent,
+            f.SETTINGS_INITIAL_WINDOW_SIZE: self.local_stream_window,
+            f.SETTINGS_MAX_HEADER_LIST_SIZE: self._max_block,
+        }
+        if self.client:
+            values[f.SETTINGS_ENABLE_PUSH] = 0
+        if self.local_max_frame_size != f.DEFAULT_MAX_FRAME_SIZE:
+            values[f.SETTINGS_MAX_FRAME_SIZE] = self.local_max_frame_size
+        out.append(f.settings(values))
+        extra = self.local_connection_window - f.DEFAULT_WINDOW
+        if extra > 0:
+            out.append(f.window_update(0, extra))
+        self.out_size += sum(len(b) for b in out)
+
+    def take_output(self) -> bytes:
+        data = b"".join(self.out)
+        self.out.clear()
+        self.out_size = 0
+        return data
+
+    def _emit(self, data: bytes) -> None:
+        self.out.append(data)
+        self.out_size += len(data)
+
+    def _block(self, headers: HeaderList) -> bytes:
+        block = encode_headers(headers)
+        if not self._table_size_sent:
+            self._table_size_sent = True
+            block = TABLE_SIZE_ZERO + block
+        return block
+
+    def can_open_stream(self) -> bool:
+        return (
+            not self.closed
+            and self.goaway_received is None
+            and not self.goaway_sent
+            and len(self.streams) < self.peer_max_concurrent
+            and self.next_stream_id <= f.MAX_STREAM_ID
+        )
+
+    def open_stream(self, headers: HeaderList, end_stream: bool) -> Stream:
+        """Client role: start a request. The caller checked ``can_open_stream``."""
+        sid = self.next_stream_id
+        self.next_stream_id += 2
+        s = Stream(sid, self.peer_initial_window, self.local_stream_window)
+        self.streams[sid] = s
+        self._emit(f.headers(sid, self._block(headers), end_stream, self.peer_max_frame_size))
+        if end_stream:
+            s.local_closed = True
+        return s
+
+    def send_headers(self, s: Stream, headers: HeaderList, end_stream: bool) -> None:
+        if s.local_closed or s.closed:
+            return
+        self._emit(f.headers(s.id, self._block(headers), end_stream, self.peer_max_frame_size))
+        if end_stream:
+            s.local_closed = True
+            if s.remote_closed:
+                self._forget(s)
+
+    def send_data(self, s: Stream, data: bytes | memoryview, end_stream: bool) -> None:
+        """Queue DATA within the send windows (the caller's duty to check)."""
+        if s.local_closed or s.closed:
+            return
+        n = len(data)
+        mfs = self.peer_max_frame_size
+        out = self.out
+        flags = f.END_STREAM if end_stream else 0
+        if n <= mfs:
+            out.append(f.frame_header(n, f.DATA, flags, s.id))
+            if n:
+                out.append(data)
+            self.out_size += n + 9
+        else:
+            pos = 0
+            while pos < n:
+                chunk = data[pos : pos + mfs]
+                pos += len(chunk)
+                out.append(f.frame_header(len(chunk), f.DATA, flags if pos >= n else 0, s.id))
+                out.append(chunk)
+                self.out_size += len(chunk) + 9
+        s.send_window -= n
+        self.send_window -= n
+        if end_stream:
+            s.local_closed = True
+            if s.remote_closed:
+                self._forget(s)
+
+    def reset_stream(self, s: Stream, code: int) -> None:
+        if s.closed:
+            return
+        self._emit(f.rst_stream(s.id, code))
+        self._forget(s)
+        self._remember_reset(s.id)
+
+    def ack_data(self, s: Stream, n: int) -> None:
+        """``n`` flow-controlled bytes of ``s`` were forwarded: return the credit.
+        WINDOW_UPDATEs are sent once a quarter of a window is owed."""
+        if n <= 0:
+            return
+        self.owed += n
+        if self.owed >= self.local_connection_window >> 2 and not self.closed:
+            self._emit(f.window_update(0, self.owed))
+            self.recv_window += self.owed
+            self.owed = 0
+        if s.remote_closed or s.closed:
+            return  # the peer sends no more on this stream: no stream credit needed
+        s.owed += n
+        if s.owed >= self.local_stream_window >> 2:
+            self._emit(f.window_update(s.id, s.owed))
+            s.recv_window += s.owed
+            s.owed = 0
+
+    def ping(self, opaque: bytes) -> None:
+        self._emit(f.ping(opaque))
+
+    def send_goaway(self, code: int = E.NO_ERROR, last_stream_id: int | None = None,
+                    debug: bytes = b"") -> None:
+        last = self.last_peer_stream if last_stream_id is None else last_stream_id
+        self._emit(f.goaway(last, code, debug))
+        self.goaway_sent = True
+
+    def _forget(self, s: Stream) -> None:
+        s.closed = True
+        self.streams.pop(s.id, None)
+
+    def _remember_reset(self, sid: int) -> None:
+        self._reset_ids.add(sid)
+        self._reset_order.append(sid)
+        if len(self._reset_order) > _RESET_MEMORY:
+            self._reset_ids.discard(self._reset_order.popleft())
+
+    # ------------------------------------------------------------------- input
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        if self.closed:
+            return events
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        pos = 0
+        if self._preface_pending:
+            if len(data) < len(f.PREFACE):
+                if f.PREFACE.startswith(data):
+                    self._buf = data
+                    return events
+            elif data.startswith(f.PREFACE):
+                pos = len(f.PREFACE)
+                self._preface_pending = False
+            if self._preface_pending:
+                self.closed = True
+                if _looks_like_http1(data):
+                    self.close_reason = "HTTP/1.x request on an HTTP/2 port"
+                    events.append(Http1Received())
+                else:
+                    self._fail(events, E.PROTOCOL_ERROR, "invalid connection preface")
+                return events
+        try:
+            pos = self._frames(data, pos, events)
+        except _ConnectionError as e:
+            self._fail(events, e.code, e.reason)
+            return events
+        if pos < len(data):
+            self._buf = data[pos:]
+            if len(self._buf) > self.local_max_frame_size + 9:
+                self._fail(events, E.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+        return events
+
+    def _fail(self, events: list[Event], code: int, reason: str) -> None:
+        if not self.closed or not self.goaway_sent:
+            self._emit(f.goaway(self.last_peer_stream, code, reason.encode()[:256]))
+            self.goaway_sent = True
+        self.closed = True
+        self.close_reason = reason
+        events.append(ConnectionFailed(code, reason))
+
+    def _frames(self, data: bytes, pos: int, events: list[Event]) -> int:
+        n = len(data)
+        mv = memoryview(data)
+        max_size = self.local_max_frame_size
+        unpack = f.unpack_header
+        while n - pos >= 9:
+            lt, flags, sid = unpack(data, pos)
+            length = lt >> 8
+            ftype = lt & 0xFF
+            sid &= 0x7FFFFFFF
+            if length > max_size:
+                raise _ConnectionError(E.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+            end = pos + 9 + length
+            if end > n:
+                break
+            start = pos + 9
+            pos = end
+            if not self._settings_received and ftype != f.SETTINGS:
+                raise _ConnectionError(E.PROTOCOL_ERROR, "first frame is not SETTINGS")
+            if self._hb_stream and ftype != f.CONTINUATION:
+                raise _ConnectionError(E.PROTOCOL_ERROR, "expected CONTINUATION")
+            try:
+                if ftype == f.DATA:
+                    self._on_data(sid, flags, data, mv, start, length, events)
+                elif ftype == f.HEADERS:
+                    self._on_headers(sid, flags, data, start, length, events)
+                elif ftype == f.WINDOW_UPDATE:
+                    self._on_window_update(sid, data, start, length, events)
+                elif ftype == f.RST_STREAM:
+                    self._on_rst_stream(sid, data, start, length, events)
+                elif ftype == f.SETTINGS:
+                    self._on_settings(sid, flags, data, start, length, events)
+                elif ftype == f.PING:
+                    self._on_ping(sid, flags, data, start, length, events)
+                elif ftype == f.CONTINUATION:
+                    self._on_continuation(sid, flags, data, start, length, events)
+                elif ftype == f.PRIORITY:
+                    self._on_priority(sid, data, start, length)
+                elif ftype == f.GOAWAY:
+                    self._on_goaway(sid, data, start, length, events)
+                elif ftype == f.PUSH_PROMISE:
+                    raise _ConnectionError(E.PROTOCOL_ERROR, "PUSH_PROMISE is not accepted")
+                # Unknown frame types are ignored (RFC 9113 section 4.1).
+            except _StreamError as e:
+                self._stream_error(e, events)
+            if self.closed:
+                break
+        return pos
+
+    def _stream_error(self, e: _StreamError, events: list[Event]) -> None:
+        self._emit(f.rst_stream(e.stream_id, e.code))
+        self._remember_reset(e.stream_id)
+        s = self.streams.pop(e.stream_id, None)
+        if s is not None:
+            s.closed = True
+            events.append(StreamReset(s, e.code, remote=False))
+
+    def _is_idle(self, sid: int) -> bool:
+        if (sid & 1) == (0 if self.client else 1):  # peer-initiated parity
+            return sid > self.last_peer_stream
+        return sid >= self.next_stream_id
+
+    def _on_data(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
+                 length: int, events: list[Event]) -> None:
+        if sid == 0:
+            raise _ConnectionError(E.PROTOCOL_ERROR, "DATA on stream 0")
+        if flags & f.PADDED:
+            if length < 1 or data[start] >= length:
+                raise _ConnectionError(E.PROTOCOL_ERROR, "bad DATA padding")
+            payload = mv[start + 1 : start + length - data[start]]
+        else:
+            payload = mv[start : start + length]
+        self.recv_window -= length
+        if self.recv_window < 0:
+            raise _ConnectionError(E.FLOW_CONTROL_ERROR, "connection window exceeded")
+        s = self.streams.get(sid)
+        if s is None or s.remote_closed or not s.headers_received:
+            self._credit_connection(length)
+            if s is None and self._is_idle(sid):
+                raise _ConnectionError(E.PROTOCOL_ERROR, "DATA on an idle stream")
+            if s is None and sid in self._reset_ids:
+                return
+            if s is not None and not s.headers_received:
+                raise _StreamError(sid, E.PROTOCOL_ERROR, "DATA before HEADERS")
+            raise _StreamError(sid, E.STREAM_CLOSED, "DATA on a closed stream")
+        s.recv_window -= length
+        if s.recv_window < 0:
+            self._credit_connection(length)
+            raise _StreamError(sid, E.FLOW_CONTROL_ERROR, "stream window exceeded")
+        padding = length - len(payload)
+        if padding:
+            self.ack_data(s, padding)
+        end_stream = bool(flags & f.END_STREAM)
+        if s.expected_length is not None:
+            s.received_length += len(payload)
+            if s.received_length > s.expected_length or (
+                end_stream and s.received_length != s.expected_length
+            ):
+                self._credit_connection(len(payload))
+                raise _StreamError(sid, E.PROTOCOL_ERROR, "content-length mismatch")
+        if end_stream:
+            s.remote_closed = True
+            if s.local_closed:
+                self._forget(s)
+        events.append(DataReceived(s, payload, len(payload), end_stream))
+
+    def _credit_connection(self, n: int) -> None:
+        self.owed += n
+        if self.owed >= self.local_connection_window >> 2:
+            self._emit(f.window_update(0, self.owed))
+            self.recv_window += self.owed
+            self.owed = 0
+
+    def _on_headers(self, sid: int, flags: int, data: bytes, start: int, length: int,
+                    events: list[Event]) -> None:
+        if sid == 0:
+            raise _ConnectionError(E.PROTOCOL_ERROR, "HEADERS on stream 0")
+        pos, end = start, start + length
+        if flags & f.PADDED:
+            if length < 1:
+                raise _ConnectionError(E.PROTOCOL_ERROR, "bad HEADERS padding")
+            end -= data[pos]
+            pos += 1
+        if flags & f.PRIORITY_FLAG:
+            pos += 5
+        if end < pos:
+            raise _ConnectionError(E.PROTOCOL_ERROR, "bad HEADERS padding")
+        self._hb_parts = [data[pos:end]]
+        self._hb_size = end - pos
+        self._hb_flags = flags
+        if flags & f.END_HEADERS:
+            self._header_block(sid, events)
+        else:
+            self._hb_stream = sid
+        if flags & f.PRIORITY_FLAG and (f.unpack_u32(data, start + (flags & f.PADDED and 1))[0]
+                                        & 0x7FFFFFFF) == sid:
+            raise _StreamError(sid, E.PROTOCOL_ERROR, "stream depends on itself")
+
+    def _on_continuation(self, sid: int, flags: int, data: bytes, start: int, length: int,
+                         events: list[Event]) -> None:
+        if not self._hb_stream or sid != self._hb_stream:
+            raise _ConnectionError(E.PROTOCOL_ERROR, "unexpected CONTINUATION")
+        self._hb_size += length
+        if self._hb_size > self._max_block:
+            raise _ConnectionError(E.ENHANCE_YOUR_CALM, "header block too large")
+        self._hb_parts.append(data[start : start + length])
+        if flags & f.END_HEADERS:
+            self._hb_stream = 0
+            self._header_block(sid, events)
+
+    def _header_block(self, sid: int, events: list[Event]) -> None:
+        parts = self._hb_parts
+        block = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._hb_parts = []
+        end_stream = bool(self._hb_flags & f.END_STREAM)
+        try:
+            headers = self._decoder.decode(block)
+        except HeaderDecodeError as e:
+            raise _ConnectionError(E.COMPRESSION_ERROR, f"HPACK: {e}") from None
+        except HeaderListTooLarge:
+            raise _ConnectionError(E.ENHANCE_YOUR_CALM, "header list too large") from None
+        s = self.streams.get(sid)
+        if s is None:
+            if self.client or not (sid & 1):
+                if self._is_idle(sid):
+                    raise _ConnectionError(E.PROTOCOL_ERROR, "HEADERS on an idle stream")
+                if sid in self._reset_ids:
+                    return
+                raise _ConnectionError(E.STREAM_CLOSED, "HEADERS on a closed stream")
+            if sid <= self.last_peer_stream:
+                if sid in self._reset_ids:
+                    return
+                raise _ConnectionError(E.STREAM_CLOSED, "HEADERS on a closed stream")
+            self._new_request(sid, headers, end_stream, events)
+            return
+        if s.remote_closed:
+            raise _StreamError(sid, E.STREAM_CLOSED, "HEADERS after END_STREAM")
+        if self.client and not s.headers_received:
+            err = check_response(headers)
+            if err:
+                raise _StreamError(sid, E.PROTOCOL_ERROR, err)
+            if headers[0][1][:1] == b"1":
+                if end_stream:
+                    raise _StreamError(sid, E.PROTOCOL_ERROR, "END_STREAM on 1xx")
+                return  # informational responses are not relayed
+            s.headers_received = True
+            s.expected_length = content_length(headers)
+            trailers = False
+        else:
+            if not end_stream:
+                raise _StreamError(sid, E.PROTOCOL_ERROR, "trailers without END_STREAM")
+            err = check_trailers(headers)
+            if err:
+                raise _StreamError(sid, E.PROTOCOL_ERROR, err)
+            if s.expected_length is not None and s.received_length != s.expected_length:
+                raise _StreamError(sid, E.PROTOCOL_ERROR, "content-length mismatch")
+            trailers = True
+        if end_stream:
+            s.remote_closed = True
+            if s.local_closed:
+                self._forget(s)
+        events.append(HeadersReceived(s, headers, end_stream, trailers))
+
+    def _new_request(self, sid: int, headers: HeaderList, end_stream: bool,
+                     events: list[Event]) -> None:
+        self.last_peer_stream = sid
+        if self.goaway_sent:
+            self._emit(f.rst_stream(sid, E.REFUSED_STREAM))
+            self._remember_reset(sid)
+            return
+        if len(self.streams) >= self.local_max_concurrent:
+            self._emit(f.rst_stream(sid, E.REFUSED_STREAM))
+            self._remember_reset(sid)
+            return
+        err = check_request(headers)
+        cl = content_length(headers) if err is None else None
+        if err is None and cl is not None and (cl < 0 or (end_stream and cl != 0)):
+            err = "bad content-length"
+        if err:
+            self._emit(f.rst_stream(sid, E.PROTOCOL_ERROR))
+            self._remember_reset(sid)
+            return
+        s = Stream(sid, self.peer_initial_window, self.local_stream_window)
+        s.headers_received = True
+        s.expected_length = cl
+        s.remote_closed = end_stream
+        self.streams[sid] = s
+        events.append(HeadersReceived(s, headers, end_stream, False))
+
+    def _on_window_update(self, sid: int, data: bytes, start: int, length: int,
+                          events: list[Event]) -> None:
+        if length != 4:
+            raise _ConnectionError(E.FRAME_SIZE_ERROR, "WINDOW_UPDATE length")
+        incr = f.unpack_u32(data, start)[0] & 0x7FFFFFFF
+        if sid == 0:
+            if incr == 0:
+                raise _ConnectionError(E.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+            self.send_window += incr
+            if self.send_window > f.MAX_WINDOW:
+                raise _ConnectionError(E.FLOW_CONTROL_ERROR, "connection window overflow")
+            events.append(WindowOpened(None))
+            return
+        s = self.streams.get(sid)
+        if s is None:
+            if self._is_idle(sid):
+                raise _ConnectionError(E.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
+            return
+        if incr == 0:
+            raise _StreamError(sid, E.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+        s.send_window += incr
+        if s.send_window > f.MAX_WINDOW:
+            raise _StreamError(sid, E.FLOW_CONTROL_ERROR, "stream window overflow")
+        events.append(WindowOpened(s))
+
+    def _on_rst_stream(self, sid: int, data: bytes, start: int, length: int,
+                       events: list[Event]) -> None:
+        if sid == 0:
+            raise _ConnectionError(E.PROTOCOL_ERROR, "RST_STREAM on stream 0")
+        if length != 4:
+            raise _ConnectionError(E.FRAME_SIZE_ERROR, "RST_STREAM length")
+        s = self.streams.pop(sid, None)
+        if s is None:
+            if self._is_idle(sid):
+                raise _ConnectionError(E.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+            return
+        s.closed = True
+        self._remember_reset(sid)
+        events.append(StreamReset(s, f.unpack_u32(data, start)[0], remote=True))
+
+    def _on_settings(self, sid: int, flags: int, data: bytes, start: int, length: int,
+                     events: list[Event]) -> None:
+        if sid != 0:
+            raise _ConnectionError(E.PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & f.ACK:
+            if length:
+                raise _ConnectionError(E.FRAME_SIZE_ERROR, "SETTINGS ACK with payload")
+            return
+        if length % 6:
+            raise _ConnectionError(E.FRAME_SIZE_ERROR, "SETTINGS length")
+        self._settings_received = True
+        grew = False
+        for pos in range(start, start + length, 6):
+            key = (data[pos] << 8) | data[pos + 1]
+            value = f.unpack_u32(data, pos + 2)[0]
+            if key == f.SETTINGS_INITIAL_WINDOW_SIZE:
+                if value > f.MAX_WINDOW:
+                    raise _ConnectionError(E.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
+                delta = value - self.peer_initial_window
+                self.peer_initial_window = value
+                for s in self.streams.values():
+                    s.send_window += delta
+                    if s.send_window > f.MAX_WINDOW:
+                        raise _ConnectionError(E.FLOW_CONTROL_ERROR, "stream window overflow")
+                grew = grew or delta > 0
+            elif key == f.SETTINGS_MAX_FRAME_SIZE:
+                if not f.DEFAULT_MAX_FRAME_SIZE <= value <= 2**24 - 1:
+                    raise _ConnectionError(E.PROTOCOL_ERROR, "bad MAX_FRAME_SIZE")
+                self.peer_max_frame_size = value
+            elif key == f.SETTINGS_MAX_CONCURRENT_STREAMS:
+                self.peer_max_concurrent = value
+            elif key == f.SETTINGS_ENABLE_PUSH:
+                if value > 1 or (self.client and value):
+                    raise _ConnectionError(E.PROTOCOL_ERROR, "bad ENABLE_PUSH")
+            elif key == f.SETTINGS_ENABLE_CONNECT_PROTOCOL and value > 1:
+                raise _ConnectionError(E.PROTOCOL_ERROR, "bad ENABLE_CONNECT_PROTOCOL")
+        self._emit(f.SETTINGS_ACK)
+        if grew:
+            events.append(WindowOpened(None))
+
+    def _on_ping(self, sid: int, flags: int, data: bytes, start: int, length: int,
+                 events: list[Event]) -> None:
+        if sid != 0:
+            raise _ConnectionError(E.PROTOCOL_ERROR, "PING on a stream")
+        if length != 8:
+            raise _ConnectionError(E.FRAME_SIZE_ERROR, "PING length")
+        opaque = data[start : start + 8]
+        if flags & f.ACK:
+            events.append(PingAcked(opaque))
+        else:
+            self._emit(f.ping(opaque, ack=True))
+
+    def _on_priority(self, sid: int, data: bytes, start: int, length: int) -> None:
+        if sid == 0:
+            raise _ConnectionError(E.PROTOCOL_ERROR, "PRIORITY on stream 0")
+        if length != 5:
+            raise _StreamError(sid, E.FRAME_SIZE_ERROR, "PRIORITY length")
+        if (f.unpack_u32(data, start)[0] & 0x7FFFFFFF) == sid:
+            raise _StreamError(sid, E.PROTOCOL_ERROR, "stream depends on itself")
+
+    def _on_goaway(self, sid: int, data: bytes, start: int, length: int,
+                   events: list[Event]) -> None:
+        if sid != 0:
+            raise _ConnectionError(E.PROTOCOL_ERROR, "GOAWAY on a stream")
+        if length < 8:
+            raise _ConnectionError(E.FRAME_SIZE_ERROR, "GOAWAY length")
+        last = f.unpack_u32(data, start)[0] & 0x7FFFFFFF
+        code = f.unpack_u32(data, start + 4)[0]
+        self.goaway_received = last if self.goaway_received is None else min(
+            last, self.goaway_received)
+        events.append(GoAwayReceived(last, code, bytes(data[start + 8 : start + length])))
+        if self.client:
+            # Streams above last_stream_id were never processed: safe to retry.
+            for s in [s for s in self.streams.values() if s.id > last]:
+                self._forget(s)
+                events.append(StreamReset(s, E.REFUSED_STREAM, remote=True))
+
+
+def _looks_like_http1(data: bytes) -> bool:
+    head = data[:8]
+    return any(
+        head.startswith(m)
+        for m in (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS", b"PATCH ",
+                  b"CONNECT ", b"TRACE ")
+    ) and b"HTTP/2.0" not in data[:64]

@@ -1,0 +1,559 @@
+"""The relay: pairs client streams with upstream streams and moves frames
+between them. Pure: it works on connection cores and links, asks a
+``Connector`` for upstream streams, and is told the time.
+
+Backpressure: DATA taken from one side is acknowledged to its sender only when
+it has been queued on the other side within that side's send windows; what
+cannot go yet waits in the stream's ``Pending`` (bounded by the window we
+advertise), and the stream is parked on the blocking link until its window
+opens or its writer drains.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.pool import PoolSnapshot
+from proxy.grpc_timeout import parse_grpc_timeout
+from proxy.http2.connection import Stream
+from proxy.http2.events import (
+    ConnectionFailed,
+    DataReceived,
+    Event,
+    GoAwayReceived,
+    HeadersReceived,
+    StreamReset,
+    WindowOpened,
+)
+from proxy.http2.frames import ErrorCode
+from proxy.http2.hpack_codec import HeaderList
+from proxy.relay.link import Link
+from proxy.relay.stream import REPLAY_LIMIT, Pending, RelayStream
+from proxy.status import (
+    Answer,
+    Failure,
+    answer_for,
+    http_error,
+    status_for_reset,
+    trailers,
+    trailers_only,
+)
+
+log = logging.getLogger("grpc_proxy.relay")
+
+
+class Connector(Protocol):
+    def acquire(self, endpoint: EndpointState, rs: RelayStream, connect_timeout: float) -> None:
+        """Call ``relay.attach(rs, link)`` now or later with a link that can
+        open a stream, or ``relay.connect_failed(rs, endpoint, reason)``."""
+
+
+class Relay:
+    def __init__(self, pools: dict[str, PoolSnapshot], clock: Callable[[], float]) -> None:
+        self.pools = pools
+        self.clock = clock
+        self.connector: Connector | None = None
+        self.active: dict[RelayStream, None] = {}
+        self.dirty: set[Link] = set()
+        self._deadlines: list[tuple[float, int, RelayStream]] = []
+        self._seq = 0
+
+    # ----------------------------------------------------------------- batches
+
+    def flush(self) -> None:
+        """End of a batch: wake the writer of every link that got output."""
+        dirty = self.dirty
+        while dirty:
+            link = dirty.pop()
+            if link.wake is not None:
+                link.wake()  # type: ignore[operator]
+
+    def on_client_events(self, link: Link, events: list[Event]) -> None:
+        for ev in events:
+            t = type(ev)
+            if t is DataReceived:
+                rs = ev.stream.relay  # type: ignore[attr-defined]
+                if rs is not None:
+                    self._client_data(rs, ev.data, ev.end_stream)  # type: ignore[attr-defined]
+                else:
+                    link.core.ack_data(ev.stream, ev.flow_len)  # type: ignore[attr-defined]
+            elif t is HeadersReceived:
+                if ev.trailers:  # type: ignore[attr-defined]
+                    rs = ev.stream.relay  # type: ignore[attr-defined]
+                    if rs is not None:
+                        rs.request.trailers = ev.headers  # type: ignore[attr-defined]
+                        rs.request.end = True
+                        if rs.up is not None:
+                            self._pump_request(rs)
+                else:
+                    self._new_call(link, ev)  # type: ignore[arg-type]
+            elif t is WindowOpened:
+                self._window_opened(link, ev.stream)  # type: ignore[attr-defined]
+            elif t is StreamReset:
+                rs = ev.stream.relay  # type: ignore[attr-defined]
+                if rs is not None:
+                    self._client_reset(rs)
+            elif t is ConnectionFailed or t is GoAwayReceived:
+                pass  # the I/O layer closes on ConnectionFailed; GOAWAY: finish what runs
+        self.dirty.add(link)
+
+    def on_upstream_events(self, link: Link, events: list[Event]) -> None:
+        for ev in events:
+            t = type(ev)
+            if t is DataReceived:
+                rs = ev.stream.relay  # type: ignore[attr-defined]
+                if rs is not None:
+                    self._upstream_data(rs, ev.data, ev.end_stream)  # type: ignore[attr-defined]
+                else:
+                    link.core.ack_data(ev.stream, ev.flow_len)  # type: ignore[attr-defined]
+            elif t is HeadersReceived:
+                rs = ev.stream.relay  # type: ignore[attr-defined]
+                if rs is not None:
+                    self._upstream_headers(rs, ev)  # type: ignore[arg-type]
+            elif t is WindowOpened:
+                self._window_opened(link, ev.stream)  # type: ignore[attr-defined]
+            elif t is StreamReset:
+                rs = ev.stream.relay  # type: ignore[attr-defined]
+                if rs is not None:
+                    self._upstream_reset(rs, ev.code)  # type: ignore[attr-defined]
+        self.dirty.add(link)
+
+    # ---------------------------------------------------------- new requests
+
+    def _new_call(self, link: Link, ev: HeadersReceived) -> None:
+        down: Stream = ev.stream  # type: ignore[assignment]
+        headers = ev.headers
+        path = b""
+        method = b""
+        ctype = b""
+        timeout = b""
+        for name, value in headers:
+            if name == b":path":
+                path = value
+            elif name == b":method":
+                method = value
+            elif name == b"content-type":
+                ctype = value
+            elif name == b"grpc-timeout":
+                timeout = value
+        core = link.core
+        if method != b"POST":
+            core.send_headers(down, http_error(405), True)
+            self._close_client_stream(link, down)
+            return
+        if not ctype.startswith(b"application/grpc"):
+            core.send_headers(down, http_error(415), True)
+            self._close_client_stream(link, down)
+            return
+        spath = path.decode("latin-1")
+        location = link.server.match(spath) if link.server is not None else None
+        if location is None:
+            self._answer_client(link, down, answer_for(Failure.NO_ROUTE, path=spath), False)
+            self._close_client_stream(link, down)
+            return
+        pool = self.pools[location.upstream]
+        now = self.clock()
+        rs = RelayStream(link, down, spath, location, pool, headers, now)
+        down.relay = rs
+        rs.request.end = ev.end_stream
+        self.active[rs] = None
+        if timeout:
+            seconds = parse_grpc_timeout(timeout)
+            if seconds is not None:
+                rs.deadline = now + seconds
+                self._seq += 1
+                heapq.heappush(self._deadlines, (rs.deadline, self._seq, rs))
+        self._dispatch(rs)
+
+    def _dispatch(self, rs: RelayStream) -> None:
+        """Pick an endpoint not tried yet and ask for a stream on it."""
+        tries = rs.location.next_upstream_tries
+        ep = None
+        if not tries or len(rs.tried) < tries:
+            ep = rs.pool.pick(self.clock(), rs.tried)
+        if ep is None:
+            if rs.last_error:
+                self._fail(rs, answer_for(Failure.CONNECT_FAILED, detail=rs.last_error))
+            else:
+                self._fail(rs, answer_for(Failure.NO_ENDPOINT, upstream=rs.pool.name))
+            return
+        rs.tried.append(ep)
+        rs.endpoint = ep
+        ep.active += 1
+        timeout = rs.location.connect_timeout or rs.pool.connect_timeout
+        assert self.connector is not None
+        self.connector.acquire(ep, rs, timeout)
+
+    def attach(self, rs: RelayStream, link: Link) -> None:
+        """An upstream link has room for ``rs``: open its stream there."""
+        if rs.done:
+            return
+        req = rs.request
+        end = req.end and not req.chunks and req.trailers is None and not rs.replay_size
+        up = link.core.open_stream(rs.request_headers, end)
+        up.relay = rs
+        rs.up_link = link
+        rs.up = up
+        if end:
+            req.end_sent = True
+        elif rs.replay_size and rs.replay is not None:
+            # A retry: what the failed attempt sent goes first, already acknowledged.
+            req.chunks.extendleft((chunk, False) for chunk in reversed(rs.replay))
+            req.size += rs.replay_size
+            rs.replay = []
+            rs.replay_size = 0
+        self.dirty.add(link)
+        if req.chunks or req.end or req.trailers is not None:
+            self._pump_request(rs)
+
+    def connect_failed(self, rs: RelayStream, endpoint: EndpointState, reason: str) -> None:
+        endpoint.record_failure(self.clock())
+        self._release_endpoint(rs)
+        if rs.done:
+            return
+        rs.last_error = f"{endpoint.address}: {reason}"
+        log.warning("upstream %s: %s", endpoint.address, reason)
+        self._dispatch(rs)
+
+    # ------------------------------------------------------------- client side
+
+    def _client_data(self, rs: RelayStream, data: memoryview | bytes, end: bool) -> None:
+        rs.last_data = self.clock()
+        req = rs.request
+        up = rs.up
+        if up is None or req.chunks or rs.up_link is None:
+            if data:
+                req.chunks.append((bytes(data), True))
+                req.size += len(data)
+            req.end = req.end or end
+            if up is not None:
+                self._pump_request(rs)
+            return
+        link = rs.up_link
+        core = link.core
+        n = len(data)
+        window = min(up.send_window, core.send_window)
+        if n <= window and link.writable():
+            core.send_data(up, data, end)
+            if end:
+                req.end = req.end_sent = True
+            self._keep_for_replay(rs, data)
+            rs.down_link.core.ack_data(rs.down, n)
+            self.dirty.add(link)
+            self.dirty.add(rs.down_link)
+            return
+        req.chunks.append((bytes(data), True))
+        req.size += n
+        req.end = req.end or end
+        self._pump_request(rs)
+
+    def _keep_for_replay(self, rs: RelayStream, data: memoryview | bytes) -> None:
+        if rs.replay is None or rs.response_started:
+            return
+        rs.replay_size += len(data)
+        if rs.replay_size > REPLAY_LIMIT:
+            rs.replay = None  # too much to replay: this call will not be retried
+        elif data:
+            rs.replay.append(bytes(data))
+
+    def _pump_request(self, rs: RelayStream) -> None:
+        up, link = rs.up, rs.up_link
+        if up is None or link is None or rs.done:
+            return
+        acked = self._pump(rs.request, link, up, rs, replay=True)
+        if acked:
+            rs.down_link.core.ack_data(rs.down, acked)
+            self.dirty.add(rs.down_link)
+
+    def _pump_response(self, rs: RelayStream) -> None:
+        if rs.done:
+            return
+        acked = self._pump(rs.response, rs.down_link, rs.down, rs, replay=False)
+        if acked and rs.up_link is not None and rs.up is not None:
+            rs.up_link.core.ack_data(rs.up, acked)
+            self.dirty.add(rs.up_link)
+        res = rs.response
+        if res.end_sent:
+            self._finish(rs)
+
+    def _pump(self, p: Pending, link: Link, stream: Stream, rs: RelayStream,
+              replay: bool) -> int:
+        """Send what the windows allow; park ``rs`` on ``link`` if anything is
+        left. Returns the bytes that owe credit to their sender."""
+        core = link.core
+        chunks = p.chunks
+        acked = 0
+        while chunks:
+            window = min(stream.send_window, core.send_window)
+            if window <= 0 or not link.writable():
+                break
+            data, owes = chunks[0]
+            if len(data) <= window:
+                chunks.popleft()
+                last = not chunks and p.end and p.trailers is None
+                core.send_data(stream, data, last)
+                if last:
+                    p.end_sent = True
+            else:
+                core.send_data(stream, data[:window], False)
+                chunks[0] = (data[window:], owes)
+                data = data[:window]
+            p.size -= len(data)
+            if owes:
+                acked += len(data)
+            if replay:
+                self._keep_for_replay(rs, data)
+        self.dirty.add(link)
+        if chunks:
+            link.blocked[rs] = None
+            return acked
+        link.blocked.pop(rs, None)
+        if p.end and not p.end_sent:
+            if p.trailers is not None:
+                core.send_headers(stream, p.trailers, True)
+            else:
+                core.send_data(stream, b"", True)
+            p.end_sent = True
+        return acked
+
+    def _window_opened(self, link: Link, stream: Stream | None) -> None:
+        if stream is not None:
+            rs = stream.relay
+            if isinstance(rs, RelayStream) and rs in link.blocked:
+                self._resume(link, rs)
+            return
+        for rs in list(link.blocked):
+            if not link.writable():
+                break
+            self._resume(link, rs)
+
+    def drained(self, link: Link) -> None:
+        """The link's writer flushed: streams waiting on its buffer may go on."""
+        if link.blocked:
+            self._window_opened(link, None)
+
+    def _resume(self, link: Link, rs: RelayStream) -> None:
+        if rs.done:
+            link.blocked.pop(rs, None)
+        elif link is rs.up_link:
+            self._pump_request(rs)
+        else:
+            self._pump_response(rs)
+
+    def _client_reset(self, rs: RelayStream) -> None:
+        """The client cancelled (or broke) its stream: cancel upstream at once."""
+        self._cancel_upstream(rs)
+        self._cleanup(rs)
+
+    # ----------------------------------------------------------- upstream side
+
+    def _upstream_headers(self, rs: RelayStream, ev: HeadersReceived) -> None:
+        if rs.done:
+            return
+        res = rs.response
+        if not ev.trailers:
+            rs.response_started = True
+            rs.replay = None
+            if rs.endpoint is not None:
+                rs.endpoint.record_success()
+            rs.down_link.core.send_headers(rs.down, ev.headers, ev.end_stream)
+            self.dirty.add(rs.down_link)
+            if ev.end_stream:
+                res.end = res.end_sent = True
+                self._finish(rs)
+            return
+        res.trailers = ev.headers
+        res.end = True
+        self._pump_response(rs)
+
+    def _upstream_data(self, rs: RelayStream, data: memoryview | bytes, end: bool) -> None:
+        if rs.done:
+            return
+        rs.last_data = self.clock()
+        res = rs.response
+        down = rs.down
+        if not res.chunks:
+            link = rs.down_link
+            core = link.core
+            n = len(data)
+            if n <= min(down.send_window, core.send_window) and link.writable():
+                core.send_data(down, data, end)
+                self.dirty.add(link)
+                if rs.up is not None and rs.up_link is not None:
+                    rs.up_link.core.ack_data(rs.up, n)
+                if end:
+                    res.end = res.end_sent = True
+                    self._finish(rs)
+                return
+        if data:
+            res.chunks.append((bytes(data), True))
+            res.size += len(data)
+        res.end = res.end or end
+        self._pump_response(rs)
+
+    def _upstream_reset(self, rs: RelayStream, code: int) -> None:
+        if rs.done:
+            return
+        up = rs.up
+        if up is not None and up.remote_closed:
+            # The response is complete (trailers may still be queued): the reset
+            # only stops the request direction.
+            rs.request.chunks.clear()
+            return
+        if code == ErrorCode.REFUSED_STREAM and not rs.response_started and rs.replay is not None:
+            self._release_endpoint(rs)
+            if rs.up_link is not None:
+                rs.up_link.blocked.pop(rs, None)
+            rs.up = rs.up_link = None
+            rs.request.end_sent = False
+            rs.last_error = "stream refused"
+            self._dispatch(rs)
+            return
+        if not rs.response_started:
+            status = status_for_reset(code)
+            self._fail(rs, Answer(status, f"upstream reset the stream: {_code_name(code)}"))
+            return
+        link = rs.down_link
+        link.core.reset_stream(rs.down, code if code == ErrorCode.CANCEL else ErrorCode.CANCEL)
+        self.dirty.add(link)
+        self._cleanup(rs)
+
+
+    def upstream_lost(self, link: Link, reason: str) -> None:
+        """An upstream connection closed or broke: every call on it fails with
+        UNAVAILABLE, except those the peer never processed, which are retried."""
+        goaway = link.core.goaway_received
+        streams = list(link.core.streams.values())
+        link.core.streams.clear()
+        if link.endpoint is not None and streams and goaway is None:
+            link.endpoint.record_failure(self.clock())
+        for s in streams:
+            s.closed = True
+            rs = s.relay
+            if not isinstance(rs, RelayStream) or rs.done:
+                continue
+            if goaway is not None and s.id > goaway and rs.replay is not None:
+                self._upstream_reset(rs, ErrorCode.REFUSED_STREAM)
+            else:
+                rs.up = None  # nothing more can be sent there
+                self._fail(rs, answer_for(Failure.UPSTREAM_LOST, detail=reason))
+        link.blocked.clear()
+
+    # ---------------------------------------------------------------- endings
+
+    def client_lost(self, link: Link) -> None:
+        streams = list(link.core.streams.values())
+        link.core.streams.clear()
+        for s in streams:
+            s.closed = True
+            rs = s.relay
+            if isinstance(rs, RelayStream) and not rs.done:
+                self._client_reset(rs)
+        link.blocked.clear()
+
+    def tick(self, now: float) -> None:
+        """Timers: proxy-side deadlines and the per-stream idle timeout."""
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, _, rs = heapq.heappop(heap)
+            if not rs.done:
+                self._fail(rs, answer_for(Failure.DEADLINE))
+        for rs in list(self.active):
+            timeout = rs.location.read_timeout
+            if timeout and now - rs.last_data >= timeout and not rs.done:
+                self._fail(rs, answer_for(Failure.READ_TIMEOUT))
+
+    def _fail(self, rs: RelayStream, answer: Answer) -> None:
+        """End the call at the proxy with ``answer``: cancel upstream, tell the
+        client (trailers-only if nothing was sent yet, else trailers)."""
+        if rs.done:
+            return
+        self._cancel_upstream(rs)
+        link = rs.down_link
+        down = rs.down
+        self._answer_client(link, down, answer, rs.response_started)
+        self._close_client_stream(link, down)
+        self._cleanup(rs)
+
+    def _answer_client(self, link: Link, down: Stream, answer: Answer, started: bool) -> None:
+        if down.closed:
+            return
+        if answer.http_status != 200:
+            block = http_error(answer.http_status)
+        elif started:
+            block = trailers(answer.grpc_status, answer.message)
+        else:
+            block = trailers_only(answer.grpc_status, answer.message)
+        link.core.send_headers(down, block, True)
+        self.dirty.add(link)
+
+    def _close_client_stream(self, link: Link, down: Stream) -> None:
+        """After our END_STREAM: a client still sending is told to stop, as gRPC
+        servers do (RST_STREAM NO_ERROR)."""
+        if not down.closed and not down.remote_closed:
+            link.core.reset_stream(down, ErrorCode.NO_ERROR)
+            self.dirty.add(link)
+
+    def _cancel_upstream(self, rs: RelayStream) -> None:
+        up, link = rs.up, rs.up_link
+        if up is not None and link is not None and not up.closed:
+            link.core.reset_stream(up, ErrorCode.CANCEL)
+            self.dirty.add(link)
+
+    def _finish(self, rs: RelayStream) -> None:
+        """The client has the whole response."""
+        if rs.done:
+            return
+        self._close_client_stream(rs.down_link, rs.down)
+        up, link = rs.up, rs.up_link
+        if up is not None and link is not None and not up.closed and not up.local_closed:
+            link.core.reset_stream(up, ErrorCode.NO_ERROR)
+            self.dirty.add(link)
+        self._cleanup(rs)
+
+    def _cleanup(self, rs: RelayStream) -> None:
+        if rs.done:
+            return
+        rs.done = True
+        self.active.pop(rs, None)
+        self._release_endpoint(rs)
+        # Bytes never forwarded still hold connection credit: return it.
+        owed = sum(len(d) for d, owes in rs.request.chunks if owes)
+        if owed:
+            rs.down_link.core.ack_data(rs.down, owed)
+            self.dirty.add(rs.down_link)
+        rs.request.chunks.clear()
+        owed = sum(len(d) for d, owes in rs.response.chunks if owes)
+        if owed and rs.up is not None and rs.up_link is not None:
+            rs.up_link.core.ack_data(rs.up, owed)
+            self.dirty.add(rs.up_link)
+        rs.response.chunks.clear()
+        rs.down_link.blocked.pop(rs, None)
+        if rs.up_link is not None:
+            rs.up_link.blocked.pop(rs, None)
+        rs.down.relay = None
+        if rs.up is not None:
+            rs.up.relay = None
+        rs.replay = None
+
+    def _release_endpoint(self, rs: RelayStream) -> None:
+        if rs.endpoint is not None:
+            rs.endpoint.active -= 1
+            rs.endpoint = None
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"0x{code:x}"
+
+
+def client_headers(headers: HeaderList) -> HeaderList:
+    """Request headers as forwarded upstream: unchanged (hop-by-hop fields are
+    already refused by the HTTP/2 checks)."""
+    return headers

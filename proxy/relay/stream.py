@@ -1,0 +1,82 @@
+"""One relayed call: a client stream paired with an upstream stream."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxy.balancing.endpoint import EndpointState
+    from proxy.balancing.pool import PoolSnapshot
+    from proxy.config.model import Location
+    from proxy.http2.connection import Stream
+    from proxy.http2.hpack_codec import HeaderList
+    from proxy.relay.link import Link
+
+# Request bytes kept for a retry on another endpoint (REFUSED_STREAM or GOAWAY
+# before processing); a call that sent more is not retried, as Envoy's
+# per-request buffer limit.
+REPLAY_LIMIT = 64 << 10
+
+
+class Pending:
+    """Bytes waiting to go one way, and how much of them still owes credit
+    to the sender. Bounded by the window we advertise to that sender."""
+
+    __slots__ = ("chunks", "size", "end", "trailers", "end_sent")
+
+    def __init__(self) -> None:
+        self.chunks: deque[tuple[bytes, bool]] = deque()  # (data, ack when forwarded)
+        self.size = 0
+        self.end = False  # the sender ended this direction
+        self.trailers: HeaderList | None = None
+        self.end_sent = False
+
+
+class RelayStream:
+    __slots__ = (
+        "down_link",
+        "down",
+        "up_link",
+        "up",
+        "path",
+        "location",
+        "pool",
+        "request_headers",
+        "request",
+        "response",
+        "response_started",
+        "replay",
+        "replay_size",
+        "endpoint",
+        "tried",
+        "last_error",
+        "last_data",
+        "deadline",
+        "done",
+    )
+
+    def __init__(self, down_link: Link, down: Stream, path: str, location: Location,
+                 pool: PoolSnapshot, request_headers: HeaderList, now: float) -> None:
+        self.down_link = down_link
+        self.down = down
+        self.up_link: Link | None = None
+        self.up: Stream | None = None
+        self.path = path
+        self.location = location
+        self.pool = pool
+        self.request_headers = request_headers
+        self.request = Pending()  # client -> upstream
+        self.response = Pending()  # upstream -> client
+        self.response_started = False
+        self.replay: list[bytes] | None = []
+        self.replay_size = 0
+        self.endpoint: EndpointState | None = None
+        self.tried: list[EndpointState] = []
+        self.last_error = ""
+        self.last_data = now
+        self.deadline: float | None = None
+        self.done = False
+
+    def __repr__(self) -> str:
+        return f"RelayStream({self.path}, down={self.down.id}, up={self.up and self.up.id})"

@@ -1,0 +1,1 @@
+"""The trio layer: sockets, tasks and timers around the pure relay core."""

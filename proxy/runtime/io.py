@@ -1,0 +1,102 @@
+"""One HTTP/2 connection's I/O: a reader task feeding the core, and one writer
+task that flushes the core's pending bytes in one ``send_all`` per batch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from proxy.http2.events import Event
+from proxy.relay.link import Link
+from proxy.relay.relay import Relay
+
+log = logging.getLogger("grpc_proxy.io")
+
+READ_SIZE = 256 << 10
+FINAL_FLUSH_TIMEOUT = 2.0
+
+
+class LinkIO:
+    """Drives ``link`` over ``stream`` until either side closes."""
+
+    def __init__(self, link: Link, stream: trio.abc.Stream, relay: Relay,
+                 on_events: Callable[[Link, list[Event]], None]) -> None:
+        self.link = link
+        self.stream = stream
+        self.relay = relay
+        self.on_events = on_events
+        self._wakeup = trio.Event()
+        self._closing = False
+        self._writer_done = trio.Event()
+        self.close_reason = ""
+        link.wake = self._wakeup.set
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self, first: Callable[[], None] | None = None) -> None:
+        """Serve until EOF, an error, or a connection error found by the core."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, nursery.cancel_scope)
+                if first is not None:
+                    first()
+                await self._reader()
+                # Let the writer flush what is left (a GOAWAY, final frames).
+                self._closing = True
+                self._wakeup.set()
+                with trio.move_on_after(FINAL_FLUSH_TIMEOUT):
+                    await self._writer_done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    async def _reader(self) -> None:
+        core = self.link.core
+        relay = self.relay
+        on_events = self.on_events
+        receive = self.stream.receive_some
+        while True:
+            try:
+                data = await receive(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                self.close_reason = f"read error: {e}"
+                return
+            if not data:
+                self.close_reason = "closed by peer"
+                return
+            events = core.receive_data(data)
+            if events:
+                on_events(self.link, events)
+            relay.flush()
+            if core.out:
+                self._wakeup.set()
+            if core.closed:
+                self.close_reason = core.close_reason or "closed"
+                return
+
+    async def _writer(self, cancel_scope: trio.CancelScope) -> None:
+        core = self.link.core
+        relay = self.relay
+        send_all = self.stream.send_all
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                self.link.wake = self._wakeup.set
+                if core.out:
+                    try:
+                        await send_all(core.take_output())
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                        self.close_reason = self.close_reason or f"write error: {e}"
+                        cancel_scope.cancel()
+                        return
+                    relay.drained(self.link)
+                    relay.flush()
+                if self._closing and not core.out:
+                    return
+        finally:
+            self._writer_done.set()

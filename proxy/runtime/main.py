@@ -1,0 +1,55 @@
+"""Process entry: listeners, the relay, its timer, signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import trio
+
+from proxy.balancing.pool import build_pools
+from proxy.config.model import Config
+from proxy.relay.relay import Relay
+from proxy.runtime.downstream import ClientHandler
+from proxy.runtime.upstream import Upstreams
+
+log = logging.getLogger("grpc_proxy")
+
+TICK = 0.1  # timer resolution for deadlines and idle timeouts
+
+
+def run(config: Config) -> int:
+    if config.worker_processes > 1:
+        log.warning("worker_processes %d: running one process (several are not supported yet)",
+                    config.worker_processes)
+    return trio.run(_main, config)
+
+
+async def _main(config: Config) -> int:
+    registry: dict = {}
+    relay = Relay(build_pools(config.upstreams, registry), trio.current_time)
+    async with trio.open_nursery() as nursery:
+        Upstreams(relay, nursery)
+        for server in config.servers:
+            handler = ClientHandler(relay, server)
+            for listen in server.listens:
+                host = listen.address.host
+                listeners = await trio.open_tcp_listeners(
+                    listen.address.port, host=None if host in ("*", "0.0.0.0", "") else host
+                )
+                nursery.start_soon(trio.serve_listeners, handler, listeners)
+                log.info("listening on %s", listen.address)
+        nursery.start_soon(_timers, relay)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT) as signals:
+            async for signum in signals:
+                log.info("%s: exiting", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+    return 0
+
+
+async def _timers(relay: Relay) -> None:
+    while True:
+        await trio.sleep(TICK)
+        relay.tick(trio.current_time())
+        relay.flush()

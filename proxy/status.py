@@ -1,0 +1,126 @@
+"""Every way a call can fail at the proxy, mapped to what the client sees, in
+one table. The proxy never answers a gRPC client with HTML or a bare reset
+where a grpc-status can be given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from urllib.parse import quote
+
+from proxy.http2.frames import ErrorCode
+
+
+class GrpcStatus(IntEnum):
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class Failure(Enum):
+    NO_ROUTE = "no_route"
+    BAD_CONTENT_TYPE = "bad_content_type"
+    BAD_METHOD = "bad_method"
+    NO_ENDPOINT = "no_endpoint"
+    CONNECT_FAILED = "connect_failed"
+    UPSTREAM_LOST = "upstream_lost"
+    UPSTREAM_PROTOCOL = "upstream_protocol"
+    READ_TIMEOUT = "read_timeout"
+    SEND_TIMEOUT = "send_timeout"
+    DEADLINE = "deadline"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """``http_status`` other than 200 is a plain HTTP error (not a gRPC call)."""
+
+    grpc_status: GrpcStatus
+    message: str
+    http_status: int = 200
+
+
+FAILURES: dict[Failure, Answer] = {
+    Failure.NO_ROUTE: Answer(GrpcStatus.UNIMPLEMENTED, "no route for {path}"),
+    Failure.BAD_CONTENT_TYPE: Answer(GrpcStatus.UNKNOWN, "content-type is not application/grpc",
+                                     http_status=415),
+    Failure.BAD_METHOD: Answer(GrpcStatus.UNIMPLEMENTED, "gRPC requires POST", http_status=405),
+    Failure.NO_ENDPOINT: Answer(GrpcStatus.UNAVAILABLE, "no healthy upstream in {upstream}"),
+    Failure.CONNECT_FAILED: Answer(GrpcStatus.UNAVAILABLE,
+                                   "upstream connect error: {detail}"),
+    Failure.UPSTREAM_LOST: Answer(GrpcStatus.UNAVAILABLE, "upstream connection lost: {detail}"),
+    Failure.UPSTREAM_PROTOCOL: Answer(GrpcStatus.INTERNAL, "upstream protocol error: {detail}"),
+    Failure.READ_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE, "stream idle timeout"),
+    Failure.SEND_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE, "stream send timeout"),
+    Failure.DEADLINE: Answer(GrpcStatus.DEADLINE_EXCEEDED, "deadline exceeded at proxy"),
+    Failure.SHUTDOWN: Answer(GrpcStatus.UNAVAILABLE, "proxy is shutting down"),
+}
+
+# An upstream RST_STREAM before any response, as gRPC's HTTP/2 mapping says.
+RESET_TO_STATUS: dict[int, GrpcStatus] = {
+    ErrorCode.NO_ERROR: GrpcStatus.INTERNAL,
+    ErrorCode.PROTOCOL_ERROR: GrpcStatus.INTERNAL,
+    ErrorCode.INTERNAL_ERROR: GrpcStatus.INTERNAL,
+    ErrorCode.FLOW_CONTROL_ERROR: GrpcStatus.INTERNAL,
+    ErrorCode.SETTINGS_TIMEOUT: GrpcStatus.INTERNAL,
+    ErrorCode.STREAM_CLOSED: GrpcStatus.INTERNAL,
+    ErrorCode.FRAME_SIZE_ERROR: GrpcStatus.INTERNAL,
+    ErrorCode.REFUSED_STREAM: GrpcStatus.UNAVAILABLE,
+    ErrorCode.CANCEL: GrpcStatus.CANCELLED,
+    ErrorCode.COMPRESSION_ERROR: GrpcStatus.INTERNAL,
+    ErrorCode.CONNECT_ERROR: GrpcStatus.INTERNAL,
+    ErrorCode.ENHANCE_YOUR_CALM: GrpcStatus.RESOURCE_EXHAUSTED,
+    ErrorCode.INADEQUATE_SECURITY: GrpcStatus.PERMISSION_DENIED,
+    ErrorCode.HTTP_1_1_REQUIRED: GrpcStatus.INTERNAL,
+}
+
+
+def answer_for(failure: Failure, **details: str) -> Answer:
+    a = FAILURES[failure]
+    return Answer(a.grpc_status, a.message.format_map(_Default(details)), a.http_status)
+
+
+def status_for_reset(code: int) -> GrpcStatus:
+    return RESET_TO_STATUS.get(code, GrpcStatus.INTERNAL)
+
+
+class _Default(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def encode_message(message: str) -> bytes:
+    """grpc-message is percent-encoded UTF-8 (gRPC over HTTP/2 spec)."""
+    return quote(message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode("ascii")
+
+
+def trailers_only(status: GrpcStatus, message: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b":status", b"200"),
+        (b"content-type", b"application/grpc"),
+        (b"grpc-status", str(int(status)).encode()),
+        (b"grpc-message", encode_message(message)),
+    ]
+
+
+def trailers(status: GrpcStatus, message: str) -> list[tuple[bytes, bytes]]:
+    return [(b"grpc-status", str(int(status)).encode()),
+            (b"grpc-message", encode_message(message))]
+
+
+def http_error(status: int) -> list[tuple[bytes, bytes]]:
+    return [(b":status", str(status).encode()), (b"content-length", b"0")]

@@ -38,6 +38,7 @@ from proxy.http2.hpack_codec import (
 )
 
 E = f.ErrorCode
+_TOO_LARGE = "frame larger than SETTINGS_MAX_FRAME_SIZE"
 _RESET_MEMORY = 1024  # streams we reset, whose late frames are ignored
 
 
@@ -130,8 +131,11 @@ class Connection:
         self._hb_parts: list[bytes] = []
         self._hb_size = 0
         self._table_size_sent = False
+        # Recently closed streams, to tell "closed" from "never opened", and
+        # those we reset, whose late frames are ignored (RFC 9113 section 5.1).
+        self._closed_ids: set[int] = set()
         self._reset_ids: set[int] = set()
-        self._reset_order: deque[int] = deque()
+        self._closed_order: deque[int] = deque()
 
     # ------------------------------------------------------------------ output
 
@@ -266,12 +270,20 @@ class Connection:
     def _forget(self, s: Stream) -> None:
         s.closed = True
         self.streams.pop(s.id, None)
+        self._remember_closed(s.id)
+
+    def _remember_closed(self, sid: int) -> None:
+        self._closed_ids.add(sid)
+        self._closed_order.append(sid)
+        if len(self._closed_order) > _RESET_MEMORY:
+            old = self._closed_order.popleft()
+            self._closed_ids.discard(old)
+            self._reset_ids.discard(old)
 
     def _remember_reset(self, sid: int) -> None:
+        if sid not in self._closed_ids:
+            self._remember_closed(sid)
         self._reset_ids.add(sid)
-        self._reset_order.append(sid)
-        if len(self._reset_order) > _RESET_MEMORY:
-            self._reset_ids.discard(self._reset_order.popleft())
 
     # ------------------------------------------------------------------- input
 
@@ -307,7 +319,7 @@ class Connection:
         if pos < len(data):
             self._buf = data[pos:]
             if len(self._buf) > self.local_max_frame_size + 9:
-                self._fail(events, E.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+                self._fail(events, E.FRAME_SIZE_ERROR, _TOO_LARGE)
         return events
 
     def _fail(self, events: list[Event], code: int, reason: str) -> None:
@@ -329,7 +341,7 @@ class Connection:
             ftype = lt & 0xFF
             sid &= 0x7FFFFFFF
             if length > max_size:
-                raise _ConnectionError(E.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+                raise _ConnectionError(E.FRAME_SIZE_ERROR, _TOO_LARGE)
             end = pos + 9 + length
             if end > n:
                 break
@@ -481,17 +493,14 @@ class Connection:
             raise _ConnectionError(E.ENHANCE_YOUR_CALM, "header list too large") from None
         s = self.streams.get(sid)
         if s is None:
-            if self.client or not (sid & 1):
-                if self._is_idle(sid):
-                    raise _ConnectionError(E.PROTOCOL_ERROR, "HEADERS on an idle stream")
-                if sid in self._reset_ids:
-                    return
+            if not self.client and sid & 1 and sid > self.last_peer_stream:
+                self._new_request(sid, headers, end_stream, events)
+            elif sid in self._reset_ids:
+                return
+            elif sid in self._closed_ids:
                 raise _ConnectionError(E.STREAM_CLOSED, "HEADERS on a closed stream")
-            if sid <= self.last_peer_stream:
-                if sid in self._reset_ids:
-                    return
-                raise _ConnectionError(E.STREAM_CLOSED, "HEADERS on a closed stream")
-            self._new_request(sid, headers, end_stream, events)
+            else:
+                raise _ConnectionError(E.PROTOCOL_ERROR, f"unexpected stream id {sid}")
             return
         if s.remote_closed:
             raise _StreamError(sid, E.STREAM_CLOSED, "HEADERS after END_STREAM")

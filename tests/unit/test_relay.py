@@ -1,0 +1,310 @@
+"""The relay between two h2 peers, in memory: an h2 client on the downstream
+core, an h2 server on the upstream core, and the relay in between."""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.pool import PoolSnapshot
+from proxy.config.model import Address, Listen, Location, Server
+from proxy.http2.connection import Connection
+from proxy.http2.frames import ErrorCode
+from proxy.relay.link import Link
+from proxy.relay.relay import Relay
+from proxy.relay.stream import RelayStream
+from tests.unit.frame_factory import REQUEST
+
+RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Rig:
+    """Client -- down core | relay | up core -- server, moved by ``pump``."""
+
+    def __init__(self, *, stream_window: int = 1 << 20, read_timeout: float | None = 300.0,
+                 attach: bool = True, server_window: int | None = None) -> None:
+        self.clock = Clock()
+        self.eps = [EndpointState(Address("127.0.0.1", 1)), EndpointState(Address("127.0.0.1", 2))]
+        pool = PoolSnapshot("u", tuple(self.eps), (), 1.0)
+        self.relay = Relay({"u": pool}, self.clock)
+        self.relay.connector = self
+        self.auto_attach = attach
+        self.waiting: list[tuple[EndpointState, RelayStream]] = []
+        loc = Location("/", False, "u", read_timeout=read_timeout)
+        srv = Server((Listen(Address("127.0.0.1", 0)),), (loc,))
+        self.down = Link(Connection(client=False, stream_window=stream_window,
+                                    connection_window=4 * stream_window), server=srv)
+        self.down.core.initiate()
+        self.up = Link(Connection(client=True, stream_window=stream_window,
+                                  connection_window=4 * stream_window), endpoint=self.eps[0])
+        self.up.core.initiate()
+        self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.client.initiate_connection()
+        self.server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        self.server.initiate_connection()
+        if server_window is not None:
+            self.server.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE:
+                                         server_window})
+        self.client_events: list[h2.events.Event] = []
+        self.server_events: list[h2.events.Event] = []
+        self.pump()
+
+    def acquire(self, ep: EndpointState, rs: RelayStream, timeout: float) -> None:
+        if self.auto_attach:
+            self.relay.attach(rs, self.up)
+        else:
+            self.waiting.append((ep, rs))
+
+    def pump(self, rounds: int = 20) -> None:
+        for _ in range(rounds):
+            moved = False
+            data = self.client.data_to_send()
+            if data:
+                moved = True
+                self.relay.on_client_events(self.down, self.down.core.receive_data(data))
+            data = self.down.core.take_output()
+            if data:
+                moved = True
+                self.client_events += self.client.receive_data(data)
+            data = self.up.core.take_output()
+            if data:
+                moved = True
+                self.server_events += self.server.receive_data(data)
+            data = self.server.data_to_send()
+            if data:
+                moved = True
+                self.relay.on_upstream_events(self.up, self.up.core.receive_data(data))
+            self.relay.drained(self.down)
+            self.relay.drained(self.up)
+            if not moved:
+                return
+
+    def of(self, side: list[h2.events.Event], kind: type) -> list:
+        return [e for e in side if isinstance(e, kind)]
+
+
+def test_unary_call_round_trip() -> None:
+    rig = Rig()
+    rig.client.send_headers(1, REQUEST)
+    rig.client.send_data(1, b"\x00\x00\x00\x00\x01x", end_stream=True)
+    rig.pump()
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    assert req.headers == REQUEST
+    assert b"".join(e.data for e in rig.of(rig.server_events, h2.events.DataReceived)) == \
+        b"\x00\x00\x00\x00\x01x"
+    rig.server.send_headers(req.stream_id, RESPONSE)
+    rig.server.send_data(req.stream_id, b"\x00\x00\x00\x00\x01y")
+    rig.server.send_headers(req.stream_id, [(b"grpc-status", b"0")], end_stream=True)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert resp.headers == RESPONSE
+    (tr,) = rig.of(rig.client_events, h2.events.TrailersReceived)
+    assert tr.headers == [(b"grpc-status", b"0")]
+    assert not rig.relay.active and rig.eps[0].active == 0
+
+
+def test_trailers_only_response_passes_through() -> None:
+    rig = Rig()
+    rig.client.send_headers(1, REQUEST, end_stream=True)
+    rig.pump()
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    block = RESPONSE + [(b"grpc-status", b"5"), (b"grpc-message", b"nope")]
+    rig.server.send_headers(req.stream_id, block, end_stream=True)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert resp.headers == block
+    assert rig.of(rig.client_events, h2.events.StreamEnded)
+
+
+def test_slow_reader_gets_backpressure_not_buffering() -> None:
+    """The upstream may send only what the client's window can take plus one
+    stream window parked in the proxy: the proxy's credit to the server stops."""
+    window = 65535
+    rig = Rig(stream_window=window)
+    rig.client.send_headers(1, REQUEST, end_stream=True)
+    rig.pump()
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    rig.server.send_headers(req.stream_id, RESPONSE)
+    sent = 0
+    for _ in range(100):  # the server writes as fast as its window allows
+        room = rig.server.local_flow_control_window(req.stream_id)
+        if room <= 0:
+            break
+        chunk = min(room, 16384)
+        rig.server.send_data(req.stream_id, b"z" * chunk)
+        sent += chunk
+        rig.pump()
+    # The client never acknowledged anything (h2 does not auto-ack): the server
+    # is stopped after the client's window (65535) plus one proxy window.
+    assert sent <= 2 * window + 16384
+    rs = next(iter(rig.relay.active))
+    assert rs.response.size <= window
+    # The client reads: credit flows back to the server.
+    got = sum(len(e.data) for e in rig.of(rig.client_events, h2.events.DataReceived))
+    rig.client.acknowledge_received_data(got, 1)
+    rig.pump()
+    assert rig.server.local_flow_control_window(req.stream_id) > 0
+
+
+def test_trailers_wait_behind_buffered_data() -> None:
+    rig = Rig()
+    rig.client.send_headers(1, REQUEST, end_stream=True)
+    rig.pump()
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    rig.server.send_headers(req.stream_id, RESPONSE)
+    for _ in range(5):
+        rig.server.send_data(req.stream_id, b"q" * 16000)
+    rig.server.send_headers(req.stream_id, [(b"grpc-status", b"0")], end_stream=True)
+    rig.pump()
+    received = sum(len(e.data) for e in rig.of(rig.client_events, h2.events.DataReceived))
+    assert received == 65535  # the client's default window
+    assert not rig.of(rig.client_events, h2.events.TrailersReceived)
+    rig.client.increment_flow_control_window(1 << 20)
+    rig.client.increment_flow_control_window(1 << 20, stream_id=1)
+    rig.pump()
+    received = sum(len(e.data) for e in rig.of(rig.client_events, h2.events.DataReceived))
+    assert received == 80000
+    assert rig.of(rig.client_events, h2.events.TrailersReceived)
+
+
+def test_client_reset_cancels_upstream() -> None:
+    rig = Rig()
+    rig.client.send_headers(1, REQUEST)
+    rig.pump()
+    rig.client.reset_stream(1, ErrorCode.CANCEL)
+    rig.pump()
+    (reset,) = rig.of(rig.server_events, h2.events.StreamReset)
+    assert reset.error_code == ErrorCode.CANCEL
+    assert not rig.relay.active
+
+
+def test_upstream_reset_after_headers_resets_client() -> None:
+    rig = Rig()
+    rig.client.send_headers(1, REQUEST)
+    rig.pump()
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    rig.server.send_headers(req.stream_id, RESPONSE)
+    rig.server.reset_stream(req.stream_id, ErrorCode.CANCEL)
+    rig.pump()
+    (reset,) = rig.of(rig.client_events, h2.events.StreamReset)
+    assert reset.error_code == ErrorCode.CANCEL
+
+
+def test_upstream_reset_before_headers_gives_grpc_status() -> None:
+    rig = Rig()
+    rig.client.send_headers(1, REQUEST)
+    rig.pump()
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    rig.server.reset_stream(req.stream_id, ErrorCode.INTERNAL_ERROR)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert dict(resp.headers)[b"grpc-status"] == b"13"
+
+
+def test_refused_stream_is_retried_with_its_data() -> None:
+    rig = Rig()
+    rig.client.send_headers(1, REQUEST)
+    rig.client.send_data(1, b"payload")
+    rig.pump()
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    rig.server.reset_stream(req.stream_id, ErrorCode.REFUSED_STREAM)
+    rig.server_events.clear()
+    rig.pump()
+    (again,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    assert again.stream_id == 3
+    data = b"".join(e.data for e in rig.of(rig.server_events, h2.events.DataReceived)
+                    if e.stream_id == 3)
+    assert data == b"payload"
+    assert not rig.of(rig.client_events, h2.events.StreamReset)
+
+
+def test_upstream_lost_mid_stream_gives_unavailable() -> None:
+    rig = Rig()
+    rig.client.send_headers(1, REQUEST)
+    rig.pump()
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    rig.server.send_headers(req.stream_id, RESPONSE)
+    rig.server.send_data(req.stream_id, b"partial")
+    rig.pump()
+    rig.relay.upstream_lost(rig.up, "closed by peer")
+    rig.pump()
+    (tr,) = rig.of(rig.client_events, h2.events.TrailersReceived)
+    assert dict(tr.headers)[b"grpc-status"] == b"14"
+    assert rig.eps[0].fails == 1
+
+
+def test_no_route_is_unimplemented() -> None:
+    rig = Rig()
+    rig.relay.pools.clear()
+    rig.down.server = Server((), (Location("=/only.This/Method", True, "u"),))
+    rig.client.send_headers(1, REQUEST, end_stream=True)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert dict(resp.headers)[b"grpc-status"] == b"12"
+
+
+def test_wrong_content_type_is_http_415() -> None:
+    rig = Rig()
+    headers = [(k, b"text/plain" if k == b"content-type" else v) for k, v in REQUEST]
+    rig.client.send_headers(1, headers, end_stream=True)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert dict(resp.headers)[b":status"] == b"415"
+
+
+def test_grpc_timeout_expiring_at_proxy_is_deadline_exceeded() -> None:
+    rig = Rig()
+    rig.client.send_headers(1, REQUEST + [(b"grpc-timeout", b"200m")])
+    rig.pump()
+    rig.clock.now = 0.3
+    rig.relay.tick(rig.clock.now)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert dict(resp.headers)[b"grpc-status"] == b"4"
+    (reset,) = rig.of(rig.server_events, h2.events.StreamReset)
+    assert reset.error_code == ErrorCode.CANCEL
+
+
+def test_idle_stream_times_out_but_data_resets_the_timer() -> None:
+    rig = Rig(read_timeout=1.0)
+    rig.client.send_headers(1, REQUEST)
+    rig.pump()
+    for t in (0.6, 1.2, 1.8):
+        rig.clock.now = t
+        rig.client.send_data(1, b"tick")
+        rig.pump()
+        rig.relay.tick(t)
+    assert rig.relay.active
+    rig.clock.now = 2.9
+    rig.relay.tick(2.9)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert dict(resp.headers)[b"grpc-status"] == b"14"
+    assert b"stream idle timeout" in dict(resp.headers)[b"grpc-message"]
+
+
+def test_connect_failure_tries_next_endpoint_then_unavailable() -> None:
+    rig = Rig(attach=False)
+    rig.client.send_headers(1, REQUEST, end_stream=True)
+    rig.pump()
+    ep, rs = rig.waiting.pop()
+    rig.relay.connect_failed(rs, ep, "connection refused")
+    ep2, rs2 = rig.waiting.pop()
+    assert ep2 is not ep and rs2 is rs
+    rig.relay.connect_failed(rs, ep2, "connection refused")
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    headers = dict(resp.headers)
+    assert headers[b"grpc-status"] == b"14" and b"connection refused" in headers[b"grpc-message"]
+    assert all(not e.available(0.0) for e in rig.eps)  # max_fails=1: both out

@@ -1,0 +1,354 @@
+"""The directive tree -> the typed model, with every check that needs meaning.
+
+Messages reuse nginx's wording where nginx has one, so search engines and
+nginx habits still help.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from proxy.config.errors import ConfigError, quote
+from proxy.config.model import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_STREAMS,
+    DEFAULT_NEXT_UPSTREAM_TRIES,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_SEND_TIMEOUT,
+    Address,
+    Config,
+    Listen,
+    Location,
+    Server,
+    Upstream,
+    UpstreamServer,
+)
+from proxy.config.parser import Directive
+from proxy.config.units import (
+    UnitError,
+    parse_address,
+    parse_duration,
+    parse_timeout,
+)
+
+T = TypeVar("T")
+
+MAX_WORKER_PROCESSES = 1024  # nginx's NGX_MAX_PROCESSES
+MAX_INT = 2**31 - 1
+# No ":" so an explicit name never collides with an implicit "host:port" one.
+_UPSTREAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    block: bool
+    min_args: int
+    max_args: int | None  # None: no upper bound
+    unique: bool
+
+
+# Which directives each context accepts. "include" never gets here: the
+# parser has already replaced it with the included directives.
+_SPECS: dict[str, dict[str, _Spec]] = {
+    "main": {
+        "worker_processes": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "upstream": _Spec(block=True, min_args=1, max_args=1, unique=False),
+        "server": _Spec(block=True, min_args=0, max_args=0, unique=False),
+    },
+    "upstream": {
+        "server": _Spec(block=False, min_args=1, max_args=None, unique=False),
+        "connect_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
+    },
+    "server": {
+        "listen": _Spec(block=False, min_args=1, max_args=None, unique=False),
+        "http2_max_concurrent_streams": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "location": _Spec(block=True, min_args=1, max_args=2, unique=False),
+    },
+    "location": {
+        "grpc_pass": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "grpc_read_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "grpc_send_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "grpc_connect_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "grpc_next_upstream_tries": _Spec(block=False, min_args=1, max_args=1, unique=True),
+    },
+}
+_KNOWN = frozenset(name for specs in _SPECS.values() for name in specs)
+
+
+def build(directives: Sequence[Directive], file: str) -> Config:
+    """Check ``directives`` (the main file, includes expanded) and build."""
+    return _Builder(file).build(directives)
+
+
+def _error(d: Directive, message: str) -> ConfigError:
+    return ConfigError(d.file, d.line, message)
+
+
+def _checked(context: str, directives: Sequence[Directive]) -> Iterator[Directive]:
+    """Yield ``directives`` after the generic checks nginx also does, in
+    nginx's order: name, context, block-ness, argument count, uniqueness."""
+    seen: set[str] = set()
+    for d in directives:
+        spec = _SPECS[context].get(d.name)
+        if spec is None:
+            if d.name in _KNOWN:
+                raise _error(d, f"{quote(d.name)} directive is not allowed here")
+            raise _error(d, f"unknown directive {quote(d.name)}")
+        if spec.block and d.block is None:
+            raise _error(d, f'directive {quote(d.name)} has no opening "{{"')
+        if not spec.block and d.block is not None:
+            raise _error(d, f'directive {quote(d.name)} is not terminated by ";"')
+        too_many = spec.max_args is not None and len(d.args) > spec.max_args
+        if len(d.args) < spec.min_args or too_many:
+            raise _error(d, f"invalid number of arguments in {quote(d.name)} directive")
+        if spec.unique and d.name in seen:
+            raise _error(d, f"{quote(d.name)} directive is duplicate")
+        seen.add(d.name)
+        yield d
+
+
+def _unit(d: Directive, parse: Callable[[str], T], value: str) -> T:
+    """``parse(value)`` with a UnitError turned into this directive's error."""
+    try:
+        return parse(value)
+    except UnitError as e:
+        raise _error(d, str(e)) from None
+
+
+def _int(d: Directive, value: str, name: str, minimum: int, maximum: int = MAX_INT) -> int:
+    """An integer in [minimum, maximum]; ``name`` is a directive or a parameter."""
+    if re.fullmatch(r"[0-9]{1,10}", value) and minimum <= int(value) <= maximum:
+        return int(value)
+    rule = f"at least {minimum}" if maximum == MAX_INT else f"from {minimum} to {maximum}"
+    raise _error(d, f"invalid value {quote(value)} in {_what(d, name)}, it must be {rule}")
+
+
+def _positive_duration(d: Directive, value: str, name: str) -> float:
+    seconds = _unit(d, parse_duration, value)
+    if seconds <= 0:
+        raise _error(d, f"invalid value {quote(value)} in {_what(d, name)}, it must be more than 0")
+    return seconds
+
+
+def _what(d: Directive, name: str) -> str:
+    """How a message names the value: nginx says '"x" directive' for a
+    directive, and plain '"x"' fits a parameter such as weight=."""
+    return f"{quote(name)} directive" if name == d.name else quote(name)
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.upstreams: dict[str, Upstream] = {}
+        self.implicit: dict[str, Upstream] = {}
+        self.listens: set[Address] = set()
+        # grpc_pass NAME references, checked once every upstream is known.
+        self.references: list[tuple[str, Directive]] = []
+
+    def build(self, directives: Sequence[Directive]) -> Config:
+        worker_processes = 1  # nginx's default
+        servers: list[Server] = []
+        for d in _checked("main", directives):
+            if d.name == "worker_processes":
+                worker_processes = self._worker_processes(d)
+            elif d.name == "upstream":
+                self._upstream(d)
+            else:
+                servers.append(self._server(d))
+        for name, d in self.references:
+            if name not in self.upstreams:
+                raise _error(d, f"no upstream {quote(name)} for grpc_pass")
+        return Config(
+            file=self.file,
+            worker_processes=worker_processes,
+            upstreams={**self.upstreams, **self.implicit},
+            servers=tuple(servers),
+        )
+
+    # main context
+
+    def _worker_processes(self, d: Directive) -> int:
+        if d.args[0] == "auto":
+            return os.cpu_count() or 1
+        if re.fullmatch(r"[0-9]{1,10}", d.args[0]) and 1 <= int(d.args[0]) <= MAX_WORKER_PROCESSES:
+            return int(d.args[0])
+        rule = f'"auto" or a number from 1 to {MAX_WORKER_PROCESSES}'
+        raise _error(d, f'invalid value {quote(d.args[0])} in "worker_processes" directive, '
+                        f"it must be {rule}")
+
+    def _upstream(self, d: Directive) -> None:
+        name = d.args[0]
+        if not _UPSTREAM_NAME.fullmatch(name):
+            raise _error(d, f"invalid upstream name {quote(name)}, "
+                            "use letters, digits, \".\", \"-\" and \"_\"")
+        if name in self.upstreams:
+            raise _error(d, f"duplicate upstream {quote(name)}")
+        servers: list[UpstreamServer] = []
+        connect_timeout = DEFAULT_CONNECT_TIMEOUT
+        for sub in _checked("upstream", d.block or ()):
+            if sub.name == "connect_timeout":
+                connect_timeout = _positive_duration(sub, sub.args[0], sub.name)
+            else:
+                server = _upstream_server(sub)
+                if any(s.address == server.address for s in servers):
+                    msg = f"duplicate server {server.address} in upstream {quote(name)}"
+                    raise _error(sub, msg)
+                servers.append(server)
+        if not servers:
+            raise _error(d, f"upstream {quote(name)} has no servers")
+        self.upstreams[name] = Upstream(name, tuple(servers), connect_timeout, source=d.source)
+
+    def _server(self, d: Directive) -> Server:
+        listens: list[Listen] = []
+        locations: list[Location] = []
+        max_streams = DEFAULT_MAX_CONCURRENT_STREAMS
+        for sub in _checked("server", d.block or ()):
+            if sub.name == "listen":
+                listens.append(self._listen(sub))
+            elif sub.name == "location":
+                location = self._location(sub)
+                if any((x.path, x.exact) == (location.path, location.exact) for x in locations):
+                    shown = _shown(location.path, location.exact)
+                    raise _error(sub, f"duplicate location {quote(shown)}")
+                locations.append(location)
+            else:
+                max_streams = _int(sub, sub.args[0], sub.name, 1)
+        if not listens:
+            raise _error(d, "server has no listen")
+        return Server(tuple(listens), tuple(locations), max_streams, source=d.source)
+
+    # server context
+
+    def _listen(self, d: Directive) -> Listen:
+        address = _unit(d, lambda v: parse_address(v, listen=True), d.args[0])
+        if address in self.listens:
+            raise _error(d, f"duplicate listen {address}")
+        self.listens.add(address)
+        reuseport = False
+        for param in d.args[1:]:
+            if param == "ssl":
+                raise _error(d, '"ssl" is not supported yet')
+            if param == "reuseport":
+                reuseport = True
+            elif param != "http2":  # gRPC is HTTP/2 only: "http2" is implied
+                raise _error(d, f"invalid parameter {quote(param)}")
+        return Listen(address, http2=True, reuseport=reuseport, source=d.source)
+
+    def _location(self, d: Directive) -> Location:
+        path, exact = _location_path(d)
+        upstream: str | None = None
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT
+        connect_timeout: float | None = None
+        tries = DEFAULT_NEXT_UPSTREAM_TRIES
+        for sub in _checked("location", d.block or ()):
+            value = sub.args[0]
+            if sub.name == "grpc_pass":
+                upstream = self._grpc_pass(sub)
+            elif sub.name == "grpc_read_timeout":
+                read_timeout = _unit(sub, parse_timeout, value)
+            elif sub.name == "grpc_send_timeout":
+                send_timeout = _unit(sub, parse_timeout, value)
+            elif sub.name == "grpc_connect_timeout":
+                connect_timeout = _positive_duration(sub, value, sub.name)
+            else:
+                tries = _int(sub, value, sub.name, 0)
+        if upstream is None:
+            raise _error(d, f"location {quote(_shown(path, exact))} has no grpc_pass")
+        return Location(path, exact, upstream, read_timeout, send_timeout, connect_timeout,
+                        tries, source=d.source)
+
+    # location context
+
+    def _grpc_pass(self, d: Directive) -> str:
+        """The upstream name for ``grpc_pass``; makes implicit upstreams."""
+        target = d.args[0]
+        scheme, sep, rest = target.partition("://")
+        if not sep:
+            rest = target
+        elif scheme.lower() == "grpcs":  # nginx compares schemes case-insensitively
+            raise _error(d, '"grpcs://" is not supported yet')
+        elif scheme.lower() != "grpc":
+            raise _error(d, f"invalid URL prefix in {quote(target)}")
+        if not rest:
+            raise _error(d, f"invalid grpc_pass {quote(target)}, an upstream or address is needed")
+        if "/" in rest:
+            raise _error(d, f"invalid grpc_pass {quote(target)}, a URI path is not allowed")
+        if ":" not in rest:  # a name: resolved once the whole file is read
+            self.references.append((rest, d))
+            return rest
+        address = _unit(d, parse_address, rest)
+        name = str(address)
+        if name not in self.implicit:
+            server = UpstreamServer(address, source=d.source)
+            self.implicit[name] = Upstream(name, (server,), implicit=True, source=d.source)
+        return name
+
+
+def _upstream_server(d: Directive) -> UpstreamServer:
+    """``server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down]
+    [meta=k:v,...];`` inside ``upstream``."""
+    address = _unit(d, parse_address, d.args[0])
+    fields: dict[str, object] = {}
+    for param in d.args[1:]:
+        key, eq, value = param.partition("=")
+        field = key if eq else param
+        if field in fields:
+            raise _error(d, f"duplicate parameter {quote(field)}")
+        fields[field] = _server_param(d, param, key, eq, value)
+    return UpstreamServer(address, source=d.source, **fields)  # type: ignore[arg-type]
+
+
+def _server_param(d: Directive, param: str, key: str, eq: str, value: str) -> object:
+    if not eq and param in ("backup", "down"):
+        return True
+    if eq and key == "weight":
+        return _int(d, value, key, 1)
+    if eq and key == "max_fails":
+        return _int(d, value, key, 0)
+    if eq and key == "fail_timeout":
+        return _positive_duration(d, value, key)
+    if eq and key == "meta":
+        return _meta(d, value)
+    raise _error(d, f"invalid parameter {quote(param)}")
+
+
+def _meta(d: Directive, value: str) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[str, str]] = []
+    for item in value.split(","):
+        k, colon, v = item.partition(":")
+        if not k or not colon or not v:
+            raise _error(d, f'invalid value {quote(value)} in "meta", '
+                            "it must be key:value[,key:value...]")
+        if any(k == seen for seen, _ in pairs):
+            raise _error(d, f'duplicate key {quote(k)} in "meta"')
+        pairs.append((k, v))
+    return tuple(pairs)
+
+
+def _location_path(d: Directive) -> tuple[str, bool]:
+    """``location [=|^~] PATH``: (path, exact). ``^~`` only stops nginx's
+    regex search; without regex locations it is a plain prefix."""
+    if len(d.args) == 2:
+        modifier, path = d.args
+    else:  # nginx also accepts the modifier glued on: "=/x"
+        arg = d.args[0]
+        modifier = next((m for m in ("=", "^~", "~*", "~", "@") if arg.startswith(m)), "")
+        path = arg[len(modifier):]
+    if modifier in ("~", "~*"):
+        raise _error(d, "regular expression locations are not supported")
+    if modifier == "@":
+        raise _error(d, "named locations are not supported")
+    if len(d.args) == 2 and modifier not in ("=", "^~"):
+        raise _error(d, f"invalid location modifier {quote(modifier)}")
+    if not path.startswith("/"):
+        raise _error(d, f"invalid location path {quote(path)}, it must start with \"/\"")
+    return path, modifier == "="
+
+
+def _shown(path: str, exact: bool) -> str:
+    return "= " + path if exact else path

@@ -125,6 +125,7 @@ class Connection:
         self._max_block = max_header_list_size  # cap on a block's compressed bytes
         self._buf = b""
         self._preface_pending = not client
+        self._initiated = False
         self._settings_received = False
         self._hb_stream = 0
         self._hb_flags = 0
@@ -140,7 +141,12 @@ class Connection:
     # ------------------------------------------------------------------ output
 
     def initiate(self) -> None:
-        """Queue the connection preface: our SETTINGS and connection window."""
+        """Queue the connection preface: our SETTINGS and connection window.
+        A server calls it once the client's preface has arrived (receive_data
+        does), so a client speaking HTTP/1.1 gets a clean HTTP/1.1 reply."""
+        if self._initiated:
+            return
+        self._initiated = True
         out = self.out
         if self.client:
             out.append(f.PREFACE)
@@ -303,6 +309,7 @@ class Connection:
             elif data.startswith(f.PREFACE):
                 pos = len(f.PREFACE)
                 self._preface_pending = False
+                self.initiate()
             if self._preface_pending:
                 self.closed = True
                 if _looks_like_http1(data):

@@ -145,7 +145,7 @@ class Relay:
             core.send_headers(down, http_error(405), True)
             self._close_client_stream(link, down)
             return
-        if not ctype.startswith(b"application/grpc"):
+        if not _is_grpc_content_type(ctype):
             core.send_headers(down, http_error(415), True)
             self._close_client_stream(link, down)
             return
@@ -544,6 +544,11 @@ class Relay:
         if rs.endpoint is not None:
             rs.endpoint.active -= 1
             rs.endpoint = None
+
+
+def _is_grpc_content_type(ctype: bytes) -> bool:
+    """application/grpc, optionally +format (+proto, +json) or ;parameters."""
+    return ctype.startswith(b"application/grpc") and ctype[16:17] in (b"", b"+", b";")
 
 
 def _code_name(code: int) -> str:

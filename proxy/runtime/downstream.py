@@ -54,13 +54,8 @@ class ClientHandler:
             relay.on_client_events(lk, events)
 
         io = LinkIO(link, stream, relay, on_events)
-
-        def start() -> None:
-            core.initiate()
-            link.wake()  # type: ignore[misc, operator]
-
         try:
-            await io.run(start)
+            await io.run()
         finally:
             relay.client_lost(link)
             relay.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 
@@ -26,6 +27,10 @@ def run(config: Config) -> int:
     if config.worker_processes > 1:
         log.warning("worker_processes %d: running one process (several are not supported yet)",
                     config.worker_processes)
+    # Calls make short-lived objects by the thousand; the default gen-0
+    # threshold (700) would run the collector every few calls.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     try:
         return trio.run(_main, config)
     except StartupError as e:

@@ -14,6 +14,7 @@ sender on this side. Send windows are the caller's to respect
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from proxy.http2 import frames as f
 from proxy.http2.events import (
@@ -30,6 +31,7 @@ from proxy.http2.events import (
 from proxy.http2.headers import check_request, check_response, check_trailers, content_length
 from proxy.http2.hpack_codec import (
     TABLE_SIZE_ZERO,
+    HeaderBlock,
     HeaderDecodeError,
     HeaderDecoder,
     HeaderList,
@@ -512,7 +514,7 @@ class Connection:
         if s.remote_closed:
             raise _StreamError(sid, E.STREAM_CLOSED, "HEADERS after END_STREAM")
         if self.client and not s.headers_received:
-            err = check_response(headers)
+            err = _checked(headers, check_response)
             if err:
                 raise _StreamError(sid, E.PROTOCOL_ERROR, err)
             if headers[0][1][:1] == b"1":
@@ -525,7 +527,7 @@ class Connection:
         else:
             if not end_stream:
                 raise _StreamError(sid, E.PROTOCOL_ERROR, "trailers without END_STREAM")
-            err = check_trailers(headers)
+            err = _checked(headers, check_trailers)
             if err:
                 raise _StreamError(sid, E.PROTOCOL_ERROR, err)
             if s.expected_length is not None and s.received_length != s.expected_length:
@@ -548,7 +550,7 @@ class Connection:
             self._emit(f.rst_stream(sid, E.REFUSED_STREAM))
             self._remember_reset(sid)
             return
-        err = check_request(headers)
+        err = _checked(headers, check_request)
         cl = content_length(headers) if err is None else None
         if err is None and cl is not None and (cl < 0 or (end_stream and cl != 0)):
             err = "bad content-length"
@@ -679,6 +681,13 @@ class Connection:
             for s in [s for s in self.streams.values() if s.id > last]:
                 self._forget(s)
                 events.append(StreamReset(s, E.REFUSED_STREAM, remote=True))
+
+
+def _checked(headers: HeaderBlock, check: Callable[[HeaderList], str | None]) -> str | None:
+    if headers.checked is not check:
+        headers.error = check(headers)
+        headers.checked = check
+    return headers.error
 
 
 def _looks_like_http1(data: bytes) -> bool:

@@ -20,6 +20,21 @@ from hpack.table import HeaderTable
 Header = tuple[bytes, bytes]
 HeaderList = list[Header]
 
+
+class HeaderBlock(list):  # type: ignore[type-arg]
+    """A decoded header list that remembers work done on it. Cached blocks
+    come back as the same object, so checks, field scans and the re-encoding
+    are done once per distinct block, not once per call."""
+
+    __slots__ = ("checked", "error", "encoded", "info")
+
+    def __init__(self, headers: HeaderList) -> None:
+        super().__init__(headers)
+        self.checked: object = None  # which check produced ``error``
+        self.error: str | None = None
+        self.encoded: bytes | None = None
+        self.info: object = None
+
 _CACHE_LIMIT = 512
 
 _STATIC_FULL: dict[Header, int] = {}
@@ -47,7 +62,7 @@ class HeaderDecoder:
     def __init__(self, max_header_list_size: int) -> None:
         self._decoder = hpack.Decoder()
         self._decoder.max_header_list_size = max_header_list_size
-        self._cache: dict[bytes, HeaderList] = {}
+        self._cache: dict[bytes, HeaderBlock] = {}
         self._marker = self._table_marker()
 
     def _table_marker(self) -> tuple[object, int, int]:
@@ -55,7 +70,7 @@ class HeaderDecoder:
         entries = table.dynamic_entries
         return (entries[0] if entries else None, len(entries), table.maxsize)
 
-    def decode(self, block: bytes) -> HeaderList:
+    def decode(self, block: bytes) -> HeaderBlock:
         cached = self._cache.get(block)
         if cached is not None:
             return cached
@@ -65,11 +80,11 @@ class HeaderDecoder:
             raise HeaderListTooLarge(str(e)) from None
         except (hpack.HPACKError, IndexError, ValueError, TypeError) as e:
             raise HeaderDecodeError(str(e) or type(e).__name__) from None
-        headers: HeaderList = [
-            NeverIndexedHeaderTuple(n, v) if isinstance(h, NeverIndexedHeaderTuple) else (n, v)
-            for h in decoded
-            for n, v in (h,)
-        ]
+        headers = HeaderBlock(
+            [NeverIndexedHeaderTuple(n, v) if isinstance(h, NeverIndexedHeaderTuple) else (n, v)
+             for h in decoded
+             for n, v in (h,)]
+        )
         marker = self._table_marker()
         if marker[0] is self._marker[0] and marker[1:] == self._marker[1:]:
             if len(self._cache) >= _CACHE_LIMIT:
@@ -115,6 +130,10 @@ _encode_cache: dict[tuple[Header, ...], bytes] = {}
 
 
 def encode_headers(headers: list[Header] | tuple[Header, ...]) -> bytes:
+    if type(headers) is HeaderBlock:
+        if headers.encoded is None:
+            headers.encoded = _encode(headers)
+        return headers.encoded
     key = tuple(headers)
     block = _encode_cache.get(key)
     if block is None:

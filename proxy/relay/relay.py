@@ -30,7 +30,7 @@ from proxy.http2.events import (
     WindowOpened,
 )
 from proxy.http2.frames import ErrorCode
-from proxy.http2.hpack_codec import HeaderList
+from proxy.http2.hpack_codec import HeaderBlock, HeaderList
 from proxy.relay.link import Link
 from proxy.relay.stream import REPLAY_LIMIT, Pending, RelayStream
 from proxy.status import (
@@ -127,19 +127,12 @@ class Relay:
     def _new_call(self, link: Link, ev: HeadersReceived) -> None:
         down: Stream = ev.stream  # type: ignore[assignment]
         headers = ev.headers
-        path = b""
-        method = b""
-        ctype = b""
-        timeout = b""
-        for name, value in headers:
-            if name == b":path":
-                path = value
-            elif name == b":method":
-                method = value
-            elif name == b"content-type":
-                ctype = value
-            elif name == b"grpc-timeout":
-                timeout = value
+        info = getattr(headers, "info", None)
+        if info is None:
+            info = _request_fields(headers)
+            if type(headers) is HeaderBlock:
+                headers.info = info
+        path, method, ctype, timeout = info  # type: ignore[misc]
         core = link.core
         if method != b"POST":
             core.send_headers(down, http_error(405), True)
@@ -544,6 +537,21 @@ class Relay:
         if rs.endpoint is not None:
             rs.endpoint.active -= 1
             rs.endpoint = None
+
+
+def _request_fields(headers: HeaderList) -> tuple[bytes, bytes, bytes, bytes]:
+    """(:path, :method, content-type, grpc-timeout) of a request."""
+    path = method = ctype = timeout = b""
+    for name, value in headers:
+        if name == b":path":
+            path = value
+        elif name == b":method":
+            method = value
+        elif name == b"content-type":
+            ctype = value
+        elif name == b"grpc-timeout":
+            timeout = value
+    return path, method, ctype, timeout
 
 
 def _is_grpc_content_type(ctype: bytes) -> bool:

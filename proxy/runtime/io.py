@@ -27,14 +27,13 @@ class LinkIO:
         self.stream = stream
         self.relay = relay
         self.on_events = on_events
-        self._wakeup = trio.Event()
+        # The writer parks here when the core has nothing to send; waking an
+        # empty lot is a no-op, so the relay may wake links freely.
+        self._lot = trio.lowlevel.ParkingLot()
         self._closing = False
         self._writer_done = trio.Event()
         self.close_reason = ""
-        link.wake = self._wakeup.set
-
-    def _wake(self) -> None:
-        self._wakeup.set()
+        link.wake = self._lot.unpark_all
 
     async def run(self, first: Callable[[], None] | None = None) -> None:
         """Serve until EOF, an error, or a connection error found by the core."""
@@ -46,7 +45,7 @@ class LinkIO:
                 await self._reader()
                 # Let the writer flush what is left (a GOAWAY, final frames).
                 self._closing = True
-                self._wakeup.set()
+                self._lot.unpark_all()
                 with trio.move_on_after(FINAL_FLUSH_TIMEOUT):
                     await self._writer_done.wait()
                 nursery.cancel_scope.cancel()
@@ -73,7 +72,7 @@ class LinkIO:
                 on_events(self.link, events)
             relay.flush()
             if core.out:
-                self._wakeup.set()
+                self._lot.unpark_all()
             if core.closed:
                 self.close_reason = core.close_reason or "closed"
                 return
@@ -84,9 +83,8 @@ class LinkIO:
         send_all = self.stream.send_all
         try:
             while True:
-                await self._wakeup.wait()
-                self._wakeup = trio.Event()
-                self.link.wake = self._wakeup.set
+                if not core.out and not self._closing:
+                    await self._lot.park()
                 if core.out:
                     try:
                         await send_all(core.take_output())

@@ -280,6 +280,7 @@ class Relay:
         core = link.core
         chunks = p.chunks
         acked = 0
+        sent = False
         while chunks:
             window = min(stream.send_window, core.send_window)
             if window <= 0 or not link.writable():
@@ -296,14 +297,18 @@ class Relay:
                 chunks[0] = (data[window:], owes)
                 data = data[:window]
             p.size -= len(data)
+            sent = True
             if owes:
                 acked += len(data)
             if replay:
                 self._keep_for_replay(rs, data)
         self.dirty.add(link)
         if chunks:
+            if rs.blocked_since is None or sent:
+                rs.blocked_since = self.clock()  # grpc_send_timeout counts from here
             link.blocked[rs] = None
             return acked
+        rs.blocked_since = None
         link.blocked.pop(rs, None)
         if p.end and not p.end_sent:
             if p.trailers is not None:
@@ -449,16 +454,22 @@ class Relay:
         link.blocked.clear()
 
     def tick(self, now: float) -> None:
-        """Timers: proxy-side deadlines and the per-stream idle timeout."""
+        """Timers: proxy-side deadlines, the per-stream idle timeout, and the
+        send timeout of a stream whose peer takes nothing (a zero window)."""
         heap = self._deadlines
         while heap and heap[0][0] <= now:
             _, _, rs = heapq.heappop(heap)
             if not rs.done:
                 self._fail(rs, answer_for(Failure.DEADLINE))
         for rs in list(self.active):
-            timeout = rs.location.read_timeout
-            if timeout and now - rs.last_data >= timeout and not rs.done:
+            loc = rs.location
+            if rs.done:
+                continue
+            if loc.read_timeout and now - rs.last_data >= loc.read_timeout:
                 self._fail(rs, answer_for(Failure.READ_TIMEOUT))
+            elif (loc.send_timeout and rs.blocked_since is not None
+                  and now - rs.blocked_since >= loc.send_timeout):
+                self._fail(rs, answer_for(Failure.SEND_TIMEOUT))
 
     def _fail(self, rs: RelayStream, answer: Answer) -> None:
         """End the call at the proxy with ``answer``: cancel upstream, tell the

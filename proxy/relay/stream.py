@@ -53,6 +53,7 @@ class RelayStream:
         "last_error",
         "last_data",
         "deadline",
+        "blocked_since",
         "done",
     )
 
@@ -76,6 +77,7 @@ class RelayStream:
         self.last_error = ""
         self.last_data = now
         self.deadline: float | None = None
+        self.blocked_since: float | None = None  # parked on a window with no progress
         self.done = False
 
     def __repr__(self) -> str:

@@ -308,3 +308,28 @@ def test_connect_failure_tries_next_endpoint_then_unavailable() -> None:
     headers = dict(resp.headers)
     assert headers[b"grpc-status"] == b"14" and b"connection refused" in headers[b"grpc-message"]
     assert all(not e.available(0.0) for e in rig.eps)  # max_fails=1: both out
+
+
+def test_client_that_never_reads_is_ended_after_send_timeout() -> None:
+    rig = Rig()
+    rig.relay.active.clear()
+    loc = Location("/", False, "u", read_timeout=None, send_timeout=2.0)
+    rig.down.server = Server((), (loc,))
+    rig.client.send_headers(1, REQUEST, end_stream=True)
+    rig.pump()
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    rig.server.send_headers(req.stream_id, RESPONSE)
+    for _ in range(6):  # more than the client's 65535-byte window
+        rig.server.send_data(req.stream_id, b"w" * 16000)
+    rig.pump()
+    rig.clock.now = 1.0
+    rig.relay.tick(1.0)
+    assert rig.relay.active  # blocked for 1s: still within the send timeout
+    rig.clock.now = 2.5
+    rig.relay.tick(2.5)
+    rig.pump()
+    (tr,) = rig.of(rig.client_events, h2.events.TrailersReceived)
+    assert dict(tr.headers)[b"grpc-status"] == b"14"
+    assert b"send timeout" in dict(tr.headers)[b"grpc-message"]
+    (reset,) = rig.of(rig.server_events, h2.events.StreamReset)
+    assert reset.error_code == ErrorCode.CANCEL

@@ -4,6 +4,7 @@ task that flushes the core's pending bytes in one ``send_all`` per batch."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import trio
@@ -34,6 +35,9 @@ class LinkIO:
         self._writer_done = trio.Event()
         self.close_reason = ""
         link.wake = self._lot.unpark_all
+        # Plain TCP sockets are read and written by fd (see _receive_fd); other
+        # streams (TLS) go through trio's Stream interface.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
 
     async def run(self, first: Callable[[], None] | None = None) -> None:
         """Serve until EOF, an error, or a connection error found by the core."""
@@ -53,14 +57,41 @@ class LinkIO:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
 
+    async def _receive_fd(self) -> bytes:
+        """``receive_some`` for a plain socket with one scheduler pass per wait
+        instead of trio's two (it checkpoints again after a successful read)."""
+        fd = self._fd
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                try:
+                    return os.read(fd, READ_SIZE)
+                except BlockingIOError:
+                    continue
+        await trio.lowlevel.checkpoint()  # data kept coming: stay fair to other tasks
+        return data
+
+    async def _send_fd(self, data: bytes) -> None:
+        fd = self._fd
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(fd)
+                continue
+            view = view[n:]
+
     async def _reader(self) -> None:
         core = self.link.core
         relay = self.relay
         on_events = self.on_events
-        receive = self.stream.receive_some
+        receive = self._receive_fd if self._fd >= 0 else self.stream.receive_some
         while True:
             try:
-                data = await receive(READ_SIZE)
+                data = await (receive() if self._fd >= 0 else receive(READ_SIZE))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 self.close_reason = f"read error: {e}"
                 return
@@ -80,11 +111,13 @@ class LinkIO:
     async def _writer(self, cancel_scope: trio.CancelScope) -> None:
         core = self.link.core
         relay = self.relay
-        send_all = self.stream.send_all
+        send_all = self._send_fd if self._fd >= 0 else self.stream.send_all
         try:
             while True:
                 if not core.out and not self._closing:
                     await self._lot.park()
+                elif core.out:
+                    await trio.lowlevel.checkpoint()  # looping without parking: be fair
                 if core.out:
                     try:
                         await send_all(core.take_output())

@@ -396,8 +396,10 @@ class EchoBackend:
         host: str = "127.0.0.1",
         *,
         max_workers: int = DEFAULT_MAX_WORKERS,
+        server_options: tuple[tuple[str, Any], ...] = (),
     ) -> None:
         self.name = name
+        self._server_options = server_options
         self.host = host
         self._requested_port = port
         self.port = port
@@ -419,7 +421,7 @@ class EchoBackend:
         self._pool = futures.ThreadPoolExecutor(
             max_workers=self._max_workers, thread_name_prefix=f"echo-{self.name}"
         )
-        server = grpc.server(self._pool, options=SERVER_OPTIONS)
+        server = grpc.server(self._pool, options=[*SERVER_OPTIONS, *self._server_options])
         server.add_generic_rpc_handlers((_Handler(self),))
         host = f"[{self.host}]" if ":" in self.host else self.host
         try:

@@ -128,7 +128,7 @@ class Connection:
         self._buf = b""
         self._preface_pending = not client
         self._initiated = False
-        self._settings_received = False
+        self.settings_received = False
         self._hb_stream = 0
         self._hb_flags = 0
         self._hb_parts: list[bytes] = []
@@ -185,8 +185,11 @@ class Connection:
         return block
 
     def can_open_stream(self) -> bool:
+        """Client role: room for one more stream. Not before the peer's first
+        SETTINGS, so its MAX_CONCURRENT_STREAMS is known, not guessed."""
         return (
-            not self.closed
+            self.settings_received
+            and not self.closed
             and self.goaway_received is None
             and not self.goaway_sent
             and len(self.streams) < self.peer_max_concurrent
@@ -356,7 +359,7 @@ class Connection:
                 break
             start = pos + 9
             pos = end
-            if not self._settings_received and ftype != f.SETTINGS:
+            if not self.settings_received and ftype != f.SETTINGS:
                 raise _ConnectionError(E.PROTOCOL_ERROR, "first frame is not SETTINGS")
             if self._hb_stream and ftype != f.CONTINUATION:
                 raise _ConnectionError(E.PROTOCOL_ERROR, "expected CONTINUATION")
@@ -615,7 +618,7 @@ class Connection:
             return
         if length % 6:
             raise _ConnectionError(E.FRAME_SIZE_ERROR, "SETTINGS length")
-        self._settings_received = True
+        self.settings_received = True
         grew = False
         for pos in range(start, start + length, 6):
             key = (data[pos] << 8) | data[pos + 1]

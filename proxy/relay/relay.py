@@ -32,7 +32,7 @@ from proxy.http2.events import (
 from proxy.http2.frames import ErrorCode
 from proxy.http2.hpack_codec import HeaderBlock, HeaderList
 from proxy.relay.link import Link
-from proxy.relay.stream import REPLAY_LIMIT, Pending, RelayStream
+from proxy.relay.stream import MAX_REFUSALS, REPLAY_LIMIT, Pending, RelayStream
 from proxy.status import (
     Answer,
     Failure,
@@ -402,7 +402,11 @@ class Relay:
             # only stops the request direction.
             rs.request.chunks.clear()
             return
-        if code == ErrorCode.REFUSED_STREAM and not rs.response_started and rs.replay is not None:
+        if (code == ErrorCode.REFUSED_STREAM and not rs.response_started
+                and rs.replay is not None and rs.refusals < MAX_REFUSALS):
+            rs.refusals += 1
+            if rs.endpoint is not None and rs.endpoint in rs.tried:
+                rs.tried.remove(rs.endpoint)  # a refusal is no fault of the endpoint
             self._release_endpoint(rs)
             if rs.up_link is not None:
                 rs.up_link.blocked.pop(rs, None)

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 # before processing); a call that sent more is not retried, as Envoy's
 # per-request buffer limit.
 REPLAY_LIMIT = 64 << 10
+# REFUSED_STREAM says "not processed, try again": on the same endpoint too (its
+# next connection may have room), but only this many times per call.
+MAX_REFUSALS = 3
 
 
 class Pending:
@@ -50,6 +53,7 @@ class RelayStream:
         "replay_size",
         "endpoint",
         "tried",
+        "refusals",
         "last_error",
         "last_data",
         "deadline",
@@ -74,6 +78,7 @@ class RelayStream:
         self.replay_size = 0
         self.endpoint: EndpointState | None = None
         self.tried: list[EndpointState] = []
+        self.refusals = 0
         self.last_error = ""
         self.last_data = now
         self.deadline: float | None = None

@@ -33,6 +33,7 @@ class LinkIO:
         self._lot = trio.lowlevel.ParkingLot()
         self._closing = False
         self._writer_done = trio.Event()
+        self._scope: trio.CancelScope | None = None
         self.close_reason = ""
         link.wake = self._lot.unpark_all
         # Plain TCP sockets are read and written by fd (see _receive_fd); other
@@ -43,6 +44,7 @@ class LinkIO:
         """Serve until EOF, an error, or a connection error found by the core."""
         try:
             async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
                 nursery.start_soon(self._writer, nursery.cancel_scope)
                 if first is not None:
                     first()
@@ -56,6 +58,12 @@ class LinkIO:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
+
+    def abort(self, reason: str) -> None:
+        """Close at once, without flushing."""
+        self.close_reason = reason
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def _receive_fd(self) -> bytes:
         """``receive_some`` for a plain socket with one scheduler pass per wait

@@ -20,12 +20,19 @@ log = logging.getLogger("grpc_proxy.upstream")
 
 
 class EndpointLinks:
-    __slots__ = ("links", "connecting", "waiters")
+    __slots__ = ("endpoint", "links", "connecting", "waiters", "connect_timeout")
 
-    def __init__(self) -> None:
+    def __init__(self, endpoint: EndpointState) -> None:
+        self.endpoint = endpoint
         self.links: list[Link] = []
         self.connecting = 0
         self.waiters: deque[RelayStream] = deque()
+        self.connect_timeout = 5.0
+
+    def opening(self) -> bool:
+        """A connection is being made, or waits for the peer's SETTINGS."""
+        return self.connecting > 0 or any(
+            not lk.core.settings_received and not lk.core.closed for lk in self.links)
 
 
 class Upstreams:
@@ -40,17 +47,24 @@ class Upstreams:
     def acquire(self, endpoint: EndpointState, rs: RelayStream, connect_timeout: float) -> None:
         el = self.by_address.get(endpoint.address)
         if el is None:
-            el = self.by_address[endpoint.address] = EndpointLinks()
+            el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
+        el.connect_timeout = connect_timeout
         for link in el.links:
             if link.core.can_open_stream():
                 self.relay.attach(rs, link)
                 return
         el.waiters.append(rs)
-        if el.connecting == 0:
-            el.connecting += 1
-            self.nursery.start_soon(self._connect, endpoint, el, connect_timeout)
+        self._grow(el)
 
-    async def _connect(self, endpoint: EndpointState, el: EndpointLinks, timeout: float) -> None:
+    def _grow(self, el: EndpointLinks) -> None:
+        """Open one more connection for the waiters, unless one is on its way."""
+        if el.waiters and not el.opening():
+            el.connecting += 1
+            self.nursery.start_soon(self._connect, el)
+
+    async def _connect(self, el: EndpointLinks) -> None:
+        endpoint = el.endpoint
+        timeout = el.connect_timeout
         addr = endpoint.address
         try:
             with trio.fail_after(timeout):
@@ -71,30 +85,43 @@ class Upstreams:
 
         def on_events(lk: Link, events: list) -> None:
             relay.on_upstream_events(lk, events)
-            if el.waiters:  # streams may have ended or SETTINGS raised the limit
-                self._serve_waiters(endpoint, el)
+            if el.waiters:  # SETTINGS arrived, streams ended, or a limit changed
+                self._serve_waiters(el)
 
         io = LinkIO(link, stream, relay, on_events)
         el.links.append(link)
         log.debug("connected to upstream %s", addr)
 
+        async def settings_deadline() -> None:
+            await trio.sleep(timeout)
+            if not core.settings_received:
+                io.abort("no SETTINGS from upstream within connect_timeout")
+
         def start() -> None:
             core.initiate()
-            self._serve_waiters(endpoint, el)
             self.relay.flush()
 
         try:
-            await io.run(start)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(settings_deadline)
+                await io.run(start)
+                nursery.cancel_scope.cancel()
         finally:
             el.links.remove(link)
             self.relay.upstream_lost(link, io.close_reason or "connection closed")
             self.relay.flush()
             log.debug("upstream connection to %s closed: %s", addr, io.close_reason)
-            if el.waiters and el.connecting == 0:
-                el.connecting += 1
-                self.nursery.start_soon(self._connect, endpoint, el, timeout)
+            if el.waiters:
+                if core.settings_received:
+                    self._grow(el)
+                elif not el.opening():  # it never worked: the waiters try elsewhere
+                    waiters = list(el.waiters)
+                    el.waiters.clear()
+                    for rs in waiters:
+                        relay.connect_failed(rs, endpoint, io.close_reason or "connection closed")
+                    relay.flush()
 
-    def _serve_waiters(self, endpoint: EndpointState, el: EndpointLinks) -> None:
+    def _serve_waiters(self, el: EndpointLinks) -> None:
         while el.waiters:
             rs = el.waiters[0]
             if rs.done:
@@ -102,7 +129,8 @@ class Upstreams:
                 continue
             link = next((lk for lk in el.links if lk.core.can_open_stream()), None)
             if link is None:
-                break
+                self._grow(el)  # every connection is full
+                return
             el.waiters.popleft()
             self.relay.attach(rs, link)
 

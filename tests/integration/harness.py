@@ -713,9 +713,10 @@ class Stack:
     def defer(self, fn: Callable[[], None]) -> None:
         self._cleanups.append(fn)
 
-    def backend(self, name: str, port: int = 0) -> EchoBackend:
+    def backend(self, name: str, port: int = 0,
+                server_options: tuple[tuple[str, Any], ...] = ()) -> EchoBackend:
         """An in-process echo backend, started."""
-        b = EchoBackend(name, port)
+        b = EchoBackend(name, port, server_options=server_options)
         b.start()
         self.defer(lambda: b.stop())
         return b

@@ -19,6 +19,7 @@ from harness import (
     location,
     make_config,
     proxy_logs,
+    run_in_threads,
     upstream,
 )
 
@@ -206,3 +207,28 @@ def test_passive_health_skips_failed_server_until_fail_timeout(stack: Stack) -> 
     _assert_all_ok(results, stack)
     assert _by_backend(results)["a"] >= 5, _by_backend(results)
     assert a2.events.count() >= 5
+
+
+def test_upstream_stream_limit_opens_more_connections(stack: Stack) -> None:
+    """A backend that allows 10 concurrent streams per connection still takes
+    40 concurrent calls: the proxy opens more connections (refused streams
+    are retried), instead of failing or queueing without bound."""
+    capped = stack.backend("capped", server_options=(("grpc.max_concurrent_streams", 10),))
+    client = _proxy_client(stack, [addr(capped.port)])
+    client.unary(b"warm-up", timeout=10)  # the proxy learns the limit from SETTINGS
+    results = run_in_threads(
+        lambda i: client.unary(b"slow %d" % i, [("x-sleep-ms", "400")], timeout=20), 40, 60)
+    _assert_all_ok(results, stack)
+    assert capped.peak_active > 10, capped.peak_active
+
+
+def test_cold_start_waits_for_upstream_settings(stack: Stack) -> None:
+    """Cold start: 40 calls arrive before the first upstream connection has
+    the backend's SETTINGS (max 10 streams). The proxy opens streams only once
+    it knows the limit, and spreads the rest over more connections; opening
+    them blindly gets them reset (grpc-core: ENHANCE_YOUR_CALM)."""
+    capped = stack.backend("capped", server_options=(("grpc.max_concurrent_streams", 10),))
+    client = _proxy_client(stack, [addr(capped.port)])
+    results = run_in_threads(
+        lambda i: client.unary(b"slow %d" % i, [("x-sleep-ms", "300")], timeout=20), 40, 60)
+    _assert_all_ok(results, stack)

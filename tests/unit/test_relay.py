@@ -333,3 +333,18 @@ def test_client_that_never_reads_is_ended_after_send_timeout() -> None:
     assert b"send timeout" in dict(tr.headers)[b"grpc-message"]
     (reset,) = rig.of(rig.server_events, h2.events.StreamReset)
     assert reset.error_code == ErrorCode.CANCEL
+
+
+def test_refused_stream_may_retry_the_same_endpoint_a_bounded_number_of_times() -> None:
+    rig = Rig()
+    rig.relay.pools["u"] = PoolSnapshot("u", (rig.eps[0],), (), 1.0)
+    rig.client.send_headers(1, REQUEST, end_stream=True)
+    rig.pump()
+    for attempt in range(4):
+        req = rig.of(rig.server_events, h2.events.RequestReceived)[-1]
+        assert req.stream_id == 1 + 2 * attempt
+        rig.server.reset_stream(req.stream_id, ErrorCode.REFUSED_STREAM)
+        rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)  # after 3 retries
+    assert dict(resp.headers)[b"grpc-status"] == b"14"
+    assert len(rig.of(rig.server_events, h2.events.RequestReceived)) == 4

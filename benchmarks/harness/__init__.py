@@ -1,0 +1,1 @@
+"""Benchmark harness: processes, proxies, load generators, reports (see benchmarks/README.md)."""

@@ -1,0 +1,154 @@
+"""Markdown tables, the target check and the JSON document."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from harness.memory import MemoryResult
+from harness.scenarios import SCENARIOS, Row
+from harness.targets import GRPC_PROXY, NGINX
+
+MIB = 1024.0
+# scenario -> highest acceptable grpc-proxy CPU/call as a multiple of nginx's
+CPU_RATIO_TARGETS = {"unary-load": 1.0, "unary-fixed-rate": 1.0, "unary-serial": 3.0,
+                     "server-stream": 3.0}
+# The targets are in MB (10^6 bytes); tables show MiB.
+IDLE_RSS_TARGET_MIB = 50e6 / 2**20
+STREAMS_RSS_TARGET_MIB = 10e6 / 2**20  # per 1000 open streams
+# Rows taken while other programs used this much CPU (% of one core) get a note.
+BUSY_WARNING_PCT = 15.0
+
+
+def fmt_num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def cpu_ratios(rows: Sequence[Row]) -> dict[tuple[str, str], float]:
+    """(target, scenario) -> CPU per call divided by nginx's in the same scenario."""
+    nginx = {r.scenario: r.cpu_us_per_unit for r in rows if r.target == NGINX}
+    out = {}
+    for r in rows:
+        base = nginx.get(r.scenario)
+        if r.cpu_us_per_unit is not None and base:
+            out[(r.target, r.scenario)] = r.cpu_us_per_unit / base
+    return out
+
+
+def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    return out
+
+
+def _load_side(r: Row) -> float | None:
+    """CPU % of the backends plus the load generator (on the load CPU when pinned)."""
+    if r.backend_cpu_pct is None or r.generator_cpu_pct is None:
+        return None
+    return r.backend_cpu_pct + r.generator_cpu_pct
+
+
+def load_table(rows: Sequence[Row]) -> list[str]:
+    titles = {s.key: f"{s.title} ({s.unit}s/s)" for s in SCENARIOS}
+    ratios = cpu_ratios(rows)
+    header = ["proxy", "scenario", "calls/s", "p50 ms", "p99 ms", "CPU us/call",
+              "CPU ratio vs nginx", "proxy CPU %", "load-side CPU %", "notes"]
+    lines = []
+    for r in rows:
+        ratio = ratios.get((r.target, r.scenario))
+        notes = [(r.error or "").replace("|", "/").replace("\n", " ")[:160]]
+        if r.errors and not r.error:
+            notes.append(f"{r.errors} failed")
+        if r.note:
+            notes.append(r.note)
+        if r.other_cpu_pct is not None and r.other_cpu_pct >= BUSY_WARNING_PCT:
+            notes.append(f"other CPU use {r.other_cpu_pct:.0f} %")
+        if int(str(r.extra.get("runs", 1))) > 1:
+            notes.append(f"best of {r.extra['runs']} runs")
+        note = "; ".join(n for n in notes if n)
+        lines.append([r.target, titles.get(r.scenario, r.scenario), fmt_num(r.rate, 0),
+                      fmt_num(r.p50_ms, 3), fmt_num(r.p99_ms, 3), fmt_num(r.cpu_us_per_unit, 1),
+                      "-" if ratio is None else f"{ratio:.2f}x", fmt_num(r.proxy_cpu_pct, 0),
+                      fmt_num(_load_side(r), 0), note])
+    return _table(header, lines)
+
+
+def fmt_mib(kib: int | None) -> str:
+    return "-" if kib is None else f"{kib / MIB:.1f}"
+
+
+def memory_table(results: Sequence[MemoryResult]) -> list[str]:
+    header = ["proxy", "idle RSS MiB", "idle PSS MiB", "RSS before MiB", "streams open",
+              "RSS with streams MiB", "PSS with streams MiB", "RSS delta MiB", "notes"]
+    lines = [[m.target, fmt_mib(m.idle_rss_kib), fmt_mib(m.idle_pss_kib), fmt_mib(m.before_rss_kib),
+              f"{m.streams_open}/{m.streams_wanted}", fmt_mib(m.open_rss_kib),
+              fmt_mib(m.open_pss_kib), fmt_mib(m.delta_rss_kib),
+              (m.error or "").replace("|", "/").replace("\n", " ")[:160]] for m in results]
+    return _table(header, lines)
+
+
+def _verdict(value: float | None, limit: float) -> str:
+    if value is None:
+        return "not measured"
+    return "met" if value <= limit else "missed"
+
+
+def target_checks(rows: Sequence[Row], memory: Sequence[MemoryResult]) -> list[dict[str, Any]]:
+    """grpc-proxy against the README's targets."""
+    ratios = cpu_ratios(rows)
+    checks: list[dict[str, Any]] = []
+    for scenario, limit in CPU_RATIO_TARGETS.items():
+        value = ratios.get((GRPC_PROXY, scenario))
+        checks.append({"what": f"CPU/call vs nginx, {scenario}", "limit": f"<= {limit:.1f}x",
+                       "value": None if value is None else f"{value:.2f}x",
+                       "verdict": _verdict(value, limit)})
+    mem = next((m for m in memory if m.target == GRPC_PROXY), None)
+    idle = None if mem is None or mem.idle_rss_kib is None else mem.idle_rss_kib / MIB
+    checks.append({"what": "idle RSS", "limit": f"< 50 MB ({IDLE_RSS_TARGET_MIB:.1f} MiB)",
+                   "value": None if idle is None else f"{idle:.1f} MiB",
+                   "verdict": _verdict(idle, IDLE_RSS_TARGET_MIB)})
+    per_1000 = None
+    if mem is not None and mem.delta_rss_kib is not None and mem.streams_open:
+        per_1000 = mem.delta_rss_kib / MIB * 1000.0 / mem.streams_open
+    checks.append({"what": "RSS per 1000 open streams", "limit":
+                   f"< 10 MB ({STREAMS_RSS_TARGET_MIB:.1f} MiB)",
+                   "value": None if per_1000 is None else f"{per_1000:.1f} MiB",
+                   "verdict": _verdict(per_1000, STREAMS_RSS_TARGET_MIB)})
+    return checks
+
+
+def markdown(meta: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryResult],
+             checks: Sequence[dict[str, Any]]) -> str:
+    out = [f"# Benchmark results ({meta['date']})", "",
+           f"- machine: {meta['cpu']} x {meta['cpus']}; {meta['pinning']}",
+           f"- versions: {meta['versions']}",
+           f"- {meta['seconds']:g} s per run after a {meta['warmup']:g} s warm-up, "
+           f"{meta['repeat']} round(s); "
+           f"{meta['backends']} single-threaded C++ echo backends", ""]
+    out += ["## Throughput, latency, proxy CPU", ""] + load_table(rows)
+    out += ["", "CPU us/call: user+system CPU of all the proxy's processes during the run, "
+            "divided by the calls (messages for stream scenarios) completed. proxy CPU % is "
+            "the same CPU over wall time (100 % = one core). load-side CPU %: the echo "
+            "backends plus the load generator; near 100 % x the load CPUs means the load "
+            "side, not the proxy, limited calls/s.", ""]
+    if memory:
+        out += ["## Memory", ""] + memory_table(memory) + [""]
+    out += ["## grpc-proxy targets", ""]
+    out += _table(["target", "limit", "measured", "verdict"],
+                  [[c["what"], c["limit"], c["value"] or "-", c["verdict"]] for c in checks])
+    return "\n".join(out) + "\n"
+
+
+def document(meta: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryResult],
+             checks: Sequence[dict[str, Any]], targets: dict[str, Any]) -> dict[str, Any]:
+    ratios = cpu_ratios(rows)
+    row_dicts = []
+    for r in rows:
+        d = asdict(r)
+        d["cpu_ratio_vs_nginx"] = ratios.get((r.target, r.scenario))
+        row_dicts.append(d)
+    mem_dicts = [asdict(m) | {"delta_rss_kib": m.delta_rss_kib} for m in memory]
+    return {"meta": meta, "targets": targets, "scenarios": [
+        {"key": s.key, "title": s.title, "unit": s.unit, "description": s.description}
+        for s in SCENARIOS], "rows": row_dicts, "memory": mem_dicts, "checks": list(checks)}

@@ -1,0 +1,291 @@
+"""Side-by-side benchmark of grpc-proxy, nginx and Envoy (and a direct, proxy-less baseline).
+
+    .venv/bin/python benchmarks/run.py [--quick] [--profile] [...]
+
+Builds the C++ echo backend and stream client (benchmarks/build/), starts the
+backends, nginx, Envoy and grpc-proxy (one worker each, all against the same
+backends), then runs each scenario against each target back to back. Prints a
+markdown table and writes benchmarks/results/latest.md and latest.json.
+Installs nothing: when a tool is missing it prints the command that installs it
+(benchmarks/setup.sh installs everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from harness import loads, procs, profiling, report, targets
+from harness.memory import MemoryResult, hold_streams
+from harness.scenarios import (
+    SCENARIO_KEYS,
+    SCENARIOS,
+    UNARY_PAYLOAD,
+    BenchEnv,
+    Row,
+    best_row,
+    measure,
+)
+from harness.targets import DIRECT, ENVOY, GRPC_PROXY, NGINX, LaunchContext, Target
+from harness.tools import BENCH_DIR, BUILD_DIR, REPO_DIR, Tools, find_tools, version
+
+RESULTS_DIR = BENCH_DIR / "results"
+PROXIES = [NGINX, ENVOY, GRPC_PROXY]
+HOLD_CHANNELS = 4
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="short runs (2 s each)")
+    p.add_argument("--seconds", type=float, help="measured seconds per run (default 8)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds before each run (default 1)")
+    p.add_argument("--scenarios", default=",".join(SCENARIO_KEYS),
+                   help=f"comma-separated subset of: {', '.join(SCENARIO_KEYS)}")
+    p.add_argument("--proxies", default=",".join(PROXIES),
+                   help=f"comma-separated subset of: {', '.join(PROXIES)}")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of all runs; each row is then the run with the least CPU/call")
+    p.add_argument("--no-direct", action="store_true", help="skip the proxy-less baseline")
+    p.add_argument("--streams", type=int, default=1000,
+                   help="long-lived streams held open for the memory test (0: skip it)")
+    p.add_argument("--backends", type=int, default=2, help="echo backend processes")
+    p.add_argument("--proxy-cpus", default="1", help="taskset CPU list for the proxies")
+    p.add_argument("--load-cpus", default="0",
+                   help="taskset CPU list for the backends and the load generators")
+    p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--grpc-proxy-cmd", metavar="CMD",
+                   help="command that runs grpc-proxy, {config} is replaced by the config "
+                        "file (default: .venv/bin/python -m proxy -c {config}, in the repo)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the comparison: profile grpc-proxy with py-spy during "
+                        "the unary-load scenario, into benchmarks/results/")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = p.parse_args(argv)
+    args.seconds = args.seconds or (2.0 if args.quick else 8.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    args.scenarios = _subset(p, args.scenarios, SCENARIO_KEYS)
+    args.proxies = _subset(p, args.proxies, PROXIES)
+    if args.no_pin or (os.cpu_count() or 1) < 2:
+        args.proxy_cpus = args.load_cpus = None
+    return args
+
+
+def _subset(p: argparse.ArgumentParser, text: str, allowed: list[str]) -> list[str]:
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in allowed]
+    if unknown:
+        p.error(f"unknown {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return [s for s in allowed if s in chosen]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------------------
+# Setting up
+
+
+class Lab:
+    """The processes of one run; stop() ends every one of them."""
+
+    def __init__(self, tools: Tools, args: argparse.Namespace, workdir: Path) -> None:
+        self.tools, self.args, self.workdir = tools, args, workdir
+        self.backends: list[procs.Proc] = []
+        self.targets: list[Target] = []
+
+    def start_backends(self) -> list[int]:
+        ports = procs.free_ports(self.args.backends)
+        for i, port in enumerate(ports):
+            proc = procs.start(f"backend{i}", [str(self.tools.echo_server), str(port), "1"],
+                               self.workdir, cpus=self.args.load_cpus)
+            self.backends.append(proc)
+            if not procs.wait_port(port, 10.0, proc):
+                raise RuntimeError(f"echo backend on {port} did not start: {proc.log_tail()}")
+        return ports
+
+    def launch(self, names: Sequence[str], backend_ports: list[int]) -> None:
+        ctx = LaunchContext(self.workdir, backend_ports, self.args.proxy_cpus,
+                            self.tools.stream_client, self.args.load_cpus)
+        for name in names:
+            log(f"starting {name} ...")
+            # Ports already taken by running proxies are not handed out again.
+            port, admin_port = procs.free_ports(2)
+            if name == NGINX:
+                target = targets.launch_nginx(ctx, self.tools.nginx, port)
+            elif name == ENVOY:
+                target = targets.launch_envoy(ctx, self.tools.envoy, port, admin_port)
+            else:
+                target = targets.launch_grpc_proxy(ctx, port, self.args.grpc_proxy_cmd)
+            targets.settle_and_measure_idle(target)
+            status = target.error or f"serving on 127.0.0.1:{target.port}"
+            log(f"  {name}: {status}")
+            self.targets.append(target)
+
+    def env(self) -> BenchEnv:
+        body = self.workdir / "unary-body.bin"
+        body.write_bytes(loads.grpc_unary_body(UNARY_PAYLOAD))
+        return BenchEnv(self.tools, self.workdir, body, self.args.load_cpus, self.backends)
+
+    def stop(self) -> None:
+        for target in reversed(self.targets):
+            if target.proc is not None:
+                procs.stop(target.proc)
+        for backend in reversed(self.backends):
+            procs.stop(backend)
+
+
+# ---------------------------------------------------------------------------
+# Running
+
+
+def run_memory(lab: Lab) -> list[MemoryResult]:
+    results = []
+    for target in lab.targets:
+        log(f"[memory] {target.name}: holding {lab.args.streams} streams open ...")
+        m = hold_streams(target, lab.tools.stream_client, lab.args.streams, HOLD_CHANNELS,
+                         lab.args.load_cpus)
+        log(f"  {m.streams_open} open; RSS {report.fmt_mib(m.idle_rss_kib)} MiB idle, "
+            f"{report.fmt_mib(m.open_rss_kib)} MiB with streams {m.error or ''}")
+        results.append(m)
+    return results
+
+
+def run_loads(lab: Lab, env: BenchEnv, order: list[Target]) -> list[Row]:
+    """Every scenario against every target, back to back; --repeat rounds of that."""
+    scenarios = [s for s in SCENARIOS if s.key in lab.args.scenarios]
+    runs: dict[tuple[str, str], list[Row]] = {}
+    for round_no in range(1, lab.args.repeat + 1):
+        prefix = f"round {round_no}/{lab.args.repeat} " if lab.args.repeat > 1 else ""
+        for scenario in scenarios:
+            for target in order:
+                log(f"{prefix}[{scenario.key}] {target.name} ...")
+                row = measure(target, scenario, env, lab.args.seconds, lab.args.warmup)
+                log(f"  {report.fmt_num(row.rate, 0)} {scenario.unit}s/s, p50 "
+                    f"{report.fmt_num(row.p50_ms, 3)} ms, p99 "
+                    f"{report.fmt_num(row.p99_ms, 3)} ms, CPU "
+                    f"{report.fmt_num(row.cpu_us_per_unit)} us/{scenario.unit} "
+                    f"{row.error or ''}")
+                runs.setdefault((scenario.key, target.name), []).append(row)
+    return [best_row(runs[(s.key, t.name)]) for s in scenarios for t in order]
+
+
+def metadata(args: argparse.Namespace, tools: Tools) -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    pinning = ("no CPU pinning" if args.proxy_cpus is None else
+               f"proxies on CPU {args.proxy_cpus}, backends and load generators on CPU "
+               f"{args.load_cpus}")
+    grpc_version = subprocess.run(["pkg-config", "--modversion", "grpc++"], capture_output=True,
+                                  text=True, check=False).stdout.strip()
+    versions = {"nginx": version([tools.nginx, "-v"]), "envoy": version([tools.envoy,
+                "--version"]).split("version:")[-1].strip(),
+                "h2load": version([tools.h2load, "--version"]), "grpc++": grpc_version,
+                "python": platform.python_version()}
+    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu, "cpus": os.cpu_count(), "pinning": pinning,
+            "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
+            "seconds": args.seconds, "warmup": args.warmup, "backends": args.backends,
+            "repeat": args.repeat,
+            "quick": args.quick, "git": _git_head()}
+
+
+def _git_head() -> str | None:
+    out = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or None
+
+
+def write_results(args: argparse.Namespace, tools: Tools, lab: Lab, rows: list[Row],
+                  memory: list[MemoryResult]) -> str:
+    meta = metadata(args, tools)
+    checks = report.target_checks(rows, memory)
+    text = report.markdown(meta, rows, memory, checks)
+    target_info = {t.name: {"port": t.port, "error": t.error, **t.info} for t in lab.targets}
+    doc = report.document(meta, rows, memory, checks, target_info)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / "latest.md").write_text(text)
+    (args.results_dir / "latest.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return text
+
+
+def run_profile(lab: Lab, env: BenchEnv) -> int:
+    target = lab.targets[0]
+    if not target.usable:
+        log(f"grpc-proxy is not runnable: {target.error}")
+        return 1
+    if lab.tools.py_spy is None:
+        log(f"py-spy is missing: {sys.executable} -m pip install py-spy")
+        return 2
+    scenario = next(s for s in SCENARIOS if s.key == "unary-load")
+    lab.args.results_dir.mkdir(parents=True, exist_ok=True)
+    seconds = max(lab.args.seconds, 5.0)
+    log(f"profiling grpc-proxy under {scenario.key} for {seconds:g} s (twice) ...")
+    errors = profiling.profile(lab.tools.py_spy, target, env, scenario, seconds,
+                               lab.args.results_dir)
+    for error in errors:
+        log(f"  {error}")
+    top = lab.args.results_dir / f"profile-{scenario.key}-top.txt"
+    if top.exists():
+        print("\n".join(top.read_text().splitlines()[:30]))
+        log(f"wrote {lab.args.results_dir}/profile-{scenario.key}.svg, .txt, -top.txt")
+    return 1 if errors else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    found = find_tools(need_py_spy=args.profile)
+    if isinstance(found, list):
+        log("missing tools; install them with (or run benchmarks/setup.sh):")
+        for command in found:
+            log(f"  {command}")
+        return 2
+    workdir = BUILD_DIR / "run"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    lab = Lab(found, args, workdir)
+    try:
+        backend_ports = lab.start_backends()
+        lab.launch([GRPC_PROXY] if args.profile else args.proxies, backend_ports)
+        env = lab.env()
+        if args.profile:
+            return run_profile(lab, env)
+        memory = run_memory(lab) if args.streams > 0 else []
+        direct = [] if args.no_direct else [Target(DIRECT, backend_ports[0])]
+        started = time.monotonic()
+        rows = run_loads(lab, env, direct + lab.targets)
+        log(f"load scenarios took {time.monotonic() - started:.0f} s")
+    except (KeyboardInterrupt, SystemExit):
+        log("interrupted: stopping the processes started")
+        raise
+    finally:
+        lab.stop()
+    print(write_results(args, found, lab, rows, memory))
+    log(f"wrote {args.results_dir / 'latest.md'} and latest.json (logs in {workdir})")
+    broken = [r for r in rows if r.error and r.target != GRPC_PROXY]
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,7 +4,7 @@ stream error of type PROTOCOL_ERROR)."""
 
 from __future__ import annotations
 
-from proxy.http2.hpack_codec import HeaderList
+from proxy.http2.hpack_codec import HeaderBlock, HeaderList
 
 # Connection-specific fields are forbidden in HTTP/2 (RFC 9113 section 8.2.2).
 CONNECTION_HEADERS = frozenset(
@@ -87,7 +87,14 @@ def check_trailers(headers: HeaderList) -> str | None:
 
 
 def content_length(headers: HeaderList) -> int | None:
+    """The content-length value (-1 if malformed), or None; read once per block."""
+    if type(headers) is HeaderBlock and headers.length is not False:
+        return headers.length  # type: ignore[return-value]
+    length = None
     for name, value in headers:
         if name == b"content-length":
-            return int(value) if value.isdigit() else -1
-    return None
+            length = int(value) if value.isdigit() else -1
+            break
+    if type(headers) is HeaderBlock:
+        headers.length = length
+    return length

@@ -26,7 +26,7 @@ class HeaderBlock(list):  # type: ignore[type-arg]
     come back as the same object, so checks, field scans and the re-encoding
     are done once per distinct block, not once per call."""
 
-    __slots__ = ("checked", "error", "encoded", "info")
+    __slots__ = ("checked", "error", "encoded", "info", "length")
 
     def __init__(self, headers: HeaderList) -> None:
         super().__init__(headers)
@@ -34,6 +34,7 @@ class HeaderBlock(list):  # type: ignore[type-arg]
         self.error: str | None = None
         self.encoded: bytes | None = None
         self.info: object = None
+        self.length: int | None | bool = False  # content-length; False: not read yet
 
 _CACHE_LIMIT = 512
 

@@ -20,7 +20,7 @@ class Link:
     """``wake`` is set by the I/O layer: called once per batch when the link has
     output for its writer."""
 
-    __slots__ = ("core", "blocked", "wake", "server", "endpoint", "peer", "label")
+    __slots__ = ("core", "blocked", "wake", "server", "endpoint", "peer")
 
     def __init__(self, core: Connection, *, server: Server | None = None,
                  endpoint: EndpointState | None = None, peer: str = "") -> None:
@@ -31,10 +31,9 @@ class Link:
         self.server = server  # downstream links: the server block they were accepted by
         self.endpoint = endpoint  # upstream links
         self.peer = peer
-        self.label = peer
 
     def writable(self) -> bool:
         return self.core.out_size < OUTPUT_HIGH_WATER
 
     def __repr__(self) -> str:
-        return f"Link({self.label})"
+        return f"Link({self.peer})"

@@ -57,6 +57,7 @@ class Relay:
         self.pools = pools
         self.clock = clock
         self.connector: Connector | None = None
+        self.now = clock()  # read once per batch at each entry point, not per frame
         self.active: dict[RelayStream, None] = {}
         self.dirty: set[Link] = set()
         self._deadlines: list[tuple[float, int, RelayStream]] = []
@@ -73,6 +74,7 @@ class Relay:
                 link.wake()  # type: ignore[operator]
 
     def on_client_events(self, link: Link, events: list[Event]) -> None:
+        self.now = self.clock()
         for ev in events:
             t = type(ev)
             if t is DataReceived:
@@ -102,6 +104,7 @@ class Relay:
         self.dirty.add(link)
 
     def on_upstream_events(self, link: Link, events: list[Event]) -> None:
+        self.now = self.clock()
         for ev in events:
             t = type(ev)
             if t is DataReceived:
@@ -133,23 +136,22 @@ class Relay:
             if type(headers) is HeaderBlock:
                 headers.info = info
         path, method, ctype, timeout = info  # type: ignore[misc]
-        core = link.core
-        if method != b"POST":
-            core.send_headers(down, http_error(405), True)
-            self._close_client_stream(link, down)
-            return
-        if not _is_grpc_content_type(ctype):
-            core.send_headers(down, http_error(415), True)
-            self._close_client_stream(link, down)
-            return
         spath = path.decode("latin-1")
-        location = link.server.match(spath) if link.server is not None else None
+        location = None
+        refusal: Answer | None = None
+        if method != b"POST":
+            refusal = answer_for(Failure.BAD_METHOD)
+        elif not _is_grpc_content_type(ctype):
+            refusal = answer_for(Failure.BAD_CONTENT_TYPE)
+        elif link.server is not None:
+            location = link.server.match(spath)
         if location is None:
-            self._answer_client(link, down, answer_for(Failure.NO_ROUTE, path=spath), False)
+            refusal = refusal or answer_for(Failure.NO_ROUTE, path=spath)
+            self._answer_client(link, down, refusal, False)
             self._close_client_stream(link, down)
             return
         pool = self.pools[location.upstream]
-        now = self.clock()
+        now = self.now
         rs = RelayStream(link, down, spath, location, pool, headers, now)
         down.relay = rs
         rs.request.end = ev.end_stream
@@ -167,7 +169,7 @@ class Relay:
         tries = rs.location.next_upstream_tries
         ep = None
         if not tries or len(rs.tried) < tries:
-            ep = rs.pool.pick(self.clock(), rs.tried)
+            ep = rs.pool.pick(self.now, rs.tried)
         if ep is None:
             if rs.last_error:
                 self._fail(rs, answer_for(Failure.CONNECT_FAILED, detail=rs.last_error))
@@ -185,6 +187,7 @@ class Relay:
         """An upstream link has room for ``rs``: open its stream there."""
         if rs.done:
             return
+        self.now = self.clock()
         req = rs.request
         end = req.end and not req.chunks and req.trailers is None and not rs.replay_size
         up = link.core.open_stream(rs.request_headers, end)
@@ -204,7 +207,8 @@ class Relay:
             self._pump_request(rs)
 
     def connect_failed(self, rs: RelayStream, endpoint: EndpointState, reason: str) -> None:
-        endpoint.record_failure(self.clock())
+        self.now = self.clock()
+        endpoint.record_failure(self.now)
         self._release_endpoint(rs)
         if rs.done:
             return
@@ -215,7 +219,7 @@ class Relay:
     # ------------------------------------------------------------- client side
 
     def _client_data(self, rs: RelayStream, data: memoryview | bytes, end: bool) -> None:
-        rs.last_data = self.clock()
+        rs.last_data = self.now
         req = rs.request
         up = rs.up
         if up is None or req.chunks or rs.up_link is None:
@@ -304,12 +308,13 @@ class Relay:
                 self._keep_for_replay(rs, data)
         self.dirty.add(link)
         if chunks:
-            if rs.blocked_since is None or sent:
-                rs.blocked_since = self.clock()  # grpc_send_timeout counts from here
+            if p.blocked_since is None or sent:
+                p.blocked_since = self.now  # grpc_send_timeout counts from here
             link.blocked[rs] = None
             return acked
-        rs.blocked_since = None
-        link.blocked.pop(rs, None)
+        if p.blocked_since is not None:
+            p.blocked_since = None
+            link.blocked.pop(rs, None)
         if p.end and not p.end_sent:
             if p.trailers is not None:
                 core.send_headers(stream, p.trailers, True)
@@ -332,6 +337,7 @@ class Relay:
     def drained(self, link: Link) -> None:
         """The link's writer flushed: streams waiting on its buffer may go on."""
         if link.blocked:
+            self.now = self.clock()
             self._window_opened(link, None)
 
     def _resume(self, link: Link, rs: RelayStream) -> None:
@@ -371,7 +377,7 @@ class Relay:
     def _upstream_data(self, rs: RelayStream, data: memoryview | bytes, end: bool) -> None:
         if rs.done:
             return
-        rs.last_data = self.clock()
+        rs.last_data = self.now
         res = rs.response
         down = rs.down
         if not res.chunks:
@@ -400,7 +406,7 @@ class Relay:
         if up is not None and up.remote_closed:
             # The response is complete (trailers may still be queued): the reset
             # only stops the request direction.
-            rs.request.chunks.clear()
+            self._discard(rs.request, rs.down_link, rs.down, rs.up_link, rs)
             return
         if (code == ErrorCode.REFUSED_STREAM and not rs.response_started
                 and rs.replay is not None and rs.refusals < MAX_REFUSALS):
@@ -410,6 +416,7 @@ class Relay:
             self._release_endpoint(rs)
             if rs.up_link is not None:
                 rs.up_link.blocked.pop(rs, None)
+            rs.request.blocked_since = None
             rs.up = rs.up_link = None
             rs.request.end_sent = False
             rs.last_error = "stream refused"
@@ -460,6 +467,7 @@ class Relay:
     def tick(self, now: float) -> None:
         """Timers: proxy-side deadlines, the per-stream idle timeout, and the
         send timeout of a stream whose peer takes nothing (a zero window)."""
+        self.now = now
         heap = self._deadlines
         while heap and heap[0][0] <= now:
             _, _, rs = heapq.heappop(heap)
@@ -471,8 +479,10 @@ class Relay:
                 continue
             if loc.read_timeout and now - rs.last_data >= loc.read_timeout:
                 self._fail(rs, answer_for(Failure.READ_TIMEOUT))
-            elif (loc.send_timeout and rs.blocked_since is not None
-                  and now - rs.blocked_since >= loc.send_timeout):
+            elif loc.send_timeout and (
+                _stalled(rs.request, now, loc.send_timeout)
+                or _stalled(rs.response, now, loc.send_timeout)
+            ):
                 self._fail(rs, answer_for(Failure.SEND_TIMEOUT))
 
     def _fail(self, rs: RelayStream, answer: Answer) -> None:
@@ -529,29 +539,37 @@ class Relay:
         rs.done = True
         self.active.pop(rs, None)
         self._release_endpoint(rs)
-        # Bytes never forwarded still hold connection credit: return it.
-        owed = sum(len(d) for d, owes in rs.request.chunks if owes)
-        if owed:
-            rs.down_link.core.ack_data(rs.down, owed)
-            self.dirty.add(rs.down_link)
-        rs.request.chunks.clear()
-        owed = sum(len(d) for d, owes in rs.response.chunks if owes)
-        if owed and rs.up is not None and rs.up_link is not None:
-            rs.up_link.core.ack_data(rs.up, owed)
-            self.dirty.add(rs.up_link)
-        rs.response.chunks.clear()
-        rs.down_link.blocked.pop(rs, None)
-        if rs.up_link is not None:
-            rs.up_link.blocked.pop(rs, None)
+        self._discard(rs.request, rs.down_link, rs.down, rs.up_link, rs)
+        self._discard(rs.response, rs.up_link, rs.up, rs.down_link, rs)
         rs.down.relay = None
         if rs.up is not None:
             rs.up.relay = None
         rs.replay = None
 
+    def _discard(self, p: Pending, sender: Link | None, stream: Stream | None,
+                 receiver: Link | None, rs: RelayStream) -> None:
+        """Drop bytes that will never be forwarded, returning their connection
+        credit to the sender, and unpark ``rs`` from the receiving link."""
+        if p.chunks:
+            owed = sum(len(d) for d, owes in p.chunks if owes)
+            if owed and sender is not None and stream is not None:
+                sender.core.ack_data(stream, owed)
+                self.dirty.add(sender)
+            p.chunks.clear()
+            p.size = 0
+        if p.blocked_since is not None:
+            p.blocked_since = None
+            if receiver is not None:
+                receiver.blocked.pop(rs, None)
+
     def _release_endpoint(self, rs: RelayStream) -> None:
         if rs.endpoint is not None:
             rs.endpoint.active -= 1
             rs.endpoint = None
+
+
+def _stalled(p: Pending, now: float, timeout: float) -> bool:
+    return p.blocked_since is not None and now - p.blocked_since >= timeout
 
 
 def _request_fields(headers: HeaderList) -> tuple[bytes, bytes, bytes, bytes]:
@@ -579,9 +597,3 @@ def _code_name(code: int) -> str:
         return ErrorCode(code).name
     except ValueError:
         return f"0x{code:x}"
-
-
-def client_headers(headers: HeaderList) -> HeaderList:
-    """Request headers as forwarded upstream: unchanged (hop-by-hop fields are
-    already refused by the HTTP/2 checks)."""
-    return headers

@@ -26,7 +26,7 @@ class Pending:
     """Bytes waiting to go one way, and how much of them still owes credit
     to the sender. Bounded by the window we advertise to that sender."""
 
-    __slots__ = ("chunks", "size", "end", "trailers", "end_sent")
+    __slots__ = ("chunks", "size", "end", "trailers", "end_sent", "blocked_since")
 
     def __init__(self) -> None:
         self.chunks: deque[tuple[bytes, bool]] = deque()  # (data, ack when forwarded)
@@ -34,6 +34,7 @@ class Pending:
         self.end = False  # the sender ended this direction
         self.trailers: HeaderList | None = None
         self.end_sent = False
+        self.blocked_since: float | None = None  # parked on a window, no progress since
 
 
 class RelayStream:
@@ -57,7 +58,6 @@ class RelayStream:
         "last_error",
         "last_data",
         "deadline",
-        "blocked_since",
         "done",
     )
 
@@ -82,7 +82,6 @@ class RelayStream:
         self.last_error = ""
         self.last_data = now
         self.deadline: float | None = None
-        self.blocked_since: float | None = None  # parked on a window with no progress
         self.done = False
 
     def __repr__(self) -> str:

@@ -348,3 +348,25 @@ def test_refused_stream_may_retry_the_same_endpoint_a_bounded_number_of_times() 
     (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)  # after 3 retries
     assert dict(resp.headers)[b"grpc-status"] == b"14"
     assert len(rig.of(rig.server_events, h2.events.RequestReceived)) == 4
+
+
+def test_request_bytes_dropped_after_a_complete_response_return_their_credit() -> None:
+    """The server answers and resets while request DATA still waits in the
+    proxy: that DATA is dropped, and the client's connection window gets its
+    credit back (else every such call would shrink it for good)."""
+    rig = Rig(stream_window=1 << 16, server_window=100)
+    rig.client.send_headers(1, REQUEST)
+    rig.client.send_data(1, b"u" * 15000)
+    rig.client.send_data(1, b"u" * 15000)
+    rig.pump()
+    rs = next(iter(rig.relay.active))
+    assert rs.request.size > 29000  # parked: the server allows 100 bytes
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    rig.server.send_headers(req.stream_id, RESPONSE)
+    rig.server.send_headers(req.stream_id, [(b"grpc-status", b"0")], end_stream=True)
+    rig.server.reset_stream(req.stream_id, ErrorCode.NO_ERROR)
+    rig.pump()
+    assert rig.of(rig.client_events, h2.events.TrailersReceived)
+    core = rig.down.core
+    assert core.recv_window + core.owed == core.local_connection_window
+    assert not rig.up.blocked and not rig.relay.active

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -791,3 +792,35 @@ __all__ = [
     "make_config", "paced", "port_accepts", "port_is_free", "proxy_logs",
     "rss_of_tree", "run_in_threads", "upstream", "wait_for_port",
 ]
+
+
+# --------------------------------------------------------------------------- one-backend setup
+
+
+@dataclass
+class Env:
+    """One echo backend behind one proxy, and a client of the proxy."""
+
+    stack: Stack
+    backend: EchoBackend
+    proxy: ProxyProcess
+    client: EchoClient
+
+
+def single_backend_env(stack: Stack, *location_directives: str,
+                       max_concurrent_streams: int = 1000) -> Env:
+    """A backend behind a proxy whose ``/echo.Echo/`` location passes to it."""
+    backend = stack.backend("b1")
+    config = make_config(
+        free_port(),
+        [upstream("echo", [addr(backend.port)], "connect_timeout 2s")],
+        [location("/echo.Echo/", "grpc_pass echo", *location_directives)],
+        max_concurrent_streams=max_concurrent_streams,
+    )
+    proxy = stack.proxy(config)
+    return Env(stack, backend, proxy, stack.client(proxy.port))
+
+
+def tag() -> tuple[str, str]:
+    """Request metadata that identifies one call in the backend's events."""
+    return ("x-test-id", uuid.uuid4().hex)

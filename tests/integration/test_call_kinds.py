@@ -7,56 +7,29 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import grpc
 import pytest
 from harness import (
-    EchoClient,
+    Env,
     MiB,
-    ProxyProcess,
     RawH2,
     RawResponse,
     RequestQueue,
     Stack,
-    addr,
-    free_port,
     grpc_unframe,
-    location,
-    make_config,
     proxy_logs,
-    upstream,
+    single_backend_env,
+    tag,
 )
 
-from proxy.echo import UNARY, CallRecord, EchoBackend, pattern, summary
-
-
-@dataclass
-class Env:
-    stack: Stack
-    backend: EchoBackend
-    proxy: ProxyProcess
-    client: EchoClient
+from proxy.echo import UNARY, CallRecord, pattern, summary
 
 
 @pytest.fixture(scope="module")
 def env(module_stack: Stack) -> Env:
-    backend = module_stack.backend("b1")
-    config = make_config(
-        free_port(),
-        [upstream("echo", [addr(backend.port)], "connect_timeout 2s")],
-        [location("/echo.Echo/", "grpc_pass echo")],
-        max_concurrent_streams=1000,
-    )
-    proxy = module_stack.proxy(config)
-    return Env(module_stack, backend, proxy, module_stack.client(proxy.port))
-
-
-def tag() -> tuple[str, str]:
-    """Request metadata that identifies one call in the backend's events."""
-    return ("x-test-id", uuid.uuid4().hex)
+    return single_backend_env(module_stack)
 
 
 def seen(env: Env, t: tuple[str, str], timeout: float = 5.0) -> CallRecord:

@@ -9,15 +9,12 @@ import re
 import socket
 import threading
 import time
-import uuid
-from dataclasses import dataclass
 
 import grpc
 import pytest
 from harness import (
     LOCALHOST,
-    EchoClient,
-    ProxyProcess,
+    Env,
     RawH2,
     RequestQueue,
     Result,
@@ -31,39 +28,22 @@ from harness import (
     make_config,
     paced,
     proxy_logs,
+    single_backend_env,
+    tag,
     upstream,
 )
 
-from proxy.echo import UNARY, EchoBackend, pattern
+from proxy.echo import UNARY, pattern
 
 READ_TIMEOUT = 1.0
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
-@dataclass
-class Env:
-    stack: Stack
-    backend: EchoBackend
-    proxy: ProxyProcess
-    client: EchoClient
-
-
 @pytest.fixture(scope="module")
 def env(module_stack: Stack) -> Env:
     """One backend behind a proxy whose /echo.Echo/ location has a 1 s read timeout."""
-    backend = module_stack.backend("b1")
-    config = make_config(
-        free_port(),
-        [upstream("echo", [addr(backend.port)], "connect_timeout 2s")],
-        [location("/echo.Echo/", "grpc_pass echo", f"grpc_read_timeout {READ_TIMEOUT:g}s")],
-    )
-    proxy = module_stack.proxy(config)
-    return Env(module_stack, backend, proxy, module_stack.client(proxy.port))
-
-
-def tag() -> tuple[str, str]:
-    return ("x-test-id", uuid.uuid4().hex)
+    return single_backend_env(module_stack, f"grpc_read_timeout {READ_TIMEOUT:g}s")
 
 
 # --------------------------------------------------------------------------- routing

@@ -81,6 +81,9 @@ class LinkIO:
         await trio.lowlevel.checkpoint()  # data kept coming: stay fair to other tasks
         return data
 
+    async def _receive_stream(self) -> bytes:
+        return await self.stream.receive_some(READ_SIZE)
+
     async def _send_fd(self, data: bytes) -> None:
         fd = self._fd
         view = memoryview(data)
@@ -96,10 +99,10 @@ class LinkIO:
         core = self.link.core
         relay = self.relay
         on_events = self.on_events
-        receive = self._receive_fd if self._fd >= 0 else self.stream.receive_some
+        receive = self._receive_fd if self._fd >= 0 else self._receive_stream
         while True:
             try:
-                data = await (receive() if self._fd >= 0 else receive(READ_SIZE))
+                data = await receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 self.close_reason = f"read error: {e}"
                 return

@@ -8,8 +8,9 @@ import signal
 
 import trio
 
+from proxy.balancing.endpoint import EndpointState
 from proxy.balancing.pool import build_pools
-from proxy.config.model import Config, Listen
+from proxy.config.model import Address, Config, Listen
 from proxy.relay.relay import Relay
 from proxy.runtime.downstream import ClientHandler
 from proxy.runtime.upstream import Upstreams
@@ -50,7 +51,7 @@ async def _listen(listen: Listen) -> list[trio.SocketListener]:
 
 
 async def _main(config: Config) -> int:
-    registry: dict = {}
+    registry: dict[tuple[str, Address], EndpointState] = {}
     relay = Relay(build_pools(config.upstreams, registry), trio.current_time)
     bound = [(server, listen, await _listen(listen))
              for server in config.servers for listen in server.listens]

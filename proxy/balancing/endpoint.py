@@ -19,6 +19,7 @@ class EndpointState:
         "max_fails",
         "fail_timeout",
         "meta",
+        "source",
         "fails",
         "failed_at",
         "active",
@@ -43,6 +44,7 @@ class EndpointState:
         self.max_fails = max_fails
         self.fail_timeout = fail_timeout
         self.meta = meta
+        self.source = "static"  # or "etcd": where the endpoint came from
         self.fails = 0
         self.failed_at = float("-inf")
         self.active = 0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from proxy.balancing.endpoint import EndpointState
 from proxy.balancing.round_robin import pick_smooth_weighted
-from proxy.config.model import Address, Upstream
+from proxy.config.model import Address, Upstream, UpstreamServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,27 +30,37 @@ class PoolSnapshot:
         return self.primaries + self.backups
 
 
-def build_pools(
-    upstreams: dict[str, Upstream],
-    registry: dict[tuple[str, Address], EndpointState],
-) -> dict[str, PoolSnapshot]:
-    """Snapshots for every upstream of a config. ``registry`` keeps endpoint
-    state across reloads: an endpoint that stays keeps its fails and counts."""
-    pools: dict[str, PoolSnapshot] = {}
-    for name, up in upstreams.items():
-        primaries: list[EndpointState] = []
-        backups: list[EndpointState] = []
-        for srv in up.servers:
-            ep = registry.get((name, srv.address))
-            if ep is None:
-                ep = EndpointState(srv.address)
-                registry[(name, srv.address)] = ep
-            ep.weight = srv.weight
-            ep.backup = srv.backup
-            ep.down = srv.down
-            ep.max_fails = srv.max_fails
-            ep.fail_timeout = srv.fail_timeout
-            ep.meta = srv.meta
-            (backups if srv.backup else primaries).append(ep)
-        pools[name] = PoolSnapshot(name, tuple(primaries), tuple(backups), up.connect_timeout)
-    return pools
+Registry = dict[tuple[str, Address], EndpointState]
+
+
+def build_pool(
+    upstream: Upstream,
+    servers: Sequence[UpstreamServer],
+    registry: Registry,
+    source: str = "static",
+) -> PoolSnapshot:
+    """One upstream's snapshot over ``servers`` (its static ``server`` lines,
+    plus whatever discovery found). ``registry`` is the one place endpoint
+    state lives, keyed by (upstream name, address): an endpoint that stays
+    across a rebuild keeps its fails, counts and health."""
+    primaries: list[EndpointState] = []
+    backups: list[EndpointState] = []
+    for srv in servers:
+        ep = registry.get((upstream.name, srv.address))
+        if ep is None:
+            ep = EndpointState(srv.address)
+            registry[(upstream.name, srv.address)] = ep
+        ep.weight = srv.weight
+        ep.backup = srv.backup
+        ep.down = srv.down
+        ep.max_fails = srv.max_fails
+        ep.fail_timeout = srv.fail_timeout
+        ep.meta = srv.meta
+        ep.source = source
+        (backups if srv.backup else primaries).append(ep)
+    return PoolSnapshot(upstream.name, tuple(primaries), tuple(backups), upstream.connect_timeout)
+
+
+def build_pools(upstreams: dict[str, Upstream], registry: Registry) -> dict[str, PoolSnapshot]:
+    """Snapshots for every upstream of a config, from its static servers."""
+    return {name: build_pool(up, up.servers, registry) for name, up in upstreams.items()}

@@ -19,7 +19,11 @@ from proxy.config.model import (
     DEFAULT_NEXT_UPSTREAM_TRIES,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_SEND_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_UPSTREAM_KEEPALIVE_TIME,
+    DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT,
     Address,
+    ClientConnection,
     Config,
     Listen,
     Location,
@@ -51,22 +55,38 @@ class _Spec:
     unique: bool
 
 
+# server-context timers of client connections -> ClientConnection fields.
+_CONNECTION_DIRECTIVES = {
+    "keepalive_time": "keepalive_time",
+    "keepalive_timeout": "keepalive_timeout",
+    "keepalive_min_time": "keepalive_min_time",
+    "idle_timeout": "idle_timeout",
+    "client_header_timeout": "header_timeout",
+    "max_connection_age": "max_age",
+    "max_connection_age_grace": "max_age_grace",
+}
+
 # Which directives each context accepts. "include" never gets here: the
 # parser has already replaced it with the included directives.
 _SPECS: dict[str, dict[str, _Spec]] = {
     "main": {
         "worker_processes": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "shutdown_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
         "upstream": _Spec(block=True, min_args=1, max_args=1, unique=False),
         "server": _Spec(block=True, min_args=0, max_args=0, unique=False),
     },
     "upstream": {
         "server": _Spec(block=False, min_args=1, max_args=None, unique=False),
         "connect_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "keepalive_time": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "keepalive_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
     },
     "server": {
         "listen": _Spec(block=False, min_args=1, max_args=None, unique=False),
         "http2_max_concurrent_streams": _Spec(block=False, min_args=1, max_args=1, unique=True),
         "location": _Spec(block=True, min_args=1, max_args=2, unique=False),
+        **{name: _Spec(block=False, min_args=1, max_args=1, unique=True)
+           for name in _CONNECTION_DIRECTIVES},
     },
     "location": {
         "grpc_pass": _Spec(block=False, min_args=1, max_args=1, unique=True),
@@ -151,10 +171,13 @@ class _Builder:
 
     def build(self, directives: Sequence[Directive]) -> Config:
         worker_processes = 1  # nginx's default
+        shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT
         servers: list[Server] = []
         for d in _checked("main", directives):
             if d.name == "worker_processes":
                 worker_processes = self._worker_processes(d)
+            elif d.name == "shutdown_timeout":
+                shutdown_timeout = _unit(d, parse_timeout, d.args[0]) or 0.0
             elif d.name == "upstream":
                 self._upstream(d)
             else:
@@ -167,6 +190,7 @@ class _Builder:
             worker_processes=worker_processes,
             upstreams={**self.upstreams, **self.implicit},
             servers=tuple(servers),
+            shutdown_timeout=shutdown_timeout,
         )
 
     # main context
@@ -189,9 +213,15 @@ class _Builder:
             raise _error(d, f"duplicate upstream {quote(name)}")
         servers: list[UpstreamServer] = []
         connect_timeout = DEFAULT_CONNECT_TIMEOUT
+        keepalive_time: float | None = DEFAULT_UPSTREAM_KEEPALIVE_TIME
+        keepalive_timeout = DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT
         for sub in _checked("upstream", d.block or ()):
             if sub.name == "connect_timeout":
                 connect_timeout = _positive_duration(sub, sub.args[0], sub.name)
+            elif sub.name == "keepalive_time":
+                keepalive_time = _unit(sub, parse_timeout, sub.args[0])
+            elif sub.name == "keepalive_timeout":
+                keepalive_timeout = _positive_duration(sub, sub.args[0], sub.name)
             else:
                 server = _upstream_server(sub)
                 if any(s.address == server.address for s in servers):
@@ -200,14 +230,19 @@ class _Builder:
                 servers.append(server)
         if not servers:
             raise _error(d, f"upstream {quote(name)} has no servers")
-        self.upstreams[name] = Upstream(name, tuple(servers), connect_timeout, source=d.source)
+        self.upstreams[name] = Upstream(name, tuple(servers), connect_timeout, source=d.source,
+                                        keepalive_time=keepalive_time,
+                                        keepalive_timeout=keepalive_timeout)
 
     def _server(self, d: Directive) -> Server:
         listens: list[Listen] = []
         locations: list[Location] = []
         max_streams = DEFAULT_MAX_CONCURRENT_STREAMS
+        timers: dict[str, float | None] = {}
         for sub in _checked("server", d.block or ()):
-            if sub.name == "listen":
+            if sub.name in _CONNECTION_DIRECTIVES:
+                timers[_CONNECTION_DIRECTIVES[sub.name]] = _connection_timer(sub)
+            elif sub.name == "listen":
                 listens.append(self._listen(sub))
             elif sub.name == "location":
                 location = self._location(sub)
@@ -219,7 +254,8 @@ class _Builder:
                 max_streams = _int(sub, sub.args[0], sub.name, 1)
         if not listens:
             raise _error(d, "server has no listen")
-        return Server(tuple(listens), tuple(locations), max_streams, source=d.source)
+        return Server(tuple(listens), tuple(locations), max_streams, source=d.source,
+                      connection=ClientConnection(**timers))  # type: ignore[arg-type]
 
     # server context
 
@@ -287,6 +323,14 @@ class _Builder:
             server = UpstreamServer(address, source=d.source)
             self.implicit[name] = Upstream(name, (server,), implicit=True, source=d.source)
         return name
+
+
+def _connection_timer(d: Directive) -> float | None:
+    """A server-context connection timer: a duration or ``off``, except
+    keepalive_timeout, which only makes sense as a positive duration."""
+    if d.name == "keepalive_timeout":
+        return _positive_duration(d, d.args[0], d.name)
+    return _unit(d, parse_timeout, d.args[0])
 
 
 def _upstream_server(d: Directive) -> UpstreamServer:

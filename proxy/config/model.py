@@ -16,6 +16,14 @@ DEFAULT_MAX_CONCURRENT_STREAMS = 128  # nginx http2_max_concurrent_streams
 DEFAULT_MAX_FAILS = 1  # nginx
 DEFAULT_FAIL_TIMEOUT = 10.0  # nginx
 DEFAULT_NEXT_UPSTREAM_TRIES = 0  # 0 = no limit beyond the number of endpoints (nginx)
+# Connection lifetime (issue 5). None = off.
+DEFAULT_UPSTREAM_KEEPALIVE_TIME = 30.0  # PING an upstream connection silent this long
+DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT = 10.0  # ... and close it without an ACK by then
+DEFAULT_CLIENT_KEEPALIVE_TIMEOUT = 20.0  # grpc-core's keepalive timeout
+DEFAULT_KEEPALIVE_MIN_TIME = 5.0  # grpc servers' too_many_pings threshold (grpc-go's 5m is too harsh)
+DEFAULT_IDLE_TIMEOUT = 600.0  # 10m, a client connection with no open streams
+DEFAULT_CLIENT_HEADER_TIMEOUT = 10.0  # preface + first HEADERS (nginx's 60s is generous)
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0  # SIGTERM/SIGQUIT: how long in-flight streams may finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,8 @@ class Upstream:
     # True for the implicit upstream made by ``grpc_pass grpc://host:port``.
     implicit: bool = False
     source: Source | None = field(default=None, compare=False)
+    keepalive_time: float | None = DEFAULT_UPSTREAM_KEEPALIVE_TIME
+    keepalive_timeout: float = DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +96,25 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientConnection:
+    """A ``server`` block's timers for its client connections (None = off)."""
+
+    keepalive_time: float | None = None
+    keepalive_timeout: float = DEFAULT_CLIENT_KEEPALIVE_TIMEOUT
+    keepalive_min_time: float | None = DEFAULT_KEEPALIVE_MIN_TIME
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    header_timeout: float | None = DEFAULT_CLIENT_HEADER_TIMEOUT
+    max_age: float | None = None
+    max_age_grace: float | None = None  # None: streams may run to completion
+
+
+@dataclass(frozen=True, slots=True)
 class Server:
     listens: tuple[Listen, ...]
     locations: tuple[Location, ...]
     http2_max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS
     source: Source | None = field(default=None, compare=False)
+    connection: ClientConnection = ClientConnection()
 
     def match(self, path: str) -> Location | None:
         """nginx's rule, reduced to what gRPC needs: an exact match wins, else the
@@ -111,3 +135,4 @@ class Config:
     worker_processes: int  # resolved: "auto" becomes os.cpu_count()
     upstreams: dict[str, Upstream]  # treat as read-only
     servers: tuple[Server, ...]
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from proxy.http2 import frames as f
+from proxy.http2.keepalive import PingPolicy
 from proxy.http2.events import (
     ConnectionFailed,
     DataReceived,
@@ -123,6 +124,9 @@ class Connection:
         self.next_stream_id = 1
         self.goaway_received: int | None = None
         self.goaway_sent = False
+        # Server role: the too_many_pings policy (keepalive.PingPolicy), if any.
+        self.ping_policy: PingPolicy | None = None
+        self.last_ping_ack = b""  # opaque of the last PING ACK (drain, keepalive)
         self._decoder = HeaderDecoder(max_header_list_size)
         self._max_block = max_header_list_size  # cap on a block's compressed bytes
         self._buf = b""
@@ -277,6 +281,13 @@ class Connection:
         last = self.last_peer_stream if last_stream_id is None else last_stream_id
         self._emit(f.goaway(last, code, debug))
         self.goaway_sent = True
+
+    def announce_goaway(self) -> None:
+        """Phase one of a graceful close: GOAWAY with last-stream-id 2^31-1
+        ("stop opening streams soon"); streams keep being accepted until the
+        real GOAWAY (``send_goaway``), sent once a PING round trip shows the
+        peer has seen this one."""
+        self._emit(f.goaway(f.MAX_STREAM_ID, E.NO_ERROR, b""))
 
     def _forget(self, s: Stream) -> None:
         s.closed = True
@@ -561,6 +572,8 @@ class Connection:
             self._emit(f.rst_stream(sid, E.PROTOCOL_ERROR))
             self._remember_reset(sid)
             return
+        if self.ping_policy is not None:
+            self.ping_policy.reset()
         s = Stream(sid, self.peer_initial_window, self.local_stream_window)
         s.headers_received = True
         s.expected_length = cl
@@ -656,9 +669,12 @@ class Connection:
             raise _ConnectionError(E.FRAME_SIZE_ERROR, "PING length")
         opaque = data[start : start + 8]
         if flags & f.ACK:
+            self.last_ping_ack = opaque
             events.append(PingAcked(opaque))
-        else:
-            self._emit(f.ping(opaque, ack=True))
+            return
+        if self.ping_policy is not None and self.ping_policy.on_ping(bool(self.streams)):
+            raise _ConnectionError(E.ENHANCE_YOUR_CALM, "too_many_pings")
+        self._emit(f.ping(opaque, ack=True))
 
     def _on_priority(self, sid: int, data: bytes, start: int, length: int) -> None:
         if sid == 0:

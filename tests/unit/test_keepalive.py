@@ -145,7 +145,7 @@ def test_max_connection_age_with_jitter_and_grace() -> None:
     assert t.poll(109, rx=1, started=1, open_streams=1) == []
     assert t.poll(110.01, rx=1, started=1, open_streams=1) == [A.NOTICE]
     assert t.poll(110.5, rx=2, started=1, open_streams=1, last_ack=DRAIN_OPAQUE) == [A.GOAWAY]
-    assert t.poll(120, rx=2, started=1, open_streams=1) == [A.END_STREAMS, A.CLOSE]
+    assert t.poll(120.02, rx=2, started=1, open_streams=1) == [A.END_STREAMS, A.CLOSE]
     early = ConnectionTimers(TimerSettings(max_age=100), 0, jitter=lambda: 0.0)
     assert early.next_wake == pytest.approx(90)
 

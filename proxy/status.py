@@ -43,6 +43,7 @@ class Failure(Enum):
     SEND_TIMEOUT = "send_timeout"
     DEADLINE = "deadline"
     SHUTDOWN = "shutdown"
+    CONNECTION_CLOSING = "connection_closing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ FAILURES: dict[Failure, Answer] = {
     Failure.SEND_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE, "stream send timeout"),
     Failure.DEADLINE: Answer(GrpcStatus.DEADLINE_EXCEEDED, "deadline exceeded at proxy"),
     Failure.SHUTDOWN: Answer(GrpcStatus.UNAVAILABLE, "proxy is shutting down"),
+    # Graceful close ran out of grace (max_connection_age_grace, shutdown_timeout).
+    Failure.CONNECTION_CLOSING: Answer(GrpcStatus.UNAVAILABLE,
+                                       "proxy closed the connection: {reason}"),
 }
 
 # An upstream RST_STREAM before any response, as gRPC's HTTP/2 mapping says.

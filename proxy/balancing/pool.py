@@ -16,6 +16,8 @@ class PoolSnapshot:
     primaries: tuple[EndpointState, ...]
     backups: tuple[EndpointState, ...]
     connect_timeout: float
+    keepalive_time: float | None = None  # PING upstream connections silent this long
+    keepalive_timeout: float = 10.0
 
     def pick(self, now: float, exclude: Collection[EndpointState] = ()) -> EndpointState | None:
         """Primaries first; backups only when no primary is available (nginx)."""
@@ -58,7 +60,8 @@ def build_pool(
         ep.meta = srv.meta
         ep.source = source
         (backups if srv.backup else primaries).append(ep)
-    return PoolSnapshot(upstream.name, tuple(primaries), tuple(backups), upstream.connect_timeout)
+    return PoolSnapshot(upstream.name, tuple(primaries), tuple(backups), upstream.connect_timeout,
+                        upstream.keepalive_time, upstream.keepalive_timeout)
 
 
 def build_pools(upstreams: dict[str, Upstream], registry: Registry) -> dict[str, PoolSnapshot]:

@@ -20,7 +20,7 @@ DEFAULT_NEXT_UPSTREAM_TRIES = 0  # 0 = no limit beyond the number of endpoints (
 DEFAULT_UPSTREAM_KEEPALIVE_TIME = 30.0  # PING an upstream connection silent this long
 DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT = 10.0  # ... and close it without an ACK by then
 DEFAULT_CLIENT_KEEPALIVE_TIMEOUT = 20.0  # grpc-core's keepalive timeout
-DEFAULT_KEEPALIVE_MIN_TIME = 5.0  # grpc servers' too_many_pings threshold (grpc-go's 5m is too harsh)
+DEFAULT_KEEPALIVE_MIN_TIME = 5.0  # too_many_pings threshold (grpc servers' 5m is too harsh)
 DEFAULT_IDLE_TIMEOUT = 600.0  # 10m, a client connection with no open streams
 DEFAULT_CLIENT_HEADER_TIMEOUT = 10.0  # preface + first HEADERS (nginx's 60s is generous)
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0  # SIGTERM/SIGQUIT: how long in-flight streams may finish

@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Callable
 
 from proxy.http2 import frames as f
-from proxy.http2.keepalive import PingPolicy
 from proxy.http2.events import (
     ConnectionFailed,
     DataReceived,
@@ -39,6 +38,7 @@ from proxy.http2.hpack_codec import (
     HeaderListTooLarge,
     encode_headers,
 )
+from proxy.http2.keepalive import PingPolicy
 
 E = f.ErrorCode
 _TOO_LARGE = "frame larger than SETTINGS_MAX_FRAME_SIZE"

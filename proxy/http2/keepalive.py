@@ -147,12 +147,11 @@ class ConnectionTimers:
                 self._pending = []
 
         if self.draining:
-            if Action.NOTICE in acts:
-                pass  # the notice goes out now; the real GOAWAY on a later poll
-            elif not self._final:
-                if last_ack == DRAIN_OPAQUE or now >= self._notice_at + NOTICE_WAIT:
-                    self._final = True
-                    acts.append(Action.GOAWAY)
+            # The notice goes out in this batch; the real GOAWAY on a later poll.
+            if not self._final and Action.NOTICE not in acts and (
+                    last_ack == DRAIN_OPAQUE or now >= self._notice_at + NOTICE_WAIT):
+                self._final = True
+                acts.append(Action.GOAWAY)
             if self._final:
                 if not open_streams:
                     return self._close(acts, self.reason)

@@ -150,7 +150,12 @@ class Relay:
             self._answer_client(link, down, refusal, False)
             self._close_client_stream(link, down)
             return
-        pool = self.pools[location.upstream]
+        pool = self.pools.get(location.upstream)
+        if pool is None:  # a connection draining after a reload that removed the upstream
+            self._answer_client(link, down, answer_for(Failure.NO_ENDPOINT,
+                                                       upstream=location.upstream), False)
+            self._close_client_stream(link, down)
+            return
         now = self.now
         rs = RelayStream(link, down, spath, location, pool, headers, now)
         down.relay = rs
@@ -463,6 +468,15 @@ class Relay:
             if isinstance(rs, RelayStream) and not rs.done:
                 self._client_reset(rs)
         link.blocked.clear()
+
+    def end_streams(self, link: Link, answer: Answer) -> None:
+        """End every call of a client link with ``answer`` (a graceful close
+        whose grace ran out)."""
+        self.now = self.clock()
+        for s in list(link.core.streams.values()):
+            rs = s.relay
+            if isinstance(rs, RelayStream) and not rs.done:
+                self._fail(rs, answer)
 
     def tick(self, now: float) -> None:
         """Timers: proxy-side deadlines, the per-stream idle timeout, and the

@@ -6,12 +6,14 @@ import logging
 
 import trio
 
-from proxy.config.model import Server
 from proxy.http2.connection import Connection
 from proxy.http2.events import Event, Http1Received
+from proxy.http2.keepalive import PingPolicy
 from proxy.relay.link import Link
 from proxy.relay.relay import Relay
 from proxy.runtime.io import LinkIO
+from proxy.runtime.lifetime import LinkWatch, client_settings
+from proxy.runtime.listeners import ListenerSlot
 
 log = logging.getLogger("grpc_proxy.downstream")
 
@@ -24,9 +26,11 @@ HTTP1_REPLY = (
 
 
 class ClientHandler:
-    def __init__(self, relay: Relay, server: Server) -> None:
+    """Serves the connections accepted on one listen address (``slot``)."""
+
+    def __init__(self, relay: Relay, slot: ListenerSlot) -> None:
         self.relay = relay
-        self.server = server
+        self.slot = slot
 
     async def __call__(self, stream: trio.SocketStream) -> None:
         try:
@@ -40,10 +44,15 @@ class ClientHandler:
             peer = f"{host}:{port}"
         except OSError:
             peer = "?"
+        slot = self.slot
+        server = slot.server
         core = Connection(
-            client=False, max_concurrent_streams=self.server.http2_max_concurrent_streams
+            client=False, max_concurrent_streams=server.http2_max_concurrent_streams
         )
-        link = Link(core, server=self.server, peer=peer)
+        conn = server.connection
+        if conn.keepalive_min_time:
+            core.ping_policy = PingPolicy(conn.keepalive_min_time, trio.current_time)
+        link = Link(core, server=server, peer=peer)
         relay = self.relay
 
         def on_events(lk: Link, events: list[Event]) -> None:
@@ -54,9 +63,18 @@ class ClientHandler:
             relay.on_client_events(lk, events)
 
         io = LinkIO(link, stream, relay, on_events)
+        watch = LinkWatch(link, io, relay, client_settings(conn))
+        slot.watches.add(watch)
+        if slot.draining:  # accepted just as the listener closed
+            watch.drain(slot.drain_deadline, "shutdown")
+        log.debug("client %s connected", peer)
         try:
-            await io.run()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch.run)
+                await io.run()
+                nursery.cancel_scope.cancel()
         finally:
+            slot.watches.discard(watch)
             relay.client_lost(link)
             relay.flush()
             log.debug("client %s closed: %s", peer, io.close_reason)

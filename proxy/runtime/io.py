@@ -34,7 +34,9 @@ class LinkIO:
         self._closing = False
         self._writer_done = trio.Event()
         self._scope: trio.CancelScope | None = None
+        self._reader_scope: trio.CancelScope | None = None
         self.close_reason = ""
+        self.rx = 0  # receive batches: the keepalive timers' sign of life
         link.wake = self._lot.unpark_all
         # Plain TCP sockets are read and written by fd (see _receive_fd); other
         # streams (TLS) go through trio's Stream interface.
@@ -48,7 +50,8 @@ class LinkIO:
                 nursery.start_soon(self._writer, nursery.cancel_scope)
                 if first is not None:
                     first()
-                await self._reader()
+                with trio.CancelScope() as self._reader_scope:
+                    await self._reader()
                 # Let the writer flush what is left (a GOAWAY, final frames).
                 self._closing = True
                 self._lot.unpark_all()
@@ -58,6 +61,12 @@ class LinkIO:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
+
+    def shutdown(self, reason: str) -> None:
+        """Stop reading, flush what is queued (a GOAWAY, trailers), then close."""
+        self.close_reason = self.close_reason or reason
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
 
     def abort(self, reason: str) -> None:
         """Close at once, without flushing."""
@@ -109,6 +118,7 @@ class LinkIO:
             if not data:
                 self.close_reason = "closed by peer"
                 return
+            self.rx += 1
             events = core.receive_data(data)
             if events:
                 on_events(self.link, events)

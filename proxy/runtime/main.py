@@ -1,72 +1,208 @@
-"""Process entry: listeners, the relay, its timer, signals."""
+"""Process entry: the runtime of one serving process (a single process, or
+one worker under proxy/runtime/master.py), reloads, drain and signals.
+
+Structure:
+- ``Runtime``: process-wide, lives until exit: the relay, the endpoint
+  registry, upstream connections, listen slots by address, the drain state.
+- ``Generation`` (generation.py): what one config built; per-config services.
+- ``apply(config)``: the first start and every reload (SIGHUP).
+- ``drain(timeout)``: SIGTERM/SIGQUIT: stop accepting, graceful GOAWAY to
+  every client, in-flight streams finish until ``shutdown_timeout``.
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
+import socket
 
 import trio
 
 from proxy.balancing.endpoint import EndpointState
 from proxy.balancing.pool import build_pools
-from proxy.config.model import Address, Config, Listen
+from proxy.config import ConfigError, load
+from proxy.config.model import Address, Config
 from proxy.relay.relay import Relay
 from proxy.runtime.downstream import ClientHandler
+from proxy.runtime.generation import Generation
+from proxy.runtime.listeners import ListenerSlot, StartupError, bind
 from proxy.runtime.upstream import Upstreams
 
 log = logging.getLogger("grpc_proxy")
 
 TICK = 0.1  # timer resolution for deadlines and idle timeouts
+DRAIN_FLUSH = 2.0  # after shutdown_timeout: time for the last trailers to leave
+
+__all__ = ["Runtime", "StartupError", "run"]
 
 
-class StartupError(Exception):
-    """A clear, expected reason not to start (a port in use, say)."""
-
-
-def run(config: Config) -> int:
-    if config.worker_processes > 1:
+def run(config: Config, inherited: dict[Address, list[socket.socket]] | None = None,
+        ready_fd: int = -1) -> int:
+    """Serve ``config`` until a signal. ``inherited``: listen sockets from the
+    master (worker mode); ``ready_fd``: written to once serving, then closed."""
+    if config.worker_processes > 1 and inherited is None:
         log.warning("worker_processes %d: running one process (several are not supported yet)",
                     config.worker_processes)
     # Calls make short-lived objects by the thousand; the default gen-0
     # threshold (700) would run the collector every few calls.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    try:
-        return trio.run(_main, config)
-    except StartupError as e:
-        log.error("%s", e)
-        return 1
+    return trio.run(_main, config, inherited, ready_fd)
 
 
-async def _listen(listen: Listen) -> list[trio.SocketListener]:
-    host = listen.address.host
-    try:
-        return await trio.open_tcp_listeners(
-            listen.address.port, host=None if host in ("*", "0.0.0.0", "") else host
-        )
-    except OSError as e:
-        reason = e.strerror.lower() if e.strerror else str(e)
-        raise StartupError(f"cannot listen on {listen.address}: {reason}") from None
+class Runtime:
+    def __init__(self, nursery: trio.Nursery,
+                 inherited: dict[Address, list[socket.socket]] | None = None) -> None:
+        self.nursery = nursery
+        self.worker = inherited is not None
+        self.inherited = dict(inherited or {})
+        self.registry: dict[tuple[str, Address], EndpointState] = {}
+        self.relay = Relay({}, trio.current_time)
+        self.upstreams = Upstreams(self.relay, nursery)
+        self.slots: dict[Address, ListenerSlot] = {}
+        self.generation: Generation | None = None
+        self._generations = 0
+        # Announced drain: readiness probes read this (503 while draining).
+        self.draining = False
+        self.drain_started = trio.Event()
 
+    @property
+    def config(self) -> Config:
+        assert self.generation is not None
+        return self.generation.config
 
-async def _main(config: Config) -> int:
-    registry: dict[tuple[str, Address], EndpointState] = {}
-    relay = Relay(build_pools(config.upstreams, registry), trio.current_time)
-    bound = [(server, listen, await _listen(listen))
-             for server in config.servers for listen in server.listens]
-    async with trio.open_nursery() as nursery:
-        Upstreams(relay, nursery)
-        for server, listen, listeners in bound:
-            nursery.start_soon(trio.serve_listeners, ClientHandler(relay, server), listeners)
-            log.info("listening on %s", listen.address)
-        nursery.start_soon(_timers, relay)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT) as signals:
-            async for signum in signals:
-                log.info("%s: exiting", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
+    async def apply(self, config: Config) -> None:
+        """Start serving ``config``, or switch to it. Raises StartupError (a
+        new address cannot be bound) before anything has changed."""
+        wanted = {listen.address: (server, listen)
+                  for server in config.servers for listen in server.listens}
+        bound: dict[Address, list[trio.SocketListener]] = {}
+        try:
+            for address, (_, listen) in wanted.items():
+                if address not in self.slots:
+                    bound[address] = await bind(listen, self.inherited)
+        except StartupError:
+            for listeners in bound.values():
+                for lst in listeners:
+                    await lst.aclose()
+            raise
+        self._generations += 1
+        gen = Generation(self._generations, config, build_pools(config.upstreams, self.registry),
+                         self)
+        await self.nursery.start(gen.run)
+        # The switch: one synchronous step, so no call sees half of it.
+        old, self.generation = self.generation, gen
+        self.relay.pools = dict(gen.pools)
+        for address, slot in self.slots.items():
+            if address in wanted:
+                slot.set_server(wanted[address][0])
+        removed = [slot for address, slot in self.slots.items() if address not in wanted]
+        for slot in removed:
+            del self.slots[slot.address]
+        for address, listeners in bound.items():
+            slot = self.slots[address] = ListenerSlot(address, wanted[address][0], listeners)
+            self.nursery.start_soon(slot.serve, ClientHandler(self.relay, slot))
+            log.info("listening on %s", address)
+        if old is not None:
+            old.stop()
+            names = set(config.upstreams)
+            for key in [k for k in self.registry if k[0] not in names]:
+                del self.registry[key]
+        deadline = trio.current_time() + config.shutdown_timeout
+        for slot in removed:
+            log.info("no longer listening on %s", slot.address)
+            self.nursery.start_soon(slot.close, deadline, "listener removed")
+
+    async def reload(self) -> bool:
+        """SIGHUP: read the file again; a broken file changes nothing."""
+        path = self.config.file
+        try:
+            config = load(path)
+            await self.apply(config)
+        except ConfigError as e:
+            log.error("reload failed, keeping the running configuration: %s", e)
+            return False
+        except StartupError as e:
+            log.error("reload failed, keeping the running configuration: %s", e)
+            return False
+        if config.worker_processes != self.config.worker_processes and not self.worker:
+            log.warning("worker_processes changes need a restart")
+        log.info("configuration reloaded from %s (generation %d)", path,
+                 self._generations)
+        return True
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, GOAWAY every client, wait for streams (bounded)."""
+        self.draining = True
+        self.drain_started.set()
+        now = trio.current_time()
+        deadline = now + timeout
+        for slot in self.slots.values():
+            await slot.close(deadline, "shutdown")
+        open_count = sum(len(s.watches) for s in self.slots.values())
+        log.info("draining %d client connection(s), up to %gs", open_count, timeout)
+        while any(s.watches for s in self.slots.values()):
+            if trio.current_time() > deadline + DRAIN_FLUSH:
+                log.warning("shutdown_timeout: closing %d connection(s)",
+                            sum(len(s.watches) for s in self.slots.values()))
                 break
+            await trio.sleep(0.05)
+
+
+async def _main(config: Config, inherited: dict[Address, list[socket.socket]] | None,
+                ready_fd: int) -> int:
+    signals = [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP]
+    with trio.open_signal_receiver(*signals) as receiver:
+        async with trio.open_nursery() as nursery:
+            runtime = Runtime(nursery, inherited)
+            try:
+                await runtime.apply(config)
+            except StartupError as e:
+                log.error("%s", e)
+                nursery.cancel_scope.cancel()
+                return 1
+            nursery.start_soon(_timers, runtime.relay)
+            if runtime.worker:
+                nursery.start_soon(_orphan_watch, runtime)
+            if ready_fd >= 0:
+                os.write(ready_fd, b"1")
+                os.close(ready_fd)
+            async for signum in receiver:
+                if signum == signal.SIGHUP:
+                    if runtime.worker:
+                        continue  # the master reloads by starting new workers
+                    log.info("SIGHUP: reloading %s", runtime.config.file)
+                    await runtime.reload()
+                    continue
+                name = signal.Signals(signum).name
+                if signum == signal.SIGINT:
+                    log.info("%s: exiting", name)
+                    nursery.cancel_scope.cancel()
+                    break
+                if not runtime.draining:
+                    log.info("%s: graceful shutdown", name)
+                    nursery.start_soon(_drain_and_exit, runtime)
     return 0
+
+
+async def _drain_and_exit(runtime: Runtime) -> None:
+    timeout = runtime.config.shutdown_timeout
+    with trio.move_on_after(timeout + DRAIN_FLUSH + 1):
+        await runtime.drain(timeout)
+    log.info("exiting")
+    runtime.nursery.cancel_scope.cancel()
+
+
+async def _orphan_watch(runtime: Runtime) -> None:
+    """A worker whose master died drains and exits rather than linger."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await trio.sleep(1.0)
+    log.warning("master process %d is gone: shutting down", parent)
+    if not runtime.draining:
+        await _drain_and_exit(runtime)
 
 
 async def _timers(relay: Relay) -> None:

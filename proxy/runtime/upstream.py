@@ -11,16 +11,18 @@ import trio
 from proxy.balancing.endpoint import EndpointState
 from proxy.config.model import Address
 from proxy.http2.connection import Connection
+from proxy.http2.keepalive import TimerSettings
 from proxy.relay.link import Link
 from proxy.relay.relay import Relay
 from proxy.relay.stream import RelayStream
 from proxy.runtime.io import LinkIO
+from proxy.runtime.lifetime import LinkWatch, upstream_settings
 
 log = logging.getLogger("grpc_proxy.upstream")
 
 
 class EndpointLinks:
-    __slots__ = ("endpoint", "links", "connecting", "waiters", "connect_timeout")
+    __slots__ = ("endpoint", "links", "connecting", "waiters", "connect_timeout", "keepalive")
 
     def __init__(self, endpoint: EndpointState) -> None:
         self.endpoint = endpoint
@@ -28,6 +30,7 @@ class EndpointLinks:
         self.connecting = 0
         self.waiters: deque[RelayStream] = deque()
         self.connect_timeout = 5.0
+        self.keepalive: TimerSettings = upstream_settings(None, 10.0)
 
     def opening(self) -> bool:
         """A connection is being made, or waits for the peer's SETTINGS."""
@@ -49,6 +52,10 @@ class Upstreams:
         if el is None:
             el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
         el.connect_timeout = connect_timeout
+        pool = rs.pool
+        if el.keepalive.keepalive_time != pool.keepalive_time or \
+                el.keepalive.keepalive_timeout != pool.keepalive_timeout:
+            el.keepalive = upstream_settings(pool.keepalive_time, pool.keepalive_timeout)
         for link in el.links:
             if link.core.can_open_stream():
                 self.relay.attach(rs, link)
@@ -92,6 +99,19 @@ class Upstreams:
         el.links.append(link)
         log.debug("connected to upstream %s", addr)
 
+        def on_dead(reason: str) -> None:
+            # Fail its streams now (not after the close): a frozen peer may hold
+            # the final flush for a while. Passive health counts it, streams or not.
+            if link in el.links:
+                el.links.remove(link)  # no new streams here
+            idle = not link.core.streams
+            relay.upstream_lost(link, reason)  # counts a failure when streams were open
+            if idle:
+                endpoint.record_failure(trio.current_time())
+            relay.flush()
+
+        watch = LinkWatch(link, io, relay, el.keepalive, on_dead)
+
         async def settings_deadline() -> None:
             await trio.sleep(timeout)
             if not core.settings_received:
@@ -104,10 +124,13 @@ class Upstreams:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(settings_deadline)
+                if watch.timers.s.keepalive_time:
+                    nursery.start_soon(watch.run)
                 await io.run(start)
                 nursery.cancel_scope.cancel()
         finally:
-            el.links.remove(link)
+            if link in el.links:
+                el.links.remove(link)
             self.relay.upstream_lost(link, io.close_reason or "connection closed")
             self.relay.flush()
             log.debug("upstream connection to %s closed: %s", addr, io.close_reason)

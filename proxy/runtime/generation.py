@@ -1,0 +1,57 @@
+"""Everything built from one ``Config``, replaced as a whole by a reload.
+
+Per-config services (active health checks, discovery feeds, ...) start here:
+append a starter to ``PER_CONFIG_SERVICES``. A starter is called once per
+generation, in load order, as ``starter(generation, nursery)``, and starts its
+tasks in ``nursery``; that nursery is cancelled when a reload replaces the
+generation (after the new one's services have started, so there is no gap).
+A service that changes pools must check ``generation.current`` first, so an
+old generation never overwrites a newer one.
+
+Process-wide state other services read lives on ``Runtime`` (proxy/runtime/
+main.py): ``runtime.draining`` (True from the moment SIGTERM/SIGQUIT starts a
+drain; a readiness probe answers 503 from then on) and the
+``runtime.drain_started`` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from proxy.balancing.pool import PoolSnapshot
+from proxy.config.model import Config
+
+if TYPE_CHECKING:
+    from proxy.runtime.main import Runtime
+
+ServiceStarter = Callable[["Generation", trio.Nursery], None]
+PER_CONFIG_SERVICES: list[ServiceStarter] = []
+
+
+class Generation:
+    def __init__(self, number: int, config: Config, pools: dict[str, PoolSnapshot],
+                 runtime: Runtime) -> None:
+        self.number = number
+        self.config = config
+        self.pools = pools  # as built from the file; relay.pools is the live view
+        self.runtime = runtime
+        self._scope = trio.CancelScope()
+
+    @property
+    def current(self) -> bool:
+        return self.runtime.generation is self
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the per-config services; run them until ``stop``."""
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                for start in PER_CONFIG_SERVICES:
+                    start(self, nursery)
+                task_status.started()
+                await trio.sleep_forever()
+
+    def stop(self) -> None:
+        self._scope.cancel()

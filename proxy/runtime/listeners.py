@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -42,9 +43,15 @@ class ListenerSlot:
         for w in self.watches:
             w.link.server = server
 
-    async def serve(self, handler: object) -> None:
+    async def serve(self, handler: Callable[[trio.SocketStream], Awaitable[None]],
+                    connections: trio.Nursery) -> None:
+        """Accept until ``close``; connections run in ``connections``, so that
+        closing the listener does not cut the connections it accepted (as
+        ``trio.serve_listeners`` would)."""
         with self.scope:
-            await trio.serve_listeners(handler, self.listeners)  # type: ignore[arg-type]
+            async with trio.open_nursery() as nursery:
+                for listener in self.listeners:
+                    nursery.start_soon(_accept_loop, listener, handler, connections)
 
     async def close(self, deadline: float | None, reason: str) -> None:
         """Stop accepting; drain every connection (two-phase GOAWAY), open
@@ -57,6 +64,21 @@ class ListenerSlot:
                 await listener.aclose()
         for w in list(self.watches):
             w.drain(deadline, reason)
+
+
+async def _accept_loop(listener: trio.SocketListener,
+                       handler: Callable[[trio.SocketStream], Awaitable[None]],
+                       connections: trio.Nursery) -> None:
+    while True:
+        try:
+            stream = await listener.accept()
+        except trio.ClosedResourceError:
+            return
+        except OSError as e:  # out of fds or buffers: wait, do not spin (as trio does)
+            log.error("accept on %s failed: %s", listener.socket.getsockname(), e)
+            await trio.sleep(0.1)
+            continue
+        connections.start_soon(handler, stream)
 
 
 async def bind(listen: Listen, inherited: dict[Address, list[socket.socket]]

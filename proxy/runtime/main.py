@@ -103,7 +103,7 @@ class Runtime:
             del self.slots[slot.address]
         for address, listeners in bound.items():
             slot = self.slots[address] = ListenerSlot(address, wanted[address][0], listeners)
-            self.nursery.start_soon(slot.serve, ClientHandler(self.relay, slot))
+            self.nursery.start_soon(slot.serve, ClientHandler(self.relay, slot), self.nursery)
             log.info("listening on %s", address)
         if old is not None:
             old.stop()

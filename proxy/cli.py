@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"grpc-proxy {__version__}")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="stderr log level")
+    # Set by the master for its workers (worker_processes > 1).
+    p.add_argument("--worker-fds", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--ready-fd", type=int, default=-1, help=argparse.SUPPRESS)
     return p
 
 
@@ -46,13 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("hpack").setLevel(logging.WARNING)  # per-header debug lines
     from proxy.runtime.main import run
 
+    inherited = None
+    if args.worker_fds is not None:
+        from proxy.runtime.master import worker_sockets
+
+        inherited = worker_sockets(args.worker_fds)
     try:
-        return run(config)
+        return run(config, inherited, args.ready_fd)
     except KeyboardInterrupt:
         return 0

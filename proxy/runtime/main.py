@@ -43,8 +43,9 @@ def run(config: Config, inherited: dict[Address, list[socket.socket]] | None = N
     """Serve ``config`` until a signal. ``inherited``: listen sockets from the
     master (worker mode); ``ready_fd``: written to once serving, then closed."""
     if config.worker_processes > 1 and inherited is None:
-        log.warning("worker_processes %d: running one process (several are not supported yet)",
-                    config.worker_processes)
+        from proxy.runtime.master import run_master
+
+        return run_master(config)
     # Calls make short-lived objects by the thousand; the default gen-0
     # threshold (700) would run the collector every few calls.
     gc.freeze()

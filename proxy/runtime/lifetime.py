@@ -97,8 +97,11 @@ class LinkWatch:
             elif act is Action.DEAD:
                 log.warning("%s: no PING ACK within %gs, closing", link.peer,
                             self.timers.s.keepalive_timeout)
-                if self.on_dead is not None:
+                if self.on_dead is not None:  # upstream: fail its streams, then drop it
                     self.on_dead(reason)
-                self.io.abort(reason)
+                    self.io.abort(reason)
+                else:  # a client: tell it why, as far as a flush in bounded time can
+                    core.send_goaway(ErrorCode.NO_ERROR, debug=b"keepalive timeout")
+                    self.io.shutdown(reason)
         relay.dirty.add(link)
         relay.flush()

@@ -119,6 +119,7 @@ class Runtime:
     async def reload(self) -> bool:
         """SIGHUP: read the file again; a broken file changes nothing."""
         path = self.config.file
+        workers = self.config.worker_processes
         try:
             config = load(path)
             await self.apply(config)
@@ -128,8 +129,8 @@ class Runtime:
         except StartupError as e:
             log.error("reload failed, keeping the running configuration: %s", e)
             return False
-        if config.worker_processes != self.config.worker_processes and not self.worker:
-            log.warning("worker_processes changes need a restart")
+        if config.worker_processes != workers and not self.worker:
+            log.warning("worker_processes: a change from 1 needs a restart")
         log.info("configuration reloaded from %s (generation %d)", path,
                  self._generations)
         return True

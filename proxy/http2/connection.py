@@ -572,8 +572,9 @@ class Connection:
             self._emit(f.rst_stream(sid, E.PROTOCOL_ERROR))
             self._remember_reset(sid)
             return
-        if self.ping_policy is not None:
-            self.ping_policy.reset()
+        policy = self.ping_policy
+        if policy is not None:
+            policy.strikes = 0  # a new call: PINGs so far were no abuse
         s = Stream(sid, self.peer_initial_window, self.local_stream_window)
         s.headers_received = True
         s.expected_length = cl

@@ -43,6 +43,9 @@ class Failure(Enum):
     SEND_TIMEOUT = "send_timeout"
     DEADLINE = "deadline"
     SHUTDOWN = "shutdown"
+    SUBSET_MISS = "subset_miss"
+    MAX_CONNS = "max_conns"
+    QUEUE_TIMEOUT = "queue_timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,11 @@ FAILURES: dict[Failure, Answer] = {
     Failure.SEND_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE, "stream send timeout"),
     Failure.DEADLINE: Answer(GrpcStatus.DEADLINE_EXCEEDED, "deadline exceeded at proxy"),
     Failure.SHUTDOWN: Answer(GrpcStatus.UNAVAILABLE, "proxy is shutting down"),
+    Failure.SUBSET_MISS: Answer(GrpcStatus.UNAVAILABLE, "no upstream endpoint matches {subset}"),
+    Failure.MAX_CONNS: Answer(GrpcStatus.UNAVAILABLE,
+                              "every endpoint of {upstream} is at max_conns"),
+    Failure.QUEUE_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE,
+                                  "queue timeout: every endpoint of {upstream} is at max_conns"),
 }
 
 # An upstream RST_STREAM before any response, as gRPC's HTTP/2 mapping says.

@@ -16,6 +16,12 @@ DEFAULT_MAX_CONCURRENT_STREAMS = 128  # nginx http2_max_concurrent_streams
 DEFAULT_MAX_FAILS = 1  # nginx
 DEFAULT_FAIL_TIMEOUT = 10.0  # nginx
 DEFAULT_NEXT_UPSTREAM_TRIES = 0  # 0 = no limit beyond the number of endpoints (nginx)
+DEFAULT_QUEUE_TIMEOUT = 0.0  # max_conns: 0 = no waiting, UNAVAILABLE at once
+DEFAULT_QUEUE_SIZE = 1024  # calls waiting per upstream for a max_conns slot
+DEFAULT_HEALTH_INTERVAL = 5.0  # nginx Plus health_check interval
+DEFAULT_HEALTH_TIMEOUT = 1.0
+DEFAULT_HEALTH_FAILS = 2  # nginx Plus fails=1; 2 rides out one lost probe
+DEFAULT_HEALTH_PASSES = 1  # nginx Plus
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,33 @@ class UpstreamServer:
     down: bool = False
     meta: tuple[tuple[str, str], ...] = ()  # labels, for subset routing
     source: Source | None = field(default=None, compare=False)
+    max_conns: int = 0  # concurrent streams to this endpoint; 0 = no cap (nginx)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """The upstream's balancing method. ``kind``: round_robin, random,
+    least_conn, random_two (P2C on active streams), ip_hash, hash, least_time.
+    ``key`` is the ``hash`` key (``$remote_addr``, ``$http_NAME``,
+    ``$grpc_method``, ``$grpc_service``)."""
+
+    kind: str = "round_robin"
+    key: str = ""
+    consistent: bool = False
+
+
+ROUND_ROBIN = Balance()
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """``health_check``: grpc.health.v1.Health/Check on every endpoint."""
+
+    interval: float = DEFAULT_HEALTH_INTERVAL
+    timeout: float = DEFAULT_HEALTH_TIMEOUT
+    fails: int = DEFAULT_HEALTH_FAILS
+    passes: int = DEFAULT_HEALTH_PASSES
+    service: str = ""  # "" asks about the server as a whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +93,11 @@ class Upstream:
     # True for the implicit upstream made by ``grpc_pass grpc://host:port``.
     implicit: bool = False
     source: Source | None = field(default=None, compare=False)
+    balance: Balance = ROUND_ROBIN
+    subset: str | None = None  # request metadata key matched against endpoint labels
+    subset_fallback: bool = False  # no endpoint with KEY=VALUE: use all, not UNAVAILABLE
+    health_check: HealthCheck | None = None
+    queue_timeout: float = DEFAULT_QUEUE_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ DEFAULT_QUEUE_TIMEOUT = 0.0  # max_conns: 0 = no waiting, UNAVAILABLE at once
 DEFAULT_QUEUE_SIZE = 1024  # calls waiting per upstream for a max_conns slot
 DEFAULT_HEALTH_INTERVAL = 5.0  # nginx Plus health_check interval
 DEFAULT_HEALTH_TIMEOUT = 1.0
-DEFAULT_HEALTH_FAILS = 2  # nginx Plus fails=1; 2 rides out one lost probe
+DEFAULT_HEALTH_FAILS = 1  # nginx Plus
 DEFAULT_HEALTH_PASSES = 1  # nginx Plus
 
 

@@ -13,6 +13,7 @@ from proxy.balancing.pool import build_pools
 from proxy.config.model import Address, Config, Listen
 from proxy.relay.relay import Relay
 from proxy.runtime.downstream import ClientHandler
+from proxy.runtime.health import start_health_checks
 from proxy.runtime.upstream import Upstreams
 
 log = logging.getLogger("grpc_proxy")
@@ -56,7 +57,8 @@ async def _main(config: Config) -> int:
     bound = [(server, listen, await _listen(listen))
              for server in config.servers for listen in server.listens]
     async with trio.open_nursery() as nursery:
-        Upstreams(relay, nursery)
+        upstreams = Upstreams(relay, nursery)
+        start_health_checks(nursery, config, relay, upstreams)
         for server, listen, listeners in bound:
             nursery.start_soon(trio.serve_listeners, ClientHandler(relay, server), listeners)
             log.info("listening on %s", listen.address)

@@ -34,6 +34,11 @@ Request metadata that controls the call:
 
 Every response carries ``x-backend: NAME`` in its initial and trailing metadata.
 
+``EchoBackend(..., delay_ms=N)`` (``--delay-ms N``) sleeps N ms in every call
+that has no ``x-sleep-ms`` (a slow backend). ``health=True`` (``--health``)
+adds grpc.health.v1.Health, SERVING for "" and ``echo.Echo``;
+``set_serving(False)`` turns both NOT_SERVING.
+
 ``EchoBackend(name, port=0)`` runs in-process (``start()``, ``stop()``, ``port``)
 and records every call in ``events`` (an ``EventLog``): method, metadata,
 ``:authority``, the deadline it saw, messages and bytes each way, whether the call
@@ -277,7 +282,7 @@ class _Call:
         ]
         self.status = 0
         self.message = ""
-        self.sleep_s = 0.0
+        self.sleep_s = backend.delay_ms / 1000.0
         self.count: int | None = None
         self.size: int | None = None
         compression: str | None = None
@@ -397,8 +402,17 @@ class EchoBackend:
         *,
         max_workers: int = DEFAULT_MAX_WORKERS,
         server_options: tuple[tuple[str, Any], ...] = (),
+        health: bool = False,
+        delay_ms: int = 0,
     ) -> None:
         self.name = name
+        self.delay_ms = delay_ms
+        self._health: Any = None
+        if health:
+            from grpc_health.v1 import health as grpc_health
+
+            self._health = grpc_health.HealthServicer()
+            self.set_serving(True)
         self._server_options = server_options
         self.host = host
         self._requested_port = port
@@ -423,6 +437,10 @@ class EchoBackend:
         )
         server = grpc.server(self._pool, options=[*SERVER_OPTIONS, *self._server_options])
         server.add_generic_rpc_handlers((_Handler(self),))
+        if self._health is not None:
+            from grpc_health.v1 import health_pb2_grpc
+
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         host = f"[{self.host}]" if ":" in self.host else self.host
         try:
             port = server.add_insecure_port(f"{host}:{self._requested_port}")
@@ -454,6 +472,15 @@ class EchoBackend:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    def set_serving(self, serving: bool) -> None:
+        """What grpc.health.v1.Health/Check answers, for "" and echo.Echo."""
+        from grpc_health.v1 import health_pb2
+
+        status = health_pb2.HealthCheckResponse.SERVING if serving \
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", SERVICE):
+            self._health.set(service, status)
 
     def reset_peak(self) -> None:
         with self._lock:
@@ -593,8 +620,12 @@ class EchoProcess:
         host: str = "127.0.0.1",
         *,
         stderr_path: str | os.PathLike[str] | None = None,
+        health: bool = False,
+        delay_ms: int = 0,
     ) -> None:
         self.name = name
+        self.health = health
+        self.delay_ms = delay_ms
         self.host = host
         self.port = port
         self._stderr_path = stderr_path
@@ -611,6 +642,10 @@ class EchoProcess:
     def start(self, timeout: float = 15.0) -> EchoProcess:
         cmd = [sys.executable, "-m", "proxy.echo", "--port", str(self.port),
                "--name", self.name, "--host", self.host]
+        if self.health:
+            cmd.append("--health")
+        if self.delay_ms:
+            cmd += ["--delay-ms", str(self.delay_ms)]
         stderr: Any = None
         if self._stderr_path is not None:
             stderr = open(self._stderr_path, "ab")  # noqa: SIM115 - handed to the child
@@ -702,6 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     p.add_argument("--name", default="echo", help="value of the x-backend metadata")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--health", action="store_true", help="serve grpc.health.v1.Health")
+    p.add_argument("--delay-ms", type=int, default=0,
+                   help="sleep this long in each call without x-sleep-ms")
     args = p.parse_args(argv)
 
     stopping = threading.Event()
@@ -711,7 +749,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    backend = EchoBackend(args.name, args.port, args.host)
+    backend = EchoBackend(args.name, args.port, args.host, health=args.health,
+                          delay_ms=args.delay_ms)
     try:
         backend.start()
     except OSError as e:

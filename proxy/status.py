@@ -44,6 +44,9 @@ class Failure(Enum):
     DEADLINE = "deadline"
     SHUTDOWN = "shutdown"
     CONNECTION_CLOSING = "connection_closing"
+    SUBSET_MISS = "subset_miss"
+    MAX_CONNS = "max_conns"
+    QUEUE_TIMEOUT = "queue_timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,11 @@ FAILURES: dict[Failure, Answer] = {
     # Graceful close ran out of grace (max_connection_age_grace, shutdown_timeout).
     Failure.CONNECTION_CLOSING: Answer(GrpcStatus.UNAVAILABLE,
                                        "proxy closed the connection: {reason}"),
+    Failure.SUBSET_MISS: Answer(GrpcStatus.UNAVAILABLE, "no upstream endpoint matches {subset}"),
+    Failure.MAX_CONNS: Answer(GrpcStatus.UNAVAILABLE,
+                              "every endpoint of {upstream} is at max_conns"),
+    Failure.QUEUE_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE,
+                                  "queue timeout: every endpoint of {upstream} is at max_conns"),
 }
 
 # An upstream RST_STREAM before any response, as gRPC's HTTP/2 mapping says.

@@ -7,8 +7,10 @@
 // pinning the process to a core (taskset) gives a predictable, cheap backend.
 // Prints "listening 127.0.0.1:PORT" on stdout once it accepts calls.
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +36,9 @@ using grpc::Status;
 // Calls of each method waiting to be matched with an incoming RPC.
 constexpr int kPrepostedCalls = 64;
 
+// Unary replies wait this long (an alarm, no thread blocked): a slow backend.
+int g_delay_ms = 0;
+
 // One RPC in flight.  Each call has at most one operation outstanding at a
 // time, so the call object itself is the completion-queue tag.
 class Call {
@@ -57,6 +62,17 @@ class UnaryCall final : public Call {
     if (!started_ && ok) {
       started_ = true;
       new UnaryCall(env_);
+      if (g_delay_ms > 0) {
+        delaying_ = true;
+        alarm_.Set(env_.cq, std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(g_delay_ms), this);
+        return;
+      }
+      responder_.Finish(request_, Status::OK, this);
+      return;
+    }
+    if (delaying_) {
+      delaying_ = false;
       responder_.Finish(request_, Status::OK, this);
       return;
     }
@@ -68,7 +84,9 @@ class UnaryCall final : public Call {
   ServerContext ctx_;
   Msg request_;
   ServerAsyncResponseWriter<Msg> responder_;
+  grpc::Alarm alarm_;
   bool started_ = false;
+  bool delaying_ = false;
 };
 
 class ServerStreamCall final : public Call {
@@ -264,12 +282,13 @@ int Run(int port, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || argc > 3) {
-    std::fprintf(stderr, "usage: %s PORT [THREADS]\n", argv[0]);
+  if (argc < 2 || argc > 4) {
+    std::fprintf(stderr, "usage: %s PORT [THREADS [UNARY_DELAY_MS]]\n", argv[0]);
     return 2;
   }
   const int port = std::atoi(argv[1]);
-  const int threads = argc == 3 ? std::atoi(argv[2]) : 1;
+  const int threads = argc >= 3 ? std::atoi(argv[2]) : 1;
+  g_delay_ms = argc == 4 ? std::atoi(argv[3]) : 0;
   if (port <= 0 || port > 65535 || threads < 1) {
     std::fprintf(stderr, "echo_server: bad PORT or THREADS\n");
     return 2;

@@ -24,6 +24,12 @@ class EndpointState:
         "failed_at",
         "active",
         "current_weight",
+        "max_conns",
+        "healthy",
+        "checks_failed",
+        "checks_passed",
+        "latency",
+        "latency_at",
     )
 
     def __init__(
@@ -49,11 +55,19 @@ class EndpointState:
         self.failed_at = float("-inf")
         self.active = 0
         self.current_weight = 0
+        self.max_conns = 0  # cap on active streams; 0 = none
+        # Active health (health_check): out of rotation while False.
+        self.healthy = True
+        self.checks_failed = 0  # consecutive failed probes
+        self.checks_passed = 0  # consecutive passed probes
+        # least_time: peak-EWMA of response-header latency (s) and when last updated.
+        self.latency = 0.0
+        self.latency_at = 0.0
 
     def available(self, now: float) -> bool:
         """nginx's passive health: out after ``max_fails`` failures within
         ``fail_timeout``, tried again once ``fail_timeout`` has passed."""
-        if self.down:
+        if self.down or not self.healthy:
             return False
         return (
             self.max_fails == 0
@@ -69,6 +83,16 @@ class EndpointState:
 
     def record_success(self) -> None:
         self.fails = 0
+
+    def snapshot(self) -> dict[str, object]:
+        """What an admin page shows for this endpoint."""
+        return {
+            "address": str(self.address), "source": self.source, "weight": self.weight,
+            "backup": self.backup, "down": self.down, "healthy": self.healthy,
+            "active": self.active, "max_conns": self.max_conns, "fails": self.fails,
+            "checks_failed": self.checks_failed, "latency": self.latency,
+            "meta": dict(self.meta),
+        }
 
     def __repr__(self) -> str:
         return f"EndpointState({self.address}, weight={self.weight}, fails={self.fails})"

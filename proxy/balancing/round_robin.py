@@ -23,3 +23,13 @@ def pick_smooth_weighted(candidates: Iterable[EndpointState]) -> EndpointState |
     if best is not None:
         best.current_weight -= total
     return best
+
+
+class RoundRobin:
+    """The default policy."""
+
+    __slots__ = ()
+
+    def pick(self, candidates: list[EndpointState], ctx: object,
+             now: float) -> EndpointState | None:
+        return pick_smooth_weighted(candidates)

@@ -23,8 +23,10 @@ from proxy.config.model import (
     DEFAULT_UPSTREAM_KEEPALIVE_TIME,
     DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT,
     Address,
+    Balance,
     ClientConnection,
     Config,
+    HealthCheck,
     Listen,
     Location,
     Server,
@@ -80,6 +82,17 @@ _SPECS: dict[str, dict[str, _Spec]] = {
         "connect_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
         "keepalive_time": _Spec(block=False, min_args=1, max_args=1, unique=True),
         "keepalive_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        # Balancing methods: not "unique", so any second one gets nginx's
+        # "load balancing method redefined" (see _balance).
+        "random": _Spec(block=False, min_args=0, max_args=2, unique=False),
+        "least_conn": _Spec(block=False, min_args=0, max_args=0, unique=False),
+        "ip_hash": _Spec(block=False, min_args=0, max_args=0, unique=False),
+        "hash": _Spec(block=False, min_args=1, max_args=2, unique=False),
+        "least_time": _Spec(block=False, min_args=0, max_args=1, unique=False),
+        "subset": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "subset_fallback": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        "health_check": _Spec(block=False, min_args=0, max_args=None, unique=True),
+        "queue_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
     },
     "server": {
         "listen": _Spec(block=False, min_args=1, max_args=None, unique=False),
@@ -215,6 +228,7 @@ class _Builder:
         connect_timeout = DEFAULT_CONNECT_TIMEOUT
         keepalive_time: float | None = DEFAULT_UPSTREAM_KEEPALIVE_TIME
         keepalive_timeout = DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT
+        policy: dict[str, object] = {}  # balance, subset, health_check, ...: see _policy
         for sub in _checked("upstream", d.block or ()):
             if sub.name == "connect_timeout":
                 connect_timeout = _positive_duration(sub, sub.args[0], sub.name)
@@ -222,6 +236,8 @@ class _Builder:
                 keepalive_time = _unit(sub, parse_timeout, sub.args[0])
             elif sub.name == "keepalive_timeout":
                 keepalive_timeout = _positive_duration(sub, sub.args[0], sub.name)
+            elif sub.name != "server":
+                _policy(sub, policy)
             else:
                 server = _upstream_server(sub)
                 if any(s.address == server.address for s in servers):
@@ -232,7 +248,8 @@ class _Builder:
             raise _error(d, f"upstream {quote(name)} has no servers")
         self.upstreams[name] = Upstream(name, tuple(servers), connect_timeout, source=d.source,
                                         keepalive_time=keepalive_time,
-                                        keepalive_timeout=keepalive_timeout)
+                                        keepalive_timeout=keepalive_timeout,
+                                        **policy)  # type: ignore[arg-type]
 
     def _server(self, d: Directive) -> Server:
         listens: list[Listen] = []
@@ -358,6 +375,8 @@ def _server_param(d: Directive, param: str, key: str, eq: str, value: str) -> ob
         return _positive_duration(d, value, key)
     if eq and key == "meta":
         return _meta(d, value)
+    if eq and key == "max_conns":
+        return _int(d, value, key, 0)
     raise _error(d, f"invalid parameter {quote(param)}")
 
 
@@ -396,3 +415,74 @@ def _location_path(d: Directive) -> tuple[str, bool]:
 
 def _shown(path: str, exact: bool) -> str:
     return "= " + path if exact else path
+
+
+# upstream policies: balancing method, subset routing, health checks, queueing
+
+_BALANCING = frozenset(("random", "least_conn", "ip_hash", "hash", "least_time"))
+# hash keys: one variable, as a gRPC call has them
+_HASH_KEY = re.compile(r"\$(remote_addr|grpc_method|grpc_service|http_[a-z0-9_]+)")
+_METADATA_KEY = re.compile(r"[a-z0-9_.-]+")
+
+
+def _policy(d: Directive, out: dict[str, object]) -> None:
+    """One upstream policy directive into ``out`` (Upstream's field names)."""
+    if d.name in _BALANCING:
+        if "balance" in out:
+            raise _error(d, "load balancing method redefined")
+        out["balance"] = _balance(d)
+    elif d.name == "subset":
+        key = d.args[0].lower()
+        if not _METADATA_KEY.fullmatch(key) or key.startswith(":"):
+            raise _error(d, f"invalid metadata key {quote(d.args[0])} in \"subset\" directive")
+        out["subset"] = key
+    elif d.name == "subset_fallback":
+        if d.args[0] not in ("any", "off"):
+            raise _error(d, f'invalid value {quote(d.args[0])} in "subset_fallback" directive, '
+                            'it must be "any" or "off"')
+        out["subset_fallback"] = d.args[0] == "any"
+    elif d.name == "health_check":
+        out["health_check"] = _health_check(d)
+    else:  # queue_timeout
+        out["queue_timeout"] = _unit(d, parse_duration, d.args[0])
+
+
+def _balance(d: Directive) -> Balance:
+    args = d.args
+    if d.name == "random":
+        if tuple(args) in (("two",), ("two", "least_conn")):
+            return Balance("random_two")
+        if args:
+            raise _error(d, f"invalid parameter {quote(' '.join(args))}, "
+                            'only "random [two [least_conn]]" is supported')
+        return Balance("random")
+    if d.name == "least_time":
+        if args and args[0] != "header":  # nginx Plus: least_time header|last_byte
+            raise _error(d, f"invalid parameter {quote(args[0])}, only \"header\" is supported")
+        return Balance("least_time")
+    if d.name == "hash":
+        if len(args) == 2 and args[1] != "consistent":
+            raise _error(d, f"invalid parameter {quote(args[1])}")
+        if not _HASH_KEY.fullmatch(args[0]):
+            raise _error(d, f"invalid hash key {quote(args[0])}, it must be one of "
+                            "$remote_addr, $http_NAME, $grpc_method, $grpc_service")
+        return Balance("hash", args[0], consistent=len(args) == 2)
+    return Balance(d.name)  # least_conn, ip_hash
+
+
+def _health_check(d: Directive) -> HealthCheck:
+    """``health_check [interval=T] [timeout=T] [fails=N] [passes=N] [service=NAME];``"""
+    fields: dict[str, object] = {}
+    for param in d.args:
+        key, eq, value = param.partition("=")
+        if not eq or key not in ("interval", "timeout", "fails", "passes", "service"):
+            raise _error(d, f"invalid parameter {quote(param)}")
+        if key in fields:
+            raise _error(d, f"duplicate parameter {quote(key)}")
+        if key in ("interval", "timeout"):
+            fields[key] = _positive_duration(d, value, key)
+        elif key == "service":
+            fields[key] = value
+        else:
+            fields[key] = _int(d, value, key, 1)
+    return HealthCheck(**fields)  # type: ignore[arg-type]

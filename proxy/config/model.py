@@ -24,6 +24,12 @@ DEFAULT_KEEPALIVE_MIN_TIME = 5.0  # too_many_pings threshold (grpc servers' 5m i
 DEFAULT_IDLE_TIMEOUT = 600.0  # 10m, a client connection with no open streams
 DEFAULT_CLIENT_HEADER_TIMEOUT = 10.0  # preface + first HEADERS (nginx's 60s is generous)
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0  # SIGTERM/SIGQUIT: how long in-flight streams may finish
+DEFAULT_QUEUE_TIMEOUT = 0.0  # max_conns: 0 = no waiting, UNAVAILABLE at once
+DEFAULT_QUEUE_SIZE = 1024  # calls waiting per upstream for a max_conns slot
+DEFAULT_HEALTH_INTERVAL = 5.0  # nginx Plus health_check interval
+DEFAULT_HEALTH_TIMEOUT = 1.0
+DEFAULT_HEALTH_FAILS = 1  # nginx Plus
+DEFAULT_HEALTH_PASSES = 1  # nginx Plus
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,33 @@ class UpstreamServer:
     down: bool = False
     meta: tuple[tuple[str, str], ...] = ()  # labels, for subset routing
     source: Source | None = field(default=None, compare=False)
+    max_conns: int = 0  # concurrent streams to this endpoint; 0 = no cap (nginx)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """The upstream's balancing method. ``kind``: round_robin, random,
+    least_conn, random_two (P2C on active streams), ip_hash, hash, least_time.
+    ``key`` is the ``hash`` key (``$remote_addr``, ``$http_NAME``,
+    ``$grpc_method``, ``$grpc_service``)."""
+
+    kind: str = "round_robin"
+    key: str = ""
+    consistent: bool = False
+
+
+ROUND_ROBIN = Balance()
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """``health_check``: grpc.health.v1.Health/Check on every endpoint."""
+
+    interval: float = DEFAULT_HEALTH_INTERVAL
+    timeout: float = DEFAULT_HEALTH_TIMEOUT
+    fails: int = DEFAULT_HEALTH_FAILS
+    passes: int = DEFAULT_HEALTH_PASSES
+    service: str = ""  # "" asks about the server as a whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +103,11 @@ class Upstream:
     source: Source | None = field(default=None, compare=False)
     keepalive_time: float | None = DEFAULT_UPSTREAM_KEEPALIVE_TIME
     keepalive_timeout: float = DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT
+    balance: Balance = ROUND_ROBIN
+    subset: str | None = None  # request metadata key matched against endpoint labels
+    subset_fallback: bool = False  # no endpoint with KEY=VALUE: use all, not UNAVAILABLE
+    health_check: HealthCheck | None = None
+    queue_timeout: float = DEFAULT_QUEUE_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)

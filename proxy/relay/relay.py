@@ -17,7 +17,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from proxy.balancing.endpoint import EndpointState
-from proxy.balancing.pool import PoolSnapshot
+from proxy.balancing.least_time import observe as observe_latency
+from proxy.balancing.policy import PickContext
+from proxy.balancing.pool import Miss, PoolSnapshot
 from proxy.grpc_timeout import parse_grpc_timeout
 from proxy.http2.connection import Stream
 from proxy.http2.events import (
@@ -32,6 +34,7 @@ from proxy.http2.events import (
 from proxy.http2.frames import ErrorCode
 from proxy.http2.hpack_codec import HeaderBlock, HeaderList
 from proxy.relay.link import Link
+from proxy.relay.queue import WaitQueues
 from proxy.relay.stream import MAX_REFUSALS, REPLAY_LIMIT, Pending, RelayStream
 from proxy.status import (
     Answer,
@@ -62,6 +65,7 @@ class Relay:
         self.dirty: set[Link] = set()
         self._deadlines: list[tuple[float, int, RelayStream]] = []
         self._seq = 0
+        self.queues = WaitQueues()  # calls waiting for a max_conns slot
 
     # ----------------------------------------------------------------- batches
 
@@ -173,8 +177,13 @@ class Relay:
         """Pick an endpoint not tried yet and ask for a stream on it."""
         tries = rs.location.next_upstream_tries
         ep = None
+        pool = rs.pool
+        ctx = PickContext(rs.down_link.peer, rs.request_headers, rs.path) \
+            if pool.needs_context else None
         if not tries or len(rs.tried) < tries:
-            ep = rs.pool.pick(self.now, rs.tried)
+            ep = pool.pick(self.now, rs.tried, ctx)
+            if ep is None and self._no_pick(rs, ctx):
+                return
         if ep is None:
             if rs.last_error:
                 self._fail(rs, answer_for(Failure.CONNECT_FAILED, detail=rs.last_error))
@@ -183,10 +192,29 @@ class Relay:
             return
         rs.tried.append(ep)
         rs.endpoint = ep
+        rs.dispatched_at = self.now
         ep.active += 1
         timeout = rs.location.connect_timeout or rs.pool.connect_timeout
         assert self.connector is not None
         self.connector.acquire(ep, rs, timeout)
+
+    def _no_pick(self, rs: RelayStream, ctx: PickContext | None) -> bool:
+        """The pool had no endpoint for ``rs``: True if handled here (a subset
+        miss, or every endpoint at max_conns: queued or failed)."""
+        pool = rs.pool
+        if not pool.needs_context and not pool.capped:
+            return False
+        miss, detail = pool.miss(self.now, rs.tried, ctx)
+        if miss is Miss.SUBSET:
+            self._fail(rs, answer_for(Failure.SUBSET_MISS, subset=detail))
+        elif miss is Miss.FULL:
+            if rs.queued_until == 0.0:
+                rs.queued_until = self.now + pool.queue_timeout
+            if rs.queued_until <= self.now or not self.queues.push(rs):
+                self._fail(rs, answer_for(Failure.MAX_CONNS, upstream=pool.name))
+        else:
+            return False
+        return True
 
     def attach(self, rs: RelayStream, link: Link) -> None:
         """An upstream link has room for ``rs``: open its stream there."""
@@ -369,6 +397,8 @@ class Relay:
             rs.replay = None
             if rs.endpoint is not None:
                 rs.endpoint.record_success()
+                if rs.pool.timed:
+                    observe_latency(rs.endpoint, self.now - rs.dispatched_at, self.now)
             rs.down_link.core.send_headers(rs.down, ev.headers, ev.end_stream)
             self.dirty.add(rs.down_link)
             if ev.end_stream:
@@ -443,7 +473,9 @@ class Relay:
         goaway = link.core.goaway_received
         streams = list(link.core.streams.values())
         link.core.streams.clear()
-        if link.endpoint is not None and streams and goaway is None:
+        # Health-check probes count their own failure, not a passive one.
+        calls = any(isinstance(s.relay, RelayStream) for s in streams)
+        if link.endpoint is not None and calls and goaway is None:
             link.endpoint.record_failure(self.clock())
         for s in streams:
             s.closed = True
@@ -487,6 +519,9 @@ class Relay:
             _, _, rs = heapq.heappop(heap)
             if not rs.done:
                 self._fail(rs, answer_for(Failure.DEADLINE))
+        if self.queues.size:
+            for rs in self.queues.expired(now):
+                self._fail(rs, answer_for(Failure.QUEUE_TIMEOUT, upstream=rs.pool.name))
         for rs in list(self.active):
             loc = rs.location
             if rs.done:
@@ -577,9 +612,23 @@ class Relay:
                 receiver.blocked.pop(rs, None)
 
     def _release_endpoint(self, rs: RelayStream) -> None:
-        if rs.endpoint is not None:
-            rs.endpoint.active -= 1
+        ep = rs.endpoint
+        if ep is not None:
+            ep.active -= 1
             rs.endpoint = None
+            if self.queues.size and ep.max_conns:
+                self._serve_queue(rs.pool.name)
+
+    def _serve_queue(self, name: str) -> None:
+        """A slot freed in upstream ``name``: dispatch queued calls until one
+        takes it (a call that cannot use it goes back to the queue's end)."""
+        for _ in range(self.queues.waiting(name)):
+            rs = self.queues.pop(name)
+            if rs is None:
+                return
+            self._dispatch(rs)
+            if rs.endpoint is not None or rs.done:
+                return
 
 
 def _stalled(p: Pending, now: float, timeout: float) -> bool:

@@ -59,6 +59,8 @@ class RelayStream:
         "last_data",
         "deadline",
         "done",
+        "dispatched_at",
+        "queued_until",
     )
 
     def __init__(self, down_link: Link, down: Stream, path: str, location: Location,
@@ -83,6 +85,8 @@ class RelayStream:
         self.last_data = now
         self.deadline: float | None = None
         self.done = False
+        self.dispatched_at = now  # least_time: response-header latency counts from here
+        self.queued_until = 0.0  # waiting for a max_conns slot until then
 
     def __repr__(self) -> str:
         return f"RelayStream({self.path}, down={self.down.id}, up={self.up and self.up.id})"

@@ -5,8 +5,10 @@ append a starter to ``PER_CONFIG_SERVICES``. A starter is called once per
 generation, in load order, as ``starter(generation, nursery)``, and starts its
 tasks in ``nursery``; that nursery is cancelled when a reload replaces the
 generation (after the new one's services have started, so there is no gap).
-A service that changes pools must check ``generation.current`` first, so an
-old generation never overwrites a newer one.
+A service that reads or changes live pools (``relay.pools``) must first wait
+for ``generation.activated`` (services start before the switch), and check
+``generation.current`` before writing, so an old generation never overwrites
+a newer one.
 
 Process-wide state other services read lives on ``Runtime`` (proxy/runtime/
 main.py): ``runtime.draining`` (True from the moment SIGTERM/SIGQUIT starts a
@@ -39,6 +41,9 @@ class Generation:
         self.pools = pools  # as built from the file; relay.pools is the live view
         self.runtime = runtime
         self._scope = trio.CancelScope()
+        # Set at the switch, once relay.pools holds this generation's pools:
+        # services that read or replace live pools wait for it.
+        self.activated = trio.Event()
 
     @property
     def current(self) -> bool:

@@ -26,7 +26,8 @@ from proxy.config import ConfigError, load
 from proxy.config.model import Address, Config
 from proxy.relay.relay import Relay
 from proxy.runtime.downstream import ClientHandler
-from proxy.runtime.generation import Generation
+from proxy.runtime.generation import PER_CONFIG_SERVICES, Generation
+from proxy.runtime.health import health_check_service
 from proxy.runtime.listeners import ListenerSlot, StartupError, bind
 from proxy.runtime.upstream import Upstreams
 
@@ -36,6 +37,8 @@ TICK = 0.1  # timer resolution for deadlines and idle timeouts
 DRAIN_FLUSH = 2.0  # after shutdown_timeout: time for the last trailers to leave
 
 __all__ = ["Runtime", "StartupError", "run"]
+
+PER_CONFIG_SERVICES.append(health_check_service)
 
 
 def run(config: Config, inherited: dict[Address, list[socket.socket]] | None = None,
@@ -96,6 +99,7 @@ class Runtime:
         # The switch: one synchronous step, so no call sees half of it.
         old, self.generation = self.generation, gen
         self.relay.pools = dict(gen.pools)
+        gen.activated.set()
         for address, slot in self.slots.items():
             if address in wanted:
                 slot.set_server(wanted[address][0])

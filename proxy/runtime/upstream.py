@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -18,19 +19,27 @@ from proxy.relay.stream import RelayStream
 from proxy.runtime.io import LinkIO
 from proxy.runtime.lifetime import LinkWatch, upstream_settings
 
+if TYPE_CHECKING:
+    from proxy.http2.connection import Stream
+    from proxy.runtime.health import Probe
+
 log = logging.getLogger("grpc_proxy.upstream")
 
 
 class EndpointLinks:
-    __slots__ = ("endpoint", "links", "connecting", "waiters", "connect_timeout", "keepalive")
+    __slots__ = ("endpoint", "links", "connecting", "waiters", "connect_timeout", "keepalive",
+                 "probes")
 
     def __init__(self, endpoint: EndpointState) -> None:
         self.endpoint = endpoint
         self.links: list[Link] = []
         self.connecting = 0
-        self.waiters: deque[RelayStream] = deque()
+        self.waiters: deque[RelayStream | Probe] = deque()
         self.connect_timeout = 5.0
         self.keepalive: TimerSettings = upstream_settings(None, 10.0)
+        # Health-check probes in flight, by stream (their stream.relay is None,
+        # so the relay only returns their flow-control credit).
+        self.probes: dict[Stream, Probe] = {}
 
     def opening(self) -> bool:
         """A connection is being made, or waits for the peer's SETTINGS."""
@@ -63,6 +72,54 @@ class Upstreams:
         el.waiters.append(rs)
         self._grow(el)
 
+    def probe(self, probe: Probe, connect_timeout: float) -> None:
+        """Run a health-check probe on an existing connection to its endpoint,
+        or on a new one, like a call."""
+        endpoint = probe.endpoint
+        el = self.by_address.get(endpoint.address)
+        if el is None:
+            el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
+            el.connect_timeout = connect_timeout
+        for link in el.links:
+            if link.core.can_open_stream():
+                self._attach(el, probe, link)
+                return
+        el.waiters.append(probe)
+        self._grow(el)
+
+    def forget_probe(self, probe: Probe) -> None:
+        el = self.by_address.get(probe.endpoint.address)
+        if el is not None and probe.stream is not None:
+            el.probes.pop(probe.stream, None)
+
+    def _attach(self, el: EndpointLinks, waiter: RelayStream | Probe, link: Link) -> None:
+        if type(waiter) is RelayStream:
+            self.relay.attach(waiter, link)
+        else:
+            stream = waiter.attach(link)  # type: ignore[union-attr]
+            if stream is not None:
+                el.probes[stream] = waiter  # type: ignore[assignment]
+
+    def _fail_waiters(self, el: EndpointLinks, reason: str) -> None:
+        waiters = list(el.waiters)
+        el.waiters.clear()
+        for w in waiters:
+            if type(w) is RelayStream:
+                self.relay.connect_failed(w, el.endpoint, reason)
+            else:
+                w.fail(reason)  # type: ignore[union-attr]
+        self.relay.flush()
+
+    @staticmethod
+    def _probe_events(el: EndpointLinks, events: list) -> None:
+        probes = el.probes
+        for ev in events:
+            probe = probes.get(getattr(ev, "stream", None))  # type: ignore[arg-type]
+            if probe is not None:
+                probe.on_event(ev)
+                if probe.done:
+                    del probes[ev.stream]
+
     def _grow(self, el: EndpointLinks) -> None:
         """Open one more connection for the waiters, unless one is on its way."""
         if el.waiters and not el.opening():
@@ -79,11 +136,7 @@ class Upstreams:
         except (OSError, trio.TooSlowError) as e:
             el.connecting -= 1
             reason = "connect timeout" if isinstance(e, trio.TooSlowError) else _os_reason(e)
-            waiters = list(el.waiters)
-            el.waiters.clear()
-            for rs in waiters:
-                self.relay.connect_failed(rs, endpoint, reason)
-            self.relay.flush()
+            self._fail_waiters(el, reason)
             return
         el.connecting -= 1
         core = Connection(client=True, max_concurrent_streams=0)
@@ -92,6 +145,8 @@ class Upstreams:
 
         def on_events(lk: Link, events: list) -> None:
             relay.on_upstream_events(lk, events)
+            if el.probes:
+                self._probe_events(el, events)
             if el.waiters:  # SETTINGS arrived, streams ended, or a limit changed
                 self._serve_waiters(el)
 
@@ -132,17 +187,17 @@ class Upstreams:
             if link in el.links:
                 el.links.remove(link)
             self.relay.upstream_lost(link, io.close_reason or "connection closed")
+            for stream, probe in list(el.probes.items()):
+                if probe.link is link:
+                    del el.probes[stream]
+                    probe.fail(f"connection lost: {io.close_reason or 'closed'}")
             self.relay.flush()
             log.debug("upstream connection to %s closed: %s", addr, io.close_reason)
             if el.waiters:
                 if core.settings_received:
                     self._grow(el)
                 elif not el.opening():  # it never worked: the waiters try elsewhere
-                    waiters = list(el.waiters)
-                    el.waiters.clear()
-                    for rs in waiters:
-                        relay.connect_failed(rs, endpoint, io.close_reason or "connection closed")
-                    relay.flush()
+                    self._fail_waiters(el, io.close_reason or "connection closed")
 
     def _serve_waiters(self, el: EndpointLinks) -> None:
         while el.waiters:
@@ -155,7 +210,7 @@ class Upstreams:
                 self._grow(el)  # every connection is full
                 return
             el.waiters.popleft()
-            self.relay.attach(rs, link)
+            self._attach(el, rs, link)
 
 
 def _os_reason(e: OSError) -> str:

@@ -570,11 +570,14 @@ class RawResponse:
 class RawH2:
     """A tiny blocking HTTP/2 (h2c, prior knowledge) client on the h2 library."""
 
-    def __init__(self, port: int, host: str = LOCALHOST, timeout: float = 5.0) -> None:
+    def __init__(self, port: int, host: str = LOCALHOST, timeout: float = 5.0,
+                 source: str | None = None) -> None:
+        """``source``: the local address to connect from (127.0.N.M works on Linux)."""
         self.host = host
         self.port = port
         self.authority = f"{host}:{port}"
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         )

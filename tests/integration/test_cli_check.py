@@ -35,7 +35,8 @@ def test_default_path_is_the_default_file() -> None:
     assert (result.returncode, result.stdout) == (0, "conf/grpc-proxy.conf: ok\n")
 
 
-@pytest.mark.parametrize("name", ["minimal.conf", "services.conf", "upstreams.conf"])
+@pytest.mark.parametrize("name", ["minimal.conf", "services.conf", "upstreams.conf",
+                                  "balancing.conf"])
 def test_examples_are_ok(name: str) -> None:
     path = f"conf/examples/{name}"
     result = check(path)

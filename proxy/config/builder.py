@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from proxy.config.errors import ConfigError, quote
+from proxy.config.etcd_directives import DIRECTIVES as ETCD_DIRECTIVES
+from proxy.config.etcd_directives import build_etcd
 from proxy.config.model import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_STREAMS,
@@ -62,6 +64,8 @@ _SPECS: dict[str, dict[str, _Spec]] = {
     "upstream": {
         "server": _Spec(block=False, min_args=1, max_args=None, unique=False),
         "connect_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        **{name: _Spec(block=False, min_args=1, max_args=None if name == "etcd" else 1,
+                       unique=True) for name in ETCD_DIRECTIVES},
     },
     "server": {
         "listen": _Spec(block=False, min_args=1, max_args=None, unique=False),
@@ -189,18 +193,23 @@ class _Builder:
             raise _error(d, f"duplicate upstream {quote(name)}")
         servers: list[UpstreamServer] = []
         connect_timeout = DEFAULT_CONNECT_TIMEOUT
+        etcd_directives: list[Directive] = []
         for sub in _checked("upstream", d.block or ()):
             if sub.name == "connect_timeout":
                 connect_timeout = _positive_duration(sub, sub.args[0], sub.name)
+            elif sub.name in ETCD_DIRECTIVES:
+                etcd_directives.append(sub)
             else:
                 server = _upstream_server(sub)
                 if any(s.address == server.address for s in servers):
                     msg = f"duplicate server {server.address} in upstream {quote(name)}"
                     raise _error(sub, msg)
                 servers.append(server)
-        if not servers:
+        etcd = build_etcd(d, etcd_directives)
+        if not servers and etcd is None:
             raise _error(d, f"upstream {quote(name)} has no servers")
-        self.upstreams[name] = Upstream(name, tuple(servers), connect_timeout, source=d.source)
+        self.upstreams[name] = Upstream(name, tuple(servers), connect_timeout, source=d.source,
+                                        etcd=etcd)
 
     def _server(self, d: Directive) -> Server:
         listens: list[Listen] = []

@@ -16,6 +16,11 @@ DEFAULT_MAX_CONCURRENT_STREAMS = 128  # nginx http2_max_concurrent_streams
 DEFAULT_MAX_FAILS = 1  # nginx
 DEFAULT_FAIL_TIMEOUT = 10.0  # nginx
 DEFAULT_NEXT_UPSTREAM_TRIES = 0  # 0 = no limit beyond the number of endpoints (nginx)
+DEFAULT_ETCD_DIAL_TIMEOUT = 5.0  # etcd clientv3's usual DialTimeout
+# A watch with nothing (event or progress notification) for this long is
+# reopened: a half-open connection cannot stall the pool unnoticed.
+DEFAULT_ETCD_WATCH_TIMEOUT = 60.0
+DEFAULT_ETCD_WATCH_REOPEN = 300.0  # reopen even a busy watch this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,24 @@ class UpstreamServer:
 
 
 @dataclass(frozen=True, slots=True)
+class EtcdSource:
+    """``etcd URL[,URL...] prefix=P ...;`` and the ``etcd_*`` directives of an
+    upstream: endpoints discovered under ``prefix`` (see proxy/discovery/)."""
+
+    urls: tuple[str, ...]
+    prefix: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    dial_timeout: float = DEFAULT_ETCD_DIAL_TIMEOUT
+    watch_timeout: float = DEFAULT_ETCD_WATCH_TIMEOUT
+    watch_reopen: float = DEFAULT_ETCD_WATCH_REOPEN
+    source: Source | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Upstream:
     name: str
     servers: tuple[UpstreamServer, ...]
@@ -60,6 +83,7 @@ class Upstream:
     # True for the implicit upstream made by ``grpc_pass grpc://host:port``.
     implicit: bool = False
     source: Source | None = field(default=None, compare=False)
+    etcd: EtcdSource | None = None  # endpoints discovered in etcd, added to servers
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("hpack").setLevel(logging.WARNING)  # per-header debug lines
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per etcd request
     from proxy.runtime.main import run
 
     try:

@@ -11,6 +11,7 @@ import trio
 from proxy.balancing.endpoint import EndpointState
 from proxy.balancing.pool import build_pools
 from proxy.config.model import Address, Config, Listen
+from proxy.discovery.feed import start_etcd_feeds
 from proxy.relay.relay import Relay
 from proxy.runtime.downstream import ClientHandler
 from proxy.runtime.upstream import Upstreams
@@ -57,6 +58,8 @@ async def _main(config: Config) -> int:
              for server in config.servers for listen in server.listens]
     async with trio.open_nursery() as nursery:
         Upstreams(relay, nursery)
+        # Live per-upstream etcd feed status (for metrics/admin to read).
+        etcd_status = start_etcd_feeds(nursery, config, relay, registry)  # noqa: F841
         for server, listen, listeners in bound:
             nursery.start_soon(trio.serve_listeners, ClientHandler(relay, server), listeners)
             log.info("listening on %s", listen.address)

@@ -48,6 +48,7 @@ class Upstreams:
         el = self.by_address.get(endpoint.address)
         if el is None:
             el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
+        el.endpoint = endpoint  # a rediscovered address gets a new EndpointState
         el.connect_timeout = connect_timeout
         for link in el.links:
             if link.core.can_open_stream():

@@ -84,6 +84,9 @@ class EtcdFeed:
                 except (EtcdError, httpx.HTTPError, json.JSONDecodeError, OSError,
                         trio.TooSlowError, _Stalled) as e:
                     self._failed(gw, e)
+                except Exception as e:  # noqa: BLE001 - discovery must never stop the proxy
+                    log.debug("etcd feed error", exc_info=True)
+                    self._failed(gw, EtcdError(f"unexpected {type(e).__name__}: {e}"))
                     gw.fail_over()
                     self.status.url = gw.url
                 await trio.sleep(self.backoff.next())

@@ -20,7 +20,6 @@ kept while that endpoint's grpc.health.v1 check answers SERVING.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -28,12 +27,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import trio
 
 from proxy.config.units import UnitError, parse_address
 from proxy.discovery.backoff import Backoff
-from proxy.discovery.etcd_gateway import EtcdError, Gateway
+from proxy.discovery.etcd_gateway import Gateway
 from proxy.discovery.values import canonical_value
 
 log = logging.getLogger("grpc_proxy.register")
@@ -151,8 +149,8 @@ async def _keep(gw: Gateway, reg: Registration, checker: _Health | None) -> None
             failing = False
             backoff.reset()
             delay = interval
-        except (EtcdError, httpx.HTTPError, json.JSONDecodeError, OSError, KeyError,
-                ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - keep trying whatever etcd answers
+            log.debug("registration error", exc_info=True)
             if not failing:
                 log.warning("%s: etcd: %s; retrying", reg.key, e)
             failing = True
@@ -182,7 +180,7 @@ async def _withdraw(gw: Gateway, reg: Registration) -> None:
     try:
         await gw.lease_revoke(lease)  # the key goes with its lease
         log.info("withdrew %s (lease %x revoked)", reg.key, lease)
-    except (EtcdError, httpx.HTTPError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - on the way out: report, never raise
         log.warning("%s: could not revoke lease %x (%s): it expires in %ds", reg.key, lease, e,
                     reg.ttl)
 

@@ -140,6 +140,7 @@ class Client:
 
     def __init__(self, *urls: str) -> None:
         self.urls = list(urls)
+        self.headers: dict[str, str] = {}  # {"Authorization": token} once auth is on
 
     def call(self, path: str, body: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         last: Exception | None = None
@@ -147,7 +148,7 @@ class Client:
         while time.monotonic() < deadline:
             for url in self.urls:
                 try:
-                    r = httpx.post(url + path, json=body, timeout=2.0)
+                    r = httpx.post(url + path, json=body, headers=self.headers, timeout=2.0)
                     doc = r.json()
                     if r.status_code == 200 and "error" not in doc:
                         return doc
@@ -177,6 +178,16 @@ class Client:
 
     def compact(self, revision: int) -> None:
         self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
+    def enable_auth(self, password: str) -> None:
+        """Create user root (role root) and turn authentication on; this client
+        then authenticates as root."""
+        self.call("/v3/auth/user/add", {"name": "root", "password": password})
+        self.call("/v3/auth/role/add", {"name": "root"})
+        self.call("/v3/auth/user/grant", {"user": "root", "role": "root"})
+        self.call("/v3/auth/enable", {})
+        token = self.call("/v3/auth/authenticate", {"name": "root", "password": password})
+        self.headers = {"Authorization": token["token"]}
 
     def leader_index(self, members: list[EtcdMember]) -> int:
         """Which of ``members`` leads (by asking each one's status)."""

@@ -291,3 +291,22 @@ def test_proxy_starts_while_etcd_is_down(stack: Stack, tmp_path: Path) -> None:
     member.start()
     etcd.Client(member.url).put(PREFIX + "b1", addr_of(b1.port))
     assert wait_routing(client, {"b1"}, stack) < RETURN_WITHIN + 1
+
+
+def test_authenticated_etcd(stack: Stack, etcd1: etcd.EtcdMember) -> None:
+    kv = etcd.Client(etcd1.url)
+    kv.enable_auth("s3cret")
+    pw = stack.workdir / "etcd.pw"
+    pw.write_text("s3cret\n")
+    b1, b2 = stack.backend("b1"), stack.backend("b2")
+    kv.put(PREFIX + "b1", addr_of(b1.port))
+    _, client = etcd_proxy(stack, [etcd1.url], static=())
+    # Without credentials the proxy gets nothing (and keeps retrying).
+    assert routed(client, 3) == {"-"}
+    config = make_config(free_port(), [upstream(
+        "echo", [], f"etcd {etcd1.url} prefix={PREFIX}", "etcd_username root",
+        f"etcd_password_file {pw}")], [location("/echo.Echo/", "grpc_pass echo")])
+    authed = stack.client(stack.proxy(config).port)
+    wait_routing(authed, {"b1"}, stack)
+    kv.put(PREFIX + "b2", addr_of(b2.port))
+    assert wait_routing(authed, {"b1", "b2"}, stack) < REFLECT_WITHIN

@@ -87,8 +87,8 @@ class EtcdFeed:
                 except Exception as e:  # noqa: BLE001 - discovery must never stop the proxy
                     log.debug("etcd feed error", exc_info=True)
                     self._failed(gw, EtcdError(f"unexpected {type(e).__name__}: {e}"))
-                    gw.fail_over()
-                    self.status.url = gw.url
+                gw.fail_over()
+                self.status.url = gw.url
                 await trio.sleep(self.backoff.next())
 
     async def _sync(self, gw: Gateway) -> None:

@@ -1,4 +1,5 @@
-"""Command line: ``grpc-proxy [-t] [-c FILE]``, ``grpc-proxy demo``."""
+"""Command line: ``grpc-proxy [-t] [-c FILE]``, ``grpc-proxy demo``,
+``grpc-proxy register``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="grpc-proxy",
         description="gRPC HTTP/2 reverse proxy and load balancer.",
-        epilog="Subcommands: 'grpc-proxy demo [-c FILE]' runs backends, the proxy and traffic.",
+        epilog="Subcommands: 'grpc-proxy demo [-c FILE]' runs backends, the proxy and traffic; "
+               "'grpc-proxy register --help' keeps a service registered in etcd.",
     )
     p.add_argument("-c", dest="config", default=DEFAULT_CONFIG, metavar="FILE",
                    help=f"configuration file (default: {DEFAULT_CONFIG})")
@@ -36,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         from proxy.demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] == "register":
+        from proxy.discovery.registration import main as register_main
+
+        return register_main(argv[1:])
     args = _parser().parse_args(argv)
     from proxy.config import ConfigError, load
 
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("hpack").setLevel(logging.WARNING)  # per-header debug lines
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per etcd request
     from proxy.runtime.main import run
 
     inherited = None

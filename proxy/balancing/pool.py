@@ -144,14 +144,16 @@ def build_pool(
     servers: Sequence[UpstreamServer],
     registry: Registry,
     source: str = "static",
+    discovered: Sequence[UpstreamServer] = (),
 ) -> PoolSnapshot:
     """One upstream's snapshot over ``servers`` (its static ``server`` lines,
     plus whatever discovery found). ``registry`` is the one place endpoint
     state lives, keyed by (upstream name, address): an endpoint that stays
-    across a rebuild keeps its fails, counts and health."""
+    across a rebuild keeps its fails, counts and health. ``discovered``
+    servers follow ``servers`` with source "etcd"."""
     primaries: list[EndpointState] = []
     backups: list[EndpointState] = []
-    for srv in servers:
+    for srv, src in [*((s, source) for s in servers), *((s, "etcd") for s in discovered)]:
         ep = registry.get((upstream.name, srv.address))
         if ep is None:
             ep = EndpointState(srv.address)
@@ -163,7 +165,7 @@ def build_pool(
         ep.fail_timeout = srv.fail_timeout
         ep.meta = srv.meta
         ep.max_conns = srv.max_conns
-        ep.source = source
+        ep.source = src
         (backups if srv.backup else primaries).append(ep)
     return PoolSnapshot(upstream.name, tuple(primaries), tuple(backups), upstream.connect_timeout,
                         upstream.balance, upstream.subset, upstream.subset_fallback,

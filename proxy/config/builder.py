@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from proxy.config.errors import ConfigError, quote
+from proxy.config.etcd_directives import DIRECTIVES as ETCD_DIRECTIVES
+from proxy.config.etcd_directives import build_etcd
 from proxy.config.model import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_STREAMS,
@@ -93,6 +95,8 @@ _SPECS: dict[str, dict[str, _Spec]] = {
         "subset_fallback": _Spec(block=False, min_args=1, max_args=1, unique=True),
         "health_check": _Spec(block=False, min_args=0, max_args=None, unique=True),
         "queue_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        **{name: _Spec(block=False, min_args=1, max_args=None if name == "etcd" else 1,
+                       unique=True) for name in ETCD_DIRECTIVES},
     },
     "server": {
         "listen": _Spec(block=False, min_args=1, max_args=None, unique=False),
@@ -229,6 +233,7 @@ class _Builder:
         keepalive_time: float | None = DEFAULT_UPSTREAM_KEEPALIVE_TIME
         keepalive_timeout = DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT
         policy: dict[str, object] = {}  # balance, subset, health_check, ...: see _policy
+        etcd_directives: list[Directive] = []
         for sub in _checked("upstream", d.block or ()):
             if sub.name == "connect_timeout":
                 connect_timeout = _positive_duration(sub, sub.args[0], sub.name)
@@ -236,6 +241,8 @@ class _Builder:
                 keepalive_time = _unit(sub, parse_timeout, sub.args[0])
             elif sub.name == "keepalive_timeout":
                 keepalive_timeout = _positive_duration(sub, sub.args[0], sub.name)
+            elif sub.name in ETCD_DIRECTIVES:
+                etcd_directives.append(sub)
             elif sub.name != "server":
                 _policy(sub, policy)
             else:
@@ -244,11 +251,12 @@ class _Builder:
                     msg = f"duplicate server {server.address} in upstream {quote(name)}"
                     raise _error(sub, msg)
                 servers.append(server)
-        if not servers:
+        etcd = build_etcd(d, etcd_directives)
+        if not servers and etcd is None:
             raise _error(d, f"upstream {quote(name)} has no servers")
         self.upstreams[name] = Upstream(name, tuple(servers), connect_timeout, source=d.source,
                                         keepalive_time=keepalive_time,
-                                        keepalive_timeout=keepalive_timeout,
+                                        keepalive_timeout=keepalive_timeout, etcd=etcd,
                                         **policy)  # type: ignore[arg-type]
 
     def _server(self, d: Directive) -> Server:

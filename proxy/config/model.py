@@ -30,6 +30,11 @@ DEFAULT_HEALTH_INTERVAL = 5.0  # nginx Plus health_check interval
 DEFAULT_HEALTH_TIMEOUT = 1.0
 DEFAULT_HEALTH_FAILS = 1  # nginx Plus
 DEFAULT_HEALTH_PASSES = 1  # nginx Plus
+DEFAULT_ETCD_DIAL_TIMEOUT = 5.0  # etcd clientv3's usual DialTimeout
+# A watch with nothing (event or progress notification) for this long is
+# reopened: a half-open connection cannot stall the pool unnoticed.
+DEFAULT_ETCD_WATCH_TIMEOUT = 60.0
+DEFAULT_ETCD_WATCH_REOPEN = 300.0  # reopen even a busy watch this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,24 @@ class HealthCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class EtcdSource:
+    """``etcd URL[,URL...] prefix=P ...;`` and the ``etcd_*`` directives of an
+    upstream: endpoints discovered under ``prefix`` (see proxy/discovery/)."""
+
+    urls: tuple[str, ...]
+    prefix: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    dial_timeout: float = DEFAULT_ETCD_DIAL_TIMEOUT
+    watch_timeout: float = DEFAULT_ETCD_WATCH_TIMEOUT
+    watch_reopen: float = DEFAULT_ETCD_WATCH_REOPEN
+    source: Source | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Upstream:
     name: str
     servers: tuple[UpstreamServer, ...]
@@ -108,6 +131,7 @@ class Upstream:
     subset_fallback: bool = False  # no endpoint with KEY=VALUE: use all, not UNAVAILABLE
     health_check: HealthCheck | None = None
     queue_timeout: float = DEFAULT_QUEUE_TIMEOUT
+    etcd: EtcdSource | None = None  # endpoints discovered in etcd, added to servers
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,10 @@ import socket
 import trio
 
 from proxy.balancing.endpoint import EndpointState
-from proxy.balancing.pool import build_pools
+from proxy.balancing.pool import PoolSnapshot, build_pool
 from proxy.config import ConfigError, load
 from proxy.config.model import Address, Config
+from proxy.discovery.feed import Discovered, EtcdStatus, carried_over, etcd_feed_service
 from proxy.relay.relay import Relay
 from proxy.runtime.downstream import ClientHandler
 from proxy.runtime.generation import PER_CONFIG_SERVICES, Generation
@@ -38,7 +39,7 @@ DRAIN_FLUSH = 2.0  # after shutdown_timeout: time for the last trailers to leave
 
 __all__ = ["Runtime", "StartupError", "run"]
 
-PER_CONFIG_SERVICES.append(health_check_service)
+PER_CONFIG_SERVICES.extend([health_check_service, etcd_feed_service])
 
 
 def run(config: Config, inherited: dict[Address, list[socket.socket]] | None = None,
@@ -67,6 +68,10 @@ class Runtime:
         self.upstreams = Upstreams(self.relay, nursery)
         self.slots: dict[Address, ListenerSlot] = {}
         self.generation: Generation | None = None
+        # etcd-fed upstreams: the last published endpoints (a reload starts
+        # from them) and the live status of the current feeds.
+        self.discovered: Discovered = {}
+        self.etcd_status: dict[str, EtcdStatus] = {}
         self._generations = 0
         # Announced drain: readiness probes read this (503 while draining).
         self.draining = False
@@ -93,8 +98,7 @@ class Runtime:
                     await lst.aclose()
             raise
         self._generations += 1
-        gen = Generation(self._generations, config, build_pools(config.upstreams, self.registry),
-                         self)
+        gen = Generation(self._generations, config, self._pools(config), self)
         await self.nursery.start(gen.run)
         # The switch: one synchronous step, so no call sees half of it.
         old, self.generation = self.generation, gen
@@ -119,6 +123,11 @@ class Runtime:
         for slot in removed:
             log.info("no longer listening on %s", slot.address)
             self.nursery.start_soon(slot.close, deadline, "listener removed")
+
+    def _pools(self, config: Config) -> dict[str, PoolSnapshot]:
+        return {name: build_pool(up, up.servers, self.registry,
+                                 discovered=carried_over(up, self.discovered))
+                for name, up in config.upstreams.items()}
 
     async def reload(self) -> bool:
         """SIGHUP: read the file again; a broken file changes nothing."""

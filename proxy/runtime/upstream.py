@@ -60,6 +60,7 @@ class Upstreams:
         el = self.by_address.get(endpoint.address)
         if el is None:
             el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
+        el.endpoint = endpoint  # a rediscovered address gets a new EndpointState
         el.connect_timeout = connect_timeout
         pool = rs.pool
         if el.keepalive.keepalive_time != pool.keepalive_time or \

@@ -16,6 +16,8 @@ DEFAULT_MAX_CONCURRENT_STREAMS = 128  # nginx http2_max_concurrent_streams
 DEFAULT_MAX_FAILS = 1  # nginx
 DEFAULT_FAIL_TIMEOUT = 10.0  # nginx
 DEFAULT_NEXT_UPSTREAM_TRIES = 0  # 0 = no limit beyond the number of endpoints (nginx)
+DEFAULT_METRICS_MAX_METHODS = 1000  # distinct service/method label pairs, then method="other"
+DEFAULT_ADMIN_HOST = "127.0.0.1"  # admin { listen PORT; } binds loopback only
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,28 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessLog:
+    """``access_log PATH|stderr|off [json];``. ``path`` is absolute (resolved
+    beside the file that holds the directive), "stderr", or "off"."""
+
+    path: str
+    json: bool = False
+    source: Source | None = field(default=None, compare=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.path != "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """``admin { listen ADDRESS; }``: the HTTP/1.1 metrics and status listener."""
+
+    listen: Address
+    source: Source | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Listen:
     address: Address
     http2: bool = True
@@ -91,6 +115,7 @@ class Server:
     locations: tuple[Location, ...]
     http2_max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS
     source: Source | None = field(default=None, compare=False)
+    access_log: AccessLog | None = None  # None: the main context's
 
     def match(self, path: str) -> Location | None:
         """nginx's rule, reduced to what gRPC needs: an exact match wins, else the
@@ -111,3 +136,6 @@ class Config:
     worker_processes: int  # resolved: "auto" becomes os.cpu_count()
     upstreams: dict[str, Upstream]  # treat as read-only
     servers: tuple[Server, ...]
+    admin: Admin | None = None
+    access_log: AccessLog | None = None  # None: off
+    metrics_max_methods: int = DEFAULT_METRICS_MAX_METHODS

@@ -24,15 +24,20 @@ HTTP1_REPLY = (
 
 
 class ClientHandler:
+    connections = 0  # open client connections in this process (a metrics gauge)
+
     def __init__(self, relay: Relay, server: Server) -> None:
         self.relay = relay
         self.server = server
 
     async def __call__(self, stream: trio.SocketStream) -> None:
+        ClientHandler.connections += 1
         try:
             await self._serve(stream)
         except Exception:  # one client's trouble must never reach the listener
             log.exception("client connection failed")
+        finally:
+            ClientHandler.connections -= 1
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         try:
@@ -48,6 +53,8 @@ class ClientHandler:
 
         def on_events(lk: Link, events: list[Event]) -> None:
             if type(events[0]) is Http1Received:
+                if relay.observer is not None:
+                    relay.observer.protocol_error("http1")
                 core.out.append(HTTP1_REPLY)
                 core.out_size += len(HTTP1_REPLY)
                 return

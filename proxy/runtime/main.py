@@ -13,6 +13,7 @@ from proxy.balancing.pool import build_pools
 from proxy.config.model import Address, Config, Listen
 from proxy.relay.relay import Relay
 from proxy.runtime.downstream import ClientHandler
+from proxy.runtime.observability import open_observability
 from proxy.runtime.upstream import Upstreams
 
 log = logging.getLogger("grpc_proxy")
@@ -55,12 +56,14 @@ async def _main(config: Config) -> int:
     relay = Relay(build_pools(config.upstreams, registry), trio.current_time)
     bound = [(server, listen, await _listen(listen))
              for server in config.servers for listen in server.listens]
+    observability = await open_observability(config, relay)  # metrics, admin, access logs
     async with trio.open_nursery() as nursery:
         Upstreams(relay, nursery)
         for server, listen, listeners in bound:
             nursery.start_soon(trio.serve_listeners, ClientHandler(relay, server), listeners)
             log.info("listening on %s", listen.address)
         nursery.start_soon(_timers, relay)
+        nursery.start_soon(observability.run)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT) as signals:
             async for signum in signals:
                 log.info("%s: exiting", signal.Signals(signum).name)

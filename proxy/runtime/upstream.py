@@ -72,6 +72,8 @@ class Upstreams:
         except (OSError, trio.TooSlowError) as e:
             el.connecting -= 1
             reason = "connect timeout" if isinstance(e, trio.TooSlowError) else _os_reason(e)
+            if isinstance(e, trio.TooSlowError) and self.relay.observer is not None:
+                self.relay.observer.timed_out("connect")
             waiters = list(el.waiters)
             el.waiters.clear()
             for rs in waiters:
@@ -95,6 +97,8 @@ class Upstreams:
         async def settings_deadline() -> None:
             await trio.sleep(timeout)
             if not core.settings_received:
+                if relay.observer is not None:
+                    relay.observer.timed_out("connect")
                 io.abort("no SETTINGS from upstream within connect_timeout")
 
         def start() -> None:

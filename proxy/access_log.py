@@ -13,13 +13,13 @@ Formats: ``combined`` is nginx's combined line with gRPC fields appended;
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import trio
@@ -82,6 +82,28 @@ class _LocalTime:
 _local_time = _LocalTime()
 
 
+class _IsoTime:
+    """``2026-11-21T12:40:15.123+00:00`` (UTC), the seconds part made once
+    per second."""
+
+    __slots__ = ("second", "prefix")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, t: float) -> str:
+        s = int(t)
+        if s != self.second:
+            self.second = s
+            self.prefix = datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self.prefix}.{int((t - s) * 1000):03d}+00:00"
+
+
+_iso_time = _IsoTime()
+_quote = encode_basestring  # a JSON string literal, non-ASCII kept as is
+
+
 def format_combined(r: tuple) -> str:  # type: ignore[type-arg]
     """``$remote_addr - - [$time_local] "POST $path HTTP/2.0" $status
     $bytes_sent "-" "$http_user_agent"`` (nginx's combined), then: grpc-status
@@ -98,25 +120,25 @@ def format_combined(r: tuple) -> str:  # type: ignore[type-arg]
     )
 
 
+def _js(text: str | None) -> str:
+    return "null" if not text else _quote(text)
+
+
 def format_json(r: tuple) -> str:  # type: ignore[type-arg]
+    """One JSON object; built by hand (strings through json's C quoting),
+    several times faster than encoding a dict per line."""
     endpoint = r[ENDPOINT]
-    return json.dumps({
-        "time": datetime.fromtimestamp(r[TIME], UTC).isoformat(timespec="milliseconds"),
-        "client": r[PEER],
-        "path": r[PATH],
-        "upstream": r[UPSTREAM] or None,
-        "endpoint": str(endpoint) if endpoint is not None else None,
-        "http_status": r[HTTP_STATUS],
-        "grpc_status": r[GRPC_STATUS],
-        "code": CODE_NAMES.get(r[GRPC_STATUS], "UNKNOWN"),
-        "duration": round(r[SECONDS], 6),
-        "request_bytes": r[REQ_BYTES],
-        "response_bytes": r[RES_BYTES],
-        "request_messages": r[REQ_MSGS],
-        "response_messages": r[RES_MSGS],
-        "error": r[ERROR] or None,
-        "user_agent": _user_agent(r[HEADERS]) or None,
-    }, ensure_ascii=False) + "\n"
+    status = r[GRPC_STATUS]
+    return (
+        f'{{"time":"{_iso_time(r[TIME])}","client":{_quote(r[PEER])},'
+        f'"path":{_quote(r[PATH])},"upstream":{_js(r[UPSTREAM])},'
+        f'"endpoint":{_js(str(endpoint)) if endpoint is not None else "null"},'
+        f'"http_status":{r[HTTP_STATUS]},"grpc_status":{status},'
+        f'"code":"{CODE_NAMES.get(status, "UNKNOWN")}","duration":{r[SECONDS]:.6f},'
+        f'"request_bytes":{r[REQ_BYTES]},"response_bytes":{r[RES_BYTES]},'
+        f'"request_messages":{r[REQ_MSGS]},"response_messages":{r[RES_MSGS]},'
+        f'"error":{_js(r[ERROR])},"user_agent":{_js(_user_agent(r[HEADERS]))}}}\n'
+    )
 
 
 def format_records(records: Iterable[tuple], as_json: bool) -> bytes:  # type: ignore[type-arg]

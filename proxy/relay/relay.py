@@ -236,7 +236,8 @@ class Relay:
     def _client_data(self, rs: RelayStream, data: memoryview | bytes, end: bool) -> None:
         rs.last_data = self.now
         req = rs.request
-        req.feed(data)
+        if self.observer is not None:
+            req.feed(data)  # bytes and messages, for metrics and the access log
         up = rs.up
         if up is None or req.chunks or rs.up_link is None:
             if data:
@@ -399,7 +400,8 @@ class Relay:
             return
         rs.last_data = self.now
         res = rs.response
-        res.feed(data)
+        if self.observer is not None:
+            res.feed(data)
         down = rs.down
         if not res.chunks:
             link = rs.down_link

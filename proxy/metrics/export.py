@@ -23,7 +23,7 @@ from prometheus_client import (
     generate_latest,
     values,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from proxy.metrics import names
 from proxy.metrics.names import MetricDef
@@ -39,6 +39,15 @@ def multiprocess_dir() -> str | None:
     # prometheus-client also honours the older lower-case name.
     legacy = os.environ.get("prometheus_multiproc_dir")  # noqa: SIM112
     return os.environ.get(MULTIPROC_ENV) or legacy or None
+
+
+def worker_exited(pid: int) -> None:
+    """For the master (issue 5), when a worker exits: its live gauges
+    (active streams, connections, health) leave the merged scrape; its
+    counters stay, so totals never go down."""
+    path = multiprocess_dir()
+    if path is not None:
+        mark_process_dead(pid, path)
 
 
 def _use_multiprocess_values() -> None:

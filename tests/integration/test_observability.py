@@ -383,3 +383,31 @@ def test_startup_refused_for_admin_port_clash_unwritable_log_and_busy_admin_port
         r = run(base + admin_block(admin))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"cannot listen on 127.0.0.1:{admin} for admin" in r.stderr
+
+
+def test_a_dead_workers_gauges_leave_the_merged_scrape(stack: Stack, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the master does when a worker exits (``worker_exited``): the
+    worker's live gauges go, its counters stay."""
+    from proxy.metrics.export import worker_exited
+
+    b1 = stack.backend("b1")
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
+    admins, proxies = [], []
+    for _ in range(2):
+        port, admin = free_ports(2)
+        proxies.append(stack.proxy(make_config(
+            port, [upstream("echo", [addr(b1.port)])], [location("/echo.Echo/", "grpc_pass echo")]
+        ) + admin_block(admin)))
+        admins.append(admin)
+        assert stack.client(proxies[-1].port).unary(b"x").ok
+    assert wait_for(lambda: total(scrape(admins[0]), "grpc_proxy_requests_total") == 2)
+    assert wait_for(lambda: total(scrape(admins[0]), "grpc_proxy_upstream_connections") == 2)
+    gone = proxies[1]
+    gone.stop()
+    worker_exited(gone.pid)
+    m = scrape(admins[0])
+    assert total(m, "grpc_proxy_upstream_connections") == 1
+    assert total(m, "grpc_proxy_requests_total") == 2

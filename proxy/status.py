@@ -136,3 +136,35 @@ def trailers(status: GrpcStatus, message: str) -> list[tuple[bytes, bytes]]:
 
 def http_error(status: int) -> list[tuple[bytes, bytes]]:
     return [(b":status", str(status).encode()), (b"content-length", b"0")]
+
+
+# The gRPC status a client derives from a response without grpc-status, by
+# HTTP status (gRPC's "HTTP to gRPC Status Code Mapping").
+HTTP_TO_STATUS: dict[bytes, GrpcStatus] = {
+    b"400": GrpcStatus.INTERNAL,
+    b"401": GrpcStatus.UNAUTHENTICATED,
+    b"403": GrpcStatus.PERMISSION_DENIED,
+    b"404": GrpcStatus.UNIMPLEMENTED,
+    b"429": GrpcStatus.UNAVAILABLE,
+    b"502": GrpcStatus.UNAVAILABLE,
+    b"503": GrpcStatus.UNAVAILABLE,
+    b"504": GrpcStatus.UNAVAILABLE,
+}
+_STATUS_VALUES: dict[bytes, GrpcStatus] = {str(int(s)).encode(): s for s in GrpcStatus}
+
+
+def status_of_final_headers(headers: list[tuple[bytes, bytes]] | None) -> GrpcStatus:
+    """The call's status from the upstream's trailers (or trailers-only
+    headers): grpc-status, else the HTTP status mapping; no final headers at
+    all (DATA ended the stream) is what clients report as INTERNAL."""
+    if headers is None:
+        return GrpcStatus.INTERNAL
+    http = b""
+    for name, value in headers:
+        if name == b"grpc-status":
+            return _STATUS_VALUES.get(value, GrpcStatus.UNKNOWN)
+        if name == b":status":
+            http = value
+    if not http or http == b"200":
+        return GrpcStatus.UNKNOWN
+    return HTTP_TO_STATUS.get(http, GrpcStatus.UNKNOWN)

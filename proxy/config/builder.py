@@ -16,15 +16,19 @@ from proxy.config.errors import ConfigError, quote
 from proxy.config.etcd_directives import DIRECTIVES as ETCD_DIRECTIVES
 from proxy.config.etcd_directives import build_etcd
 from proxy.config.model import (
+    DEFAULT_ADMIN_HOST,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_STREAMS,
+    DEFAULT_METRICS_MAX_METHODS,
     DEFAULT_NEXT_UPSTREAM_TRIES,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_SEND_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_UPSTREAM_KEEPALIVE_TIME,
     DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT,
+    AccessLog,
     Address,
+    Admin,
     Balance,
     ClientConnection,
     Config,
@@ -78,6 +82,12 @@ _SPECS: dict[str, dict[str, _Spec]] = {
         "shutdown_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
         "upstream": _Spec(block=True, min_args=1, max_args=1, unique=False),
         "server": _Spec(block=True, min_args=0, max_args=0, unique=False),
+        "admin": _Spec(block=True, min_args=0, max_args=0, unique=True),
+        "access_log": _Spec(block=False, min_args=1, max_args=2, unique=True),
+        "metrics_max_methods": _Spec(block=False, min_args=1, max_args=1, unique=True),
+    },
+    "admin": {
+        "listen": _Spec(block=False, min_args=1, max_args=1, unique=True),
     },
     "upstream": {
         "server": _Spec(block=False, min_args=1, max_args=None, unique=False),
@@ -104,6 +114,7 @@ _SPECS: dict[str, dict[str, _Spec]] = {
         "location": _Spec(block=True, min_args=1, max_args=2, unique=False),
         **{name: _Spec(block=False, min_args=1, max_args=1, unique=True)
            for name in _CONNECTION_DIRECTIVES},
+        "access_log": _Spec(block=False, min_args=1, max_args=2, unique=True),
     },
     "location": {
         "grpc_pass": _Spec(block=False, min_args=1, max_args=1, unique=True),
@@ -190,6 +201,9 @@ class _Builder:
         worker_processes = 1  # nginx's default
         shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT
         servers: list[Server] = []
+        admin: Admin | None = None
+        access_log: AccessLog | None = None
+        max_methods = DEFAULT_METRICS_MAX_METHODS
         for d in _checked("main", directives):
             if d.name == "worker_processes":
                 worker_processes = self._worker_processes(d)
@@ -197,17 +211,28 @@ class _Builder:
                 shutdown_timeout = _unit(d, parse_timeout, d.args[0]) or 0.0
             elif d.name == "upstream":
                 self._upstream(d)
+            elif d.name == "admin":
+                admin = _admin(d)
+            elif d.name == "access_log":
+                access_log = _access_log(d)
+            elif d.name == "metrics_max_methods":
+                max_methods = _int(d, d.args[0], d.name, 1)
             else:
                 servers.append(self._server(d))
         for name, d in self.references:
             if name not in self.upstreams:
                 raise _error(d, f"no upstream {quote(name)} for grpc_pass")
+        if admin is not None:
+            _check_admin_port(admin, servers)
         return Config(
             file=self.file,
             worker_processes=worker_processes,
             upstreams={**self.upstreams, **self.implicit},
             servers=tuple(servers),
             shutdown_timeout=shutdown_timeout,
+            admin=admin,
+            access_log=access_log,
+            metrics_max_methods=max_methods,
         )
 
     # main context
@@ -264,11 +289,14 @@ class _Builder:
         locations: list[Location] = []
         max_streams = DEFAULT_MAX_CONCURRENT_STREAMS
         timers: dict[str, float | None] = {}
+        access_log: AccessLog | None = None
         for sub in _checked("server", d.block or ()):
             if sub.name in _CONNECTION_DIRECTIVES:
                 timers[_CONNECTION_DIRECTIVES[sub.name]] = _connection_timer(sub)
             elif sub.name == "listen":
                 listens.append(self._listen(sub))
+            elif sub.name == "access_log":
+                access_log = _access_log(sub)
             elif sub.name == "location":
                 location = self._location(sub)
                 if any((x.path, x.exact) == (location.path, location.exact) for x in locations):
@@ -280,7 +308,8 @@ class _Builder:
         if not listens:
             raise _error(d, "server has no listen")
         return Server(tuple(listens), tuple(locations), max_streams, source=d.source,
-                      connection=ClientConnection(**timers))  # type: ignore[arg-type]
+                      connection=ClientConnection(**timers),  # type: ignore[arg-type]
+                      access_log=access_log)
 
     # server context
 
@@ -356,6 +385,50 @@ def _connection_timer(d: Directive) -> float | None:
     if d.name == "keepalive_timeout":
         return _positive_duration(d, d.args[0], d.name)
     return _unit(d, parse_timeout, d.args[0])
+
+
+def _admin(d: Directive) -> Admin:
+    """``admin { listen [HOST:]PORT; }``; a bare port binds loopback only."""
+    subs = list(_checked("admin", d.block or ()))
+    if not subs:
+        raise _error(d, "admin has no listen")
+    listen = subs[0]
+    value = listen.args[0]
+    if re.fullmatch(r"[0-9]+", value):
+        value = f"{DEFAULT_ADMIN_HOST}:{value}"
+    address = _unit(listen, lambda v: parse_address(v, listen=True), value)
+    return Admin(address, source=listen.source)
+
+
+def _check_admin_port(admin: Admin, servers: Sequence[Server]) -> None:
+    """The admin port must not be a gRPC port too: one of the two binds
+    would fail, or worse, serve the wrong protocol."""
+    for server in servers:
+        for lst in server.listens:
+            if lst.address.port == admin.listen.port:
+                where = f" at {lst.source}" if lst.source is not None else ""
+                src = admin.source
+                raise ConfigError(src.file if src else "?", src.line if src else 0,
+                                  f"admin listen {admin.listen} shares port "
+                                  f"{admin.listen.port} with the server listen{where}")
+
+
+def _access_log(d: Directive) -> AccessLog:
+    """``access_log PATH|stderr|off [json|combined];``; a relative path is
+    taken beside the file that holds the directive, as ``include`` does."""
+    path = d.args[0]
+    fmt = d.args[1] if len(d.args) == 2 else "combined"
+    if path == "off":
+        if len(d.args) == 2:
+            raise _error(d, f"invalid parameter {quote(fmt)}")
+        return AccessLog("off", source=d.source)
+    if path.startswith("syslog:"):
+        raise _error(d, "syslog access logs are not supported")
+    if fmt not in ("json", "combined"):
+        raise _error(d, f"invalid parameter {quote(fmt)}, it must be \"json\" or \"combined\"")
+    if path != "stderr" and not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(os.path.abspath(d.file)), path)
+    return AccessLog(path, json=fmt == "json", source=d.source)
 
 
 def _upstream_server(d: Directive) -> UpstreamServer:

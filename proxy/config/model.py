@@ -35,6 +35,8 @@ DEFAULT_ETCD_DIAL_TIMEOUT = 5.0  # etcd clientv3's usual DialTimeout
 # reopened: a half-open connection cannot stall the pool unnoticed.
 DEFAULT_ETCD_WATCH_TIMEOUT = 60.0
 DEFAULT_ETCD_WATCH_REOPEN = 300.0  # reopen even a busy watch this often
+DEFAULT_METRICS_MAX_METHODS = 1000  # distinct service/method label pairs, then method="other"
+DEFAULT_ADMIN_HOST = "127.0.0.1"  # admin { listen PORT; } binds loopback only
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,28 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessLog:
+    """``access_log PATH|stderr|off [json];``. ``path`` is absolute (resolved
+    beside the file that holds the directive), "stderr", or "off"."""
+
+    path: str
+    json: bool = False
+    source: Source | None = field(default=None, compare=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.path != "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """``admin { listen ADDRESS; }``: the HTTP/1.1 metrics and status listener."""
+
+    listen: Address
+    source: Source | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Listen:
     address: Address
     http2: bool = True
@@ -177,6 +201,7 @@ class Server:
     http2_max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS
     source: Source | None = field(default=None, compare=False)
     connection: ClientConnection = ClientConnection()
+    access_log: AccessLog | None = None  # None: the main context's
 
     def match(self, path: str) -> Location | None:
         """nginx's rule, reduced to what gRPC needs: an exact match wins, else the
@@ -198,3 +223,6 @@ class Config:
     upstreams: dict[str, Upstream]  # treat as read-only
     servers: tuple[Server, ...]
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    admin: Admin | None = None
+    access_log: AccessLog | None = None  # None: off
+    metrics_max_methods: int = DEFAULT_METRICS_MAX_METHODS

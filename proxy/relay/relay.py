@@ -34,11 +34,13 @@ from proxy.http2.events import (
 from proxy.http2.frames import ErrorCode
 from proxy.http2.hpack_codec import HeaderBlock, HeaderList
 from proxy.relay.link import Link
+from proxy.relay.observer import CallObserver
 from proxy.relay.queue import WaitQueues
 from proxy.relay.stream import MAX_REFUSALS, REPLAY_LIMIT, Pending, RelayStream
 from proxy.status import (
     Answer,
     Failure,
+    GrpcStatus,
     answer_for,
     http_error,
     status_for_reset,
@@ -60,6 +62,7 @@ class Relay:
         self.pools = pools
         self.clock = clock
         self.connector: Connector | None = None
+        self.observer: CallObserver | None = None  # metrics and access log
         self.now = clock()  # read once per batch at each entry point, not per frame
         self.active: dict[RelayStream, None] = {}
         self.dirty: set[Link] = set()
@@ -101,8 +104,12 @@ class Relay:
                 self._window_opened(link, ev.stream)  # type: ignore[attr-defined]
             elif t is StreamReset:
                 rs = ev.stream.relay  # type: ignore[attr-defined]
+                if self.observer is not None:
+                    _count_reset(self.observer, ev)  # type: ignore[arg-type]
                 if rs is not None:
                     self._client_reset(rs)
+            elif t is ConnectionFailed and self.observer is not None:
+                self.observer.protocol_error("bad_frame")
             elif t is ConnectionFailed or t is GoAwayReceived:
                 pass  # the I/O layer closes on ConnectionFailed; GOAWAY: finish what runs
         self.dirty.add(link)
@@ -125,8 +132,12 @@ class Relay:
                 self._window_opened(link, ev.stream)  # type: ignore[attr-defined]
             elif t is StreamReset:
                 rs = ev.stream.relay  # type: ignore[attr-defined]
+                if self.observer is not None:
+                    _count_reset(self.observer, ev)  # type: ignore[arg-type]
                 if rs is not None:
                     self._upstream_reset(rs, ev.code)  # type: ignore[attr-defined]
+            elif t is ConnectionFailed and self.observer is not None:
+                self.observer.protocol_error("bad_frame")
         self.dirty.add(link)
 
     # ---------------------------------------------------------- new requests
@@ -151,6 +162,8 @@ class Relay:
             location = link.server.match(spath)
         if location is None:
             refusal = refusal or answer_for(Failure.NO_ROUTE, path=spath)
+            if self.observer is not None:
+                self.observer.call_refused(link, spath, refusal, self.now)
             self._answer_client(link, down, refusal, False)
             self._close_client_stream(link, down)
             return
@@ -190,6 +203,8 @@ class Relay:
             else:
                 self._fail(rs, answer_for(Failure.NO_ENDPOINT, upstream=rs.pool.name))
             return
+        if (rs.tried or rs.refusals) and self.observer is not None:
+            self.observer.retried(rs)
         rs.tried.append(ep)
         rs.endpoint = ep
         rs.dispatched_at = self.now
@@ -254,6 +269,8 @@ class Relay:
     def _client_data(self, rs: RelayStream, data: memoryview | bytes, end: bool) -> None:
         rs.last_data = self.now
         req = rs.request
+        if self.observer is not None:
+            req.feed(data)  # bytes and messages, for metrics and the access log
         up = rs.up
         if up is None or req.chunks or rs.up_link is None:
             if data:
@@ -383,6 +400,9 @@ class Relay:
 
     def _client_reset(self, rs: RelayStream) -> None:
         """The client cancelled (or broke) its stream: cancel upstream at once."""
+        if not rs.done:
+            rs.status = GrpcStatus.CANCELLED
+            rs.error = "client cancelled"
         self._cancel_upstream(rs)
         self._cleanup(rs)
 
@@ -402,6 +422,7 @@ class Relay:
             rs.down_link.core.send_headers(rs.down, ev.headers, ev.end_stream)
             self.dirty.add(rs.down_link)
             if ev.end_stream:
+                res.trailers = ev.headers  # trailers-only: its grpc-status ends the call
                 res.end = res.end_sent = True
                 self._finish(rs)
             return
@@ -414,6 +435,8 @@ class Relay:
             return
         rs.last_data = self.now
         res = rs.response
+        if self.observer is not None:
+            res.feed(data)
         down = rs.down
         if not res.chunks:
             link = rs.down_link
@@ -463,6 +486,8 @@ class Relay:
             return
         link = rs.down_link
         link.core.reset_stream(rs.down, code if code == ErrorCode.CANCEL else ErrorCode.CANCEL)
+        rs.status = GrpcStatus.CANCELLED
+        rs.error = f"upstream reset the stream: {_code_name(code)}"
         self.dirty.add(link)
         self._cleanup(rs)
 
@@ -518,6 +543,8 @@ class Relay:
         while heap and heap[0][0] <= now:
             _, _, rs = heapq.heappop(heap)
             if not rs.done:
+                if self.observer is not None:
+                    self.observer.timed_out("deadline")
                 self._fail(rs, answer_for(Failure.DEADLINE))
         if self.queues.size:
             for rs in self.queues.expired(now):
@@ -527,11 +554,15 @@ class Relay:
             if rs.done:
                 continue
             if loc.read_timeout and now - rs.last_data >= loc.read_timeout:
+                if self.observer is not None:
+                    self.observer.timed_out("read")
                 self._fail(rs, answer_for(Failure.READ_TIMEOUT))
             elif loc.send_timeout and (
                 _stalled(rs.request, now, loc.send_timeout)
                 or _stalled(rs.response, now, loc.send_timeout)
             ):
+                if self.observer is not None:
+                    self.observer.timed_out("send")
                 self._fail(rs, answer_for(Failure.SEND_TIMEOUT))
 
     def _fail(self, rs: RelayStream, answer: Answer) -> None:
@@ -539,6 +570,8 @@ class Relay:
         client (trailers-only if nothing was sent yet, else trailers)."""
         if rs.done:
             return
+        rs.status = answer.grpc_status
+        rs.error = answer.message
         self._cancel_upstream(rs)
         link = rs.down_link
         down = rs.down
@@ -587,6 +620,8 @@ class Relay:
             return
         rs.done = True
         self.active.pop(rs, None)
+        if self.observer is not None:
+            self.observer.call_ended(rs)
         self._release_endpoint(rs)
         self._discard(rs.request, rs.down_link, rs.down, rs.up_link, rs)
         self._discard(rs.response, rs.up_link, rs.up, rs.down_link, rs)
@@ -629,6 +664,15 @@ class Relay:
             self._dispatch(rs)
             if rs.endpoint is not None or rs.done:
                 return
+
+
+def _count_reset(observer: CallObserver, ev: StreamReset) -> None:
+    """A peer's RST_STREAM with an error code, or a stream error we found.
+    CANCEL, NO_ERROR and REFUSED_STREAM are normal gRPC life, not errors."""
+    if not ev.remote:
+        observer.protocol_error("bad_frame")
+    elif ev.code not in (ErrorCode.NO_ERROR, ErrorCode.CANCEL, ErrorCode.REFUSED_STREAM):
+        observer.protocol_error("reset")
 
 
 def _stalled(p: Pending, now: float, timeout: float) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
+from proxy.relay.messages import MessageCount
+
 if TYPE_CHECKING:
     from proxy.balancing.endpoint import EndpointState
     from proxy.balancing.pool import PoolSnapshot
@@ -22,13 +24,16 @@ REPLAY_LIMIT = 64 << 10
 MAX_REFUSALS = 3
 
 
-class Pending:
+class Pending(MessageCount):
     """Bytes waiting to go one way, and how much of them still owes credit
-    to the sender. Bounded by the window we advertise to that sender."""
+    to the sender. Bounded by the window we advertise to that sender. As a
+    ``MessageCount`` it also counts the bytes and gRPC messages received."""
 
     __slots__ = ("chunks", "size", "end", "trailers", "end_sent", "blocked_since")
 
     def __init__(self) -> None:
+        self.bytes = self.messages = self.skip = 0
+        self.head = b""
         self.chunks: deque[tuple[bytes, bool]] = deque()  # (data, ack when forwarded)
         self.size = 0
         self.end = False  # the sender ended this direction
@@ -61,6 +66,9 @@ class RelayStream:
         "done",
         "dispatched_at",
         "queued_until",
+        "started",
+        "status",
+        "error",
     )
 
     def __init__(self, down_link: Link, down: Stream, path: str, location: Location,
@@ -87,6 +95,9 @@ class RelayStream:
         self.done = False
         self.dispatched_at = now  # least_time: response-header latency counts from here
         self.queued_until = 0.0  # waiting for a max_conns slot until then
+        self.started = now
+        self.status = -1  # grpc-status decided by the proxy (or CANCELLED); -1: upstream's
+        self.error = ""  # why the proxy ended the call, for the access log
 
     def __repr__(self) -> str:
         return f"RelayStream({self.path}, down={self.down.id}, up={self.up and self.up.id})"

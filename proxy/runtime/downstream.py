@@ -28,15 +28,20 @@ HTTP1_REPLY = (
 class ClientHandler:
     """Serves the connections accepted on one listen address (``slot``)."""
 
+    connections = 0  # open client connections in this process (a metrics gauge)
+
     def __init__(self, relay: Relay, slot: ListenerSlot) -> None:
         self.relay = relay
         self.slot = slot
 
     async def __call__(self, stream: trio.SocketStream) -> None:
+        ClientHandler.connections += 1
         try:
             await self._serve(stream)
         except Exception:  # one client's trouble must never reach the listener
             log.exception("client connection failed")
+        finally:
+            ClientHandler.connections -= 1
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         try:
@@ -57,6 +62,8 @@ class ClientHandler:
 
         def on_events(lk: Link, events: list[Event]) -> None:
             if type(events[0]) is Http1Received:
+                if relay.observer is not None:
+                    relay.observer.protocol_error("http1")
                 core.out.append(HTTP1_REPLY)
                 core.out_size += len(HTTP1_REPLY)
                 return

@@ -95,6 +95,8 @@ class LinkWatch:
                     core.send_goaway(ErrorCode.NO_ERROR, debug=reason.encode())
                 self.io.shutdown(reason)
             elif act is Action.DEAD:
+                if relay.observer is not None:
+                    relay.observer.timed_out("keepalive")
                 log.warning("%s: no PING ACK within %gs, closing", link.peer,
                             self.timers.s.keepalive_timeout)
                 if self.on_dead is not None:  # upstream: fail its streams, then drop it

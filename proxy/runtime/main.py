@@ -30,6 +30,7 @@ from proxy.runtime.downstream import ClientHandler
 from proxy.runtime.generation import PER_CONFIG_SERVICES, Generation
 from proxy.runtime.health import health_check_service
 from proxy.runtime.listeners import ListenerSlot, StartupError, bind
+from proxy.runtime.observability import Observability, open_observability
 from proxy.runtime.upstream import Upstreams
 
 log = logging.getLogger("grpc_proxy")
@@ -76,6 +77,7 @@ class Runtime:
         # Announced drain: readiness probes read this (503 while draining).
         self.draining = False
         self.drain_started = trio.Event()
+        self.observability: Observability | None = None
 
     @property
     def config(self) -> Config:
@@ -136,17 +138,21 @@ class Runtime:
         try:
             config = load(path)
             await self.apply(config)
-        except ConfigError as e:
+        except (ConfigError, StartupError) as e:
             log.error("reload failed, keeping the running configuration: %s", e)
+            self._count_reload(False)
             return False
-        except StartupError as e:
-            log.error("reload failed, keeping the running configuration: %s", e)
-            return False
+        self._count_reload(True)
         if config.worker_processes != workers and not self.worker:
             log.warning("worker_processes: a change from 1 needs a restart")
         log.info("configuration reloaded from %s (generation %d)", path,
                  self._generations)
         return True
+
+    def _count_reload(self, ok: bool) -> None:
+        recorder = self.observability and self.observability.recorder
+        if recorder:
+            recorder.config_reloaded(ok)
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting, GOAWAY every client, wait for streams (bounded)."""
@@ -173,11 +179,16 @@ async def _main(config: Config, inherited: dict[Address, list[socket.socket]] | 
         async with trio.open_nursery() as nursery:
             runtime = Runtime(nursery, inherited)
             try:
+                # Metrics, admin and access logs first: a busy admin port or an
+                # unwritable log stops the start before any client is accepted.
+                runtime.observability = await open_observability(config, runtime.relay)
                 await runtime.apply(config)
             except StartupError as e:
                 log.error("%s", e)
                 nursery.cancel_scope.cancel()
                 return 1
+            _plug_sources(runtime)
+            nursery.start_soon(runtime.observability.run)
             nursery.start_soon(_timers, runtime.relay)
             if runtime.worker:
                 nursery.start_soon(_orphan_watch, runtime)
@@ -200,6 +211,23 @@ async def _main(config: Config, inherited: dict[Address, list[socket.socket]] | 
                     log.info("%s: graceful shutdown", name)
                     nursery.start_soon(_drain_and_exit, runtime)
     return 0
+
+
+def _plug_sources(runtime: Runtime) -> None:
+    """What the admin endpoints and gauges read from the runtime."""
+    assert runtime.observability is not None
+    sources = runtime.observability.sources
+    sources.draining = lambda: runtime.draining
+    sources.etcd = lambda: runtime.etcd_status
+
+    def etcd_synced() -> str | None:
+        for name, up in runtime.config.upstreams.items():
+            status = runtime.etcd_status.get(name)
+            if up.etcd is not None and (status is None or not status.synced_once):
+                return f"upstream {name}: etcd has not synced yet"
+        return None
+
+    sources.ready_checks.append(etcd_synced)
 
 
 async def _drain_and_exit(runtime: Runtime) -> None:

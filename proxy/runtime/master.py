@@ -137,6 +137,9 @@ class Master:
     async def supervise(self, worker: Worker) -> None:
         """Wait for ``worker`` to exit; start a replacement if it died."""
         code = await worker.proc.wait()
+        from proxy.metrics.export import worker_exited
+
+        worker_exited(worker.proc.pid)  # its live gauges leave the merged scrape
         if worker.retiring or self.stopping:
             log.info("worker %d (pid %d) exited with %d", worker.slot, worker.proc.pid, code)
             return

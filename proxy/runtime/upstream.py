@@ -137,6 +137,8 @@ class Upstreams:
         except (OSError, trio.TooSlowError) as e:
             el.connecting -= 1
             reason = "connect timeout" if isinstance(e, trio.TooSlowError) else _os_reason(e)
+            if isinstance(e, trio.TooSlowError) and self.relay.observer is not None:
+                self.relay.observer.timed_out("connect")
             self._fail_waiters(el, reason)
             return
         el.connecting -= 1
@@ -171,6 +173,8 @@ class Upstreams:
         async def settings_deadline() -> None:
             await trio.sleep(timeout)
             if not core.settings_received:
+                if relay.observer is not None:
+                    relay.observer.timed_out("connect")
                 io.abort("no SETTINGS from upstream within connect_timeout")
 
         def start() -> None:

@@ -1,0 +1,123 @@
+"""What each admin path answers, without sockets: a request's method and
+target in, a ``Response`` out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.metrics.export import endpoint_healthy
+from proxy.metrics.sources import Sources
+
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+PATHS = ("/metrics", "/healthz", "/readyz", "/upstreams")
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _text(status: int, text: str, *headers: tuple[str, str]) -> Response:
+    return Response(status, TEXT, text.encode(), headers)
+
+
+class AdminHandlers:
+    """``metrics`` renders /metrics (None: metrics are off); the server may
+    call it off the trio thread, so it is kept out of ``handle``."""
+
+    def __init__(self, sources: Sources,
+                 metrics: Callable[[], tuple[bytes, str]] | None = None) -> None:
+        self.sources = sources
+        self.metrics = metrics
+
+    def route(self, method: str, target: str) -> Response | None:
+        """The response, or None for a GET of /metrics (see ``metrics``)."""
+        path = target.split("?", 1)[0]
+        if path not in PATHS:
+            return _text(404, "not found\n")
+        if method != "GET":
+            return _text(405, "method not allowed\n", ("Allow", "GET"))
+        if path == "/metrics":
+            if self.metrics is None:
+                return _text(404, "metrics are off\n")
+            return None
+        if path == "/healthz":
+            return _text(200, "ok\n")
+        if path == "/readyz":
+            reason = self.not_ready()
+            return _text(200, "ready\n") if reason is None else _text(503, reason + "\n")
+        return Response(200, JSON, json.dumps(self.upstreams(), indent=1).encode() + b"\n")
+
+    def render_metrics(self) -> Response:
+        assert self.metrics is not None
+        body, ctype = self.metrics()
+        return Response(200, ctype, body)
+
+    def not_ready(self) -> str | None:
+        """Why the process should get no traffic now, or None: ready once
+        every listener is up and every etcd pool has synced once; not while
+        draining."""
+        src = self.sources
+        if src.draining():
+            return "draining"
+        if not src.listening:
+            return "listeners are not up yet"
+        for name, st in src.etcd().items():
+            if not getattr(st, "synced_once", False):
+                return f"upstream {name}: etcd has not synced yet"
+        for check in src.ready_checks:
+            reason = check()
+            if reason:
+                return reason
+        return None
+
+    def upstreams(self) -> dict[str, Any]:
+        src = self.sources
+        relay = src.relay
+        now = relay.clock()
+        conns = src.upstream_connections()
+        etcd = src.etcd()
+        policies = src.policies()
+        pools = []
+        for name, pool in relay.pools.items():
+            status = etcd.get(name)
+            pools.append({
+                "name": name,
+                "source": "etcd" if status is not None else _pool_source(pool),
+                "policy": getattr(pool, "policy", None) or policies.get(name, "round_robin"),
+                "endpoints": [{
+                    "address": str(ep.address),
+                    "labels": dict(ep.meta),
+                    "weight": ep.weight,
+                    "backup": ep.backup,
+                    "down": ep.down,
+                    "healthy": endpoint_healthy(ep, now),
+                    "active": ep.active,
+                    "fails": ep.fails,
+                    "connections": conns.get(ep.address, 0),
+                    "source": ep.source,
+                } for ep in pool.endpoints],
+                "etcd": _etcd_json(status, now) if status is not None else None,
+            })
+        return {"upstreams": pools}
+
+
+def _pool_source(pool: Any) -> str:
+    sources = {ep.source for ep in pool.endpoints}
+    return "etcd" if "etcd" in sources else "static"
+
+
+def _etcd_json(status: Any, now: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("connected", "synced_once", "revision", "events_applied", "resyncs"):
+        out[key] = getattr(status, key, None)
+    last = getattr(status, "last_message_at", None)
+    out["seconds_since_last_message"] = round(now - last, 3) if last is not None else None
+    return out

@@ -88,3 +88,15 @@ def test_relative_links_resolve() -> None:
                 assert anchor in anchors, f"{page.name}: no heading for #{anchor} in {dest.name}"
             checked += 1
     assert checked >= 10
+
+
+def test_coming_from_nginx_example_is_a_valid_config(tmp_path: Path) -> None:
+    from proxy.cli import main
+
+    text = (DOCS / "coming-from-nginx.md").read_text()
+    after = text.split("## The same with grpc-proxy", 1)[1]
+    block = re.search(r"```nginx\n(.*?)```", after, re.S)
+    assert block
+    conf = tmp_path / "from-nginx.conf"
+    conf.write_text(block.group(1))
+    assert main(["-t", "-c", str(conf)]) == 0

@@ -100,3 +100,19 @@ def test_coming_from_nginx_example_is_a_valid_config(tmp_path: Path) -> None:
     conf = tmp_path / "from-nginx.conf"
     conf.write_text(block.group(1))
     assert main(["-t", "-c", str(conf)]) == 0
+
+
+def test_readme_starts_with_the_two_commands_and_its_example_is_valid(tmp_path: Path) -> None:
+    from proxy.cli import main
+
+    text = (REPO / "README.md").read_text()
+    first_block = re.search(r"```sh\n(.*?)```", text, re.S)
+    assert first_block and text.index("```sh") < text.index("\n## ")
+    commands = [ln for ln in first_block.group(1).splitlines() if ln and not ln.startswith("#")]
+    assert any("grpc-proxy demo" in c for c in commands)
+    assert any("'.[test]'" in c and "pytest" in c for c in commands)
+    block = re.search(r"```nginx\n(.*?)```", text, re.S)
+    assert block
+    conf = tmp_path / "readme.conf"
+    conf.write_text(block.group(1))
+    assert main(["-t", "-c", str(conf)]) == 0

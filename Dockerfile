@@ -1,6 +1,9 @@
 # grpc-proxy container image: slim Python, non-root, the package from this repository.
 #   docker build -t grpc-proxy .
-#   docker run -p 8080:8080 -p 9901:9901 -v $PWD/conf:/etc/grpc-proxy:ro grpc-proxy
+#   docker run -p 8080:8080 -p 127.0.0.1:9901:9901 -v /path/to/conf:/etc/grpc-proxy:ro grpc-proxy
+# The bundled /etc/grpc-proxy/grpc-proxy.conf is conf/grpc-proxy.conf, a sample
+# that listens on 127.0.0.1 (unreachable from outside the container): mount a
+# directory whose grpc-proxy.conf listens on 0.0.0.0 (see conf/compose/).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \

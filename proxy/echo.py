@@ -732,7 +732,8 @@ def _read_lines_until(
 # --------------------------------------------------------------------------- main
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m proxy.echo`` (checked by the deployment tests)."""
     p = argparse.ArgumentParser(prog="python -m proxy.echo", description=__doc__.split("\n")[0])
     p.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     p.add_argument("--name", default="echo", help="value of the x-backend metadata")
@@ -740,7 +741,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--health", action="store_true", help="serve grpc.health.v1.Health")
     p.add_argument("--delay-ms", type=int, default=0,
                    help="sleep this long in each call without x-sleep-ms")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     stopping = threading.Event()
 

@@ -46,4 +46,4 @@ def test_dashboard_loads_and_uses_only_defined_metrics() -> None:
 def test_prometheus_scrapes_the_admin_port() -> None:
     text = (CONF / "prometheus.yml").read_text()
     assert "metrics_path: /metrics" in text
-    assert re.search(r'targets: \["[\w.-]+:9901"\]', text)
+    assert re.search(r'targets: \["[\w.-]+:9901"(, "[\w.-]+:9901")*\]', text)

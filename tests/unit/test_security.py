@@ -223,7 +223,7 @@ def tls_errors(certs: dict[str, Path]) -> list[tuple[str, int, str]]:
         ("listen 2 ssl;\n", 1, 'no "ssl_certificate" is defined for the "listen ... ssl" '
                                "directive in t.conf:2"),
         (f"listen 2 ssl;\nssl_certificate {crt};\n", 3, 'no "ssl_certificate_key" is defined'),
-        (f"ssl_verify_client on;\n", 2, '"ssl_verify_client" needs "ssl_certificate"'),
+        ("ssl_verify_client on;\n", 2, '"ssl_verify_client" needs "ssl_certificate"'),
         (f"listen 2 ssl;\nssl_certificate /no/such.crt;\nssl_certificate_key {key};\n", 3,
          'cannot load certificate "/no/such.crt": no such file or directory'),
         (f"listen 2 ssl;\nssl_certificate {garbage};\nssl_certificate_key {key};\n", 3,

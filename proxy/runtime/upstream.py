@@ -93,14 +93,20 @@ class Upstreams:
             el.tls = tls
         return el
 
-    def probe(self, probe: Probe, connect_timeout: float) -> None:
+    def probe(self, probe: Probe, connect_timeout: float, tls: UpstreamTls | None = None
+              ) -> None:
         """Run a health-check probe on an existing connection to its endpoint,
         or on a new one, like a call."""
         endpoint = probe.endpoint
-        el = self.by_address.get(endpoint.address)
-        if el is None:
-            el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
-            el.connect_timeout = connect_timeout
+        if tls is not None:
+            el = self._tls_links(endpoint, tls)
+            if not el.links and not el.connecting:
+                el.connect_timeout = connect_timeout
+        else:
+            el = self.by_address.get(endpoint.address)
+            if el is None:
+                el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
+                el.connect_timeout = connect_timeout
         for link in el.links:
             if link.core.can_open_stream():
                 self._attach(el, probe, link)
@@ -109,9 +115,14 @@ class Upstreams:
         self._grow(el)
 
     def forget_probe(self, probe: Probe) -> None:
+        if probe.stream is None:
+            return
         el = self.by_address.get(probe.endpoint.address)
-        if el is not None and probe.stream is not None:
+        if el is not None:
             el.probes.pop(probe.stream, None)
+        for (address, _), tel in self.by_tls.items():
+            if address == probe.endpoint.address:
+                tel.probes.pop(probe.stream, None)
 
     def _attach(self, el: EndpointLinks, waiter: RelayStream | Probe, link: Link) -> None:
         if type(waiter) is RelayStream:

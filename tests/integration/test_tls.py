@@ -317,3 +317,25 @@ def test_tls_on_both_sides(stack: Stack, pki: Pki) -> None:
     client = tls_client(stack, proxy.port, pki)
     r = client.server_stream(b"abc", metadata=[("x-count", "5")])
     assert r.ok and r.messages == [b"abc"] * 5, (r, proxy_logs(stack))
+
+
+def test_health_checks_of_a_grpcs_upstream_use_tls(stack: Stack, pki: Pki) -> None:
+    creds = grpc.ssl_server_credentials(
+        [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())])
+    b = EchoBackend("tlshealth", credentials=creds, health=True)
+    b.start()
+    stack.defer(b.stop)
+    port = free_port()
+    proxy = stack.proxy(make_config(
+        port, [upstream("secure", [addr(b.port)], "health_check interval=200ms timeout=2s")],
+        [location("/echo.Echo/", "grpc_pass grpcs://secure", "grpc_ssl_name localhost",
+                  f"grpc_ssl_trusted_certificate {pki.ca_pem}")]))
+    client = stack.client(proxy.port)
+    assert client.unary(b"x").ok, proxy_logs(stack)
+    b.set_serving(False)  # the probes reach the backend: they see NOT_SERVING
+    assert wait_for(lambda: "is unhealthy" in proxy.stderr()), proxy_logs(stack)
+    # over plaintext the probes would fail for another reason, and earlier
+    assert "is unhealthy: NOT_SERVING" in proxy.stderr(), proxy_logs(stack)
+    b.set_serving(True)
+    assert wait_for(lambda: "is healthy again" in proxy.stderr()), proxy_logs(stack)
+    assert client.unary(b"y").ok

@@ -127,9 +127,10 @@ def _tokens(d: Directive) -> BearerTokens:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read(1 << 20)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "invalid path"
         raise _error(d, f"cannot read bearer tokens {quote(path, shorten=False)}: "
-                        f"{(e.strerror or str(e)).lower()}") from None
+                        f"{reason.lower()}") from None
     try:
         return parse_tokens(text, path)
     except TokenFileError as e:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from proxy.config.errors import quote
+
 ALPN = ["h2"]  # gRPC is HTTP/2 only: http/1.1 is never offered nor accepted
 PROTOCOLS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 OLD_PROTOCOLS = frozenset(("SSLv2", "SSLv3", "TLSv1", "TLSv1.1"))
@@ -19,6 +21,10 @@ VERIFY_CLIENT = {"off": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "on": ssl.
 
 class TlsError(Exception):
     pass
+
+
+def _q(path: str) -> str:
+    return quote(path, shorten=False)  # one line, whatever the path holds
 
 
 def _versions(ctx: ssl.SSLContext, protocols: tuple[str, ...]) -> None:
@@ -32,13 +38,15 @@ def _load_chain(ctx: ssl.SSLContext, certificate: str, key: str) -> None:
         try:
             with open(path, "rb"):
                 pass
+        except ValueError:  # a NUL byte in the path
+            raise TlsError(f'cannot load {what} {_q(path)}: invalid path') from None
         except OSError as e:
-            raise TlsError(f'cannot load {what} "{path}": '
+            raise TlsError(f'cannot load {what} {_q(path)}: '
                            f"{(e.strerror or str(e)).lower()}") from None
     try:
         ctx.load_cert_chain(certificate, key)
     except ssl.SSLError as e:
-        raise TlsError(f'cannot load certificate "{certificate}" with key "{key}": '
+        raise TlsError(f'cannot load certificate {_q(certificate)} with key {_q(key)}: '
                        f"{_reason(e)}") from None
 
 
@@ -46,11 +54,13 @@ def _load_ca(ctx: ssl.SSLContext, path: str, what: str) -> None:
     try:
         ctx.load_verify_locations(cafile=path)
     except FileNotFoundError:
-        raise TlsError(f'cannot load {what} "{path}": no such file or directory') from None
+        raise TlsError(f'cannot load {what} {_q(path)}: no such file or directory') from None
+    except ValueError:  # a NUL byte in the path
+        raise TlsError(f'cannot load {what} {_q(path)}: invalid path') from None
     except OSError as e:
-        raise TlsError(f'cannot load {what} "{path}": {_reason(e)}') from None
+        raise TlsError(f'cannot load {what} {_q(path)}: {_reason(e)}') from None
     if not ctx.get_ca_certs():
-        raise TlsError(f'no certificates in {what} "{path}"')
+        raise TlsError(f'no certificates in {what} {_q(path)}')
 
 
 def _reason(e: OSError) -> str:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from pathlib import Path
+from types import ModuleType
 
+import h2.events
 import pytest
 import trustme
 
@@ -20,6 +22,7 @@ from proxy.security.acl import Rule, allowed, parse_ip, parse_network
 from proxy.security.tls import subject_of
 from proxy.security.tokens import TokenFileError, authenticate, parse_tokens
 from proxy.status import GrpcStatus
+from tests.unit.test_relay import REQUEST, Rig
 
 # ------------------------------------------------------------------ acl
 
@@ -279,3 +282,42 @@ def test_subject_of() -> None:
                         (("commonName", "svc"),))}
     assert subject_of(cert) == "CN=svc,O=A\\, B,C=FR"
     assert subject_of({}) is None and subject_of(None) is None
+
+
+# ------------------------------------------------------ in the relay
+
+
+def _rig_with(access: Access) -> tuple[Rig, list[tuple[bytes, bytes]], ModuleType]:
+    rig = Rig()
+    rig.down.peer = "10.0.0.1:4000"
+    loc = Location("/", False, "u", access=access)
+    rig.down.server = Server(rig.down.server.listens, (loc,))  # type: ignore[union-attr]
+    return rig, REQUEST, h2.events
+
+
+@pytest.mark.parametrize(("access", "extra", "status"), [
+    (Access(rules("deny all")), [], b"7"),
+    (Access((), parse_tokens("a:tok\n", "f")), [], b"16"),
+    (Access((), parse_tokens("a:tok\n", "f")), [(b"authorization", b"Bearer bad")], b"16"),
+])
+def test_relay_refuses_without_opening_an_upstream_stream(
+        access: Access, extra: list[tuple[bytes, bytes]], status: bytes) -> None:
+    rig, request, events = _rig_with(access)
+    rig.client.send_headers(1, request + extra, end_stream=True)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, events.ResponseReceived)
+    assert dict(resp.headers)[b"grpc-status"] == status
+    assert rig.of(rig.client_events, events.StreamEnded)
+    assert not rig.of(rig.server_events, events.RequestReceived)
+    assert not rig.relay.active
+
+
+def test_relay_forwards_an_authenticated_call_stripped() -> None:
+    rig, request, events = _rig_with(Access(rules("allow 10.0.0.0/8", "deny all"),
+                                            parse_tokens("alice:tok\n", "f"), strip=True))
+    rig.client.send_headers(1, request + [(b"authorization", b"Bearer tok")], end_stream=True)
+    rig.pump()
+    (req,) = rig.of(rig.server_events, events.RequestReceived)
+    assert req.headers == request  # authorization removed
+    (rs,) = rig.relay.active
+    assert rs.user == "alice"

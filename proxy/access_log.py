@@ -34,7 +34,7 @@ QUEUE_LIMIT = 65536  # records per log between two flushes; above: dropped, coun
 
 # Record fields, in the order CallRecorder writes them.
 (TIME, PEER, PATH, UPSTREAM, ENDPOINT, HTTP_STATUS, GRPC_STATUS, SECONDS, REQ_BYTES,
- RES_BYTES, REQ_MSGS, RES_MSGS, ERROR, HEADERS) = range(14)
+ RES_BYTES, REQ_MSGS, RES_MSGS, ERROR, HEADERS, USER, SUBJECT) = range(16)
 
 
 # ------------------------------------------------------------------ formats
@@ -104,14 +104,24 @@ _iso_time = _IsoTime()
 _quote = encode_basestring  # a JSON string literal, non-ASCII kept as is
 
 
+def _remote_user(r: tuple) -> str:  # type: ignore[type-arg]
+    """nginx's $remote_user: the bearer token's name, else the TLS client
+    subject; never the token itself."""
+    if len(r) <= USER:
+        return "-"
+    user = r[USER] or r[SUBJECT]
+    return _escape(user).replace(" ", "\\x20") if user else "-"
+
+
 def format_combined(r: tuple) -> str:  # type: ignore[type-arg]
-    """``$remote_addr - - [$time_local] "POST $path HTTP/2.0" $status
+    """``$remote_addr - $remote_user [$time_local] "POST $path HTTP/2.0" $status
     $bytes_sent "-" "$http_user_agent"`` (nginx's combined), then: grpc-status
     code name, upstream endpoint, request time (s), request bytes, response
     bytes, request messages, response messages, "error" ("-" when none)."""
     endpoint = r[ENDPOINT]
     return (
-        f'{_host(r[PEER])} - - [{_local_time(r[TIME])}] "POST {_escape(r[PATH])} HTTP/2.0" '
+        f'{_host(r[PEER])} - {_remote_user(r)} [{_local_time(r[TIME])}] '
+        f'"POST {_escape(r[PATH])} HTTP/2.0" '
         f'{r[HTTP_STATUS]} {r[RES_BYTES]} "-" "{_escape(_user_agent(r[HEADERS])) or "-"}" '
         f"{r[GRPC_STATUS]} {CODE_NAMES.get(r[GRPC_STATUS], 'UNKNOWN')} "
         f"{endpoint if endpoint is not None else '-'} {r[SECONDS]:.6f} "
@@ -137,8 +147,16 @@ def format_json(r: tuple) -> str:  # type: ignore[type-arg]
         f'"code":"{CODE_NAMES.get(status, "UNKNOWN")}","duration":{r[SECONDS]:.6f},'
         f'"request_bytes":{r[REQ_BYTES]},"response_bytes":{r[RES_BYTES]},'
         f'"request_messages":{r[REQ_MSGS]},"response_messages":{r[RES_MSGS]},'
-        f'"error":{_js(r[ERROR])},"user_agent":{_js(_user_agent(r[HEADERS]))}}}\n'
+        f'"error":{_js(r[ERROR])},"user_agent":{_js(_user_agent(r[HEADERS]))}'
+        f'{_identity(r)}}}\n'
     )
+
+
+def _identity(r: tuple) -> str:  # type: ignore[type-arg]
+    """``"user"`` (the bearer token's name) and ``"tls_subject"``, when known."""
+    if len(r) <= USER or (r[USER] is None and r[SUBJECT] is None):
+        return ""
+    return f',"user":{_js(r[USER])},"tls_subject":{_js(r[SUBJECT])}'
 
 
 def format_records(records: Iterable[tuple], as_json: bool) -> bytes:  # type: ignore[type-arg]

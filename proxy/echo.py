@@ -404,9 +404,11 @@ class EchoBackend:
         server_options: tuple[tuple[str, Any], ...] = (),
         health: bool = False,
         delay_ms: int = 0,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.name = name
         self.delay_ms = delay_ms
+        self._credentials = credentials  # TLS (grpc.ssl_server_credentials); None: plaintext
         self._health: Any = None
         if health:
             from grpc_health.v1 import health as grpc_health
@@ -443,7 +445,11 @@ class EchoBackend:
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         host = f"[{self.host}]" if ":" in self.host else self.host
         try:
-            port = server.add_insecure_port(f"{host}:{self._requested_port}")
+            if self._credentials is not None:
+                port = server.add_secure_port(f"{host}:{self._requested_port}",
+                                              self._credentials)
+            else:
+                port = server.add_insecure_port(f"{host}:{self._requested_port}")
         except RuntimeError as e:
             port = 0
             err: Exception | None = e

@@ -47,6 +47,8 @@ class Failure(Enum):
     SUBSET_MISS = "subset_miss"
     MAX_CONNS = "max_conns"
     QUEUE_TIMEOUT = "queue_timeout"
+    FORBIDDEN = "forbidden"  # allow/deny
+    UNAUTHENTICATED = "unauthenticated"  # auth_bearer_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,8 @@ FAILURES: dict[Failure, Answer] = {
                               "every endpoint of {upstream} is at max_conns"),
     Failure.QUEUE_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE,
                                   "queue timeout: every endpoint of {upstream} is at max_conns"),
+    Failure.FORBIDDEN: Answer(GrpcStatus.PERMISSION_DENIED, "access forbidden by rule"),
+    Failure.UNAUTHENTICATED: Answer(GrpcStatus.UNAUTHENTICATED, "{reason}"),
 }
 
 # An upstream RST_STREAM before any response, as gRPC's HTTP/2 mapping says.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from proxy.config.errors import ConfigError, quote
@@ -40,6 +40,15 @@ from proxy.config.model import (
     UpstreamServer,
 )
 from proxy.config.parser import Directive
+from proxy.config.security_directives import LOCATION as SECURITY_LOCATION
+from proxy.config.security_directives import SERVER as SECURITY_SERVER
+from proxy.config.security_directives import (
+    AccessDirectives,
+    access_directives,
+    effective_access,
+    server_tls,
+    upstream_tls,
+)
 from proxy.config.units import (
     UnitError,
     parse_address,
@@ -115,6 +124,8 @@ _SPECS: dict[str, dict[str, _Spec]] = {
         **{name: _Spec(block=False, min_args=1, max_args=1, unique=True)
            for name in _CONNECTION_DIRECTIVES},
         "access_log": _Spec(block=False, min_args=1, max_args=2, unique=True),
+        **{name: _Spec(block=False, min_args=lo, max_args=hi, unique=u)
+           for name, (lo, hi, u) in SECURITY_SERVER.items()},
     },
     "location": {
         "grpc_pass": _Spec(block=False, min_args=1, max_args=1, unique=True),
@@ -122,6 +133,8 @@ _SPECS: dict[str, dict[str, _Spec]] = {
         "grpc_send_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
         "grpc_connect_timeout": _Spec(block=False, min_args=1, max_args=1, unique=True),
         "grpc_next_upstream_tries": _Spec(block=False, min_args=1, max_args=1, unique=True),
+        **{name: _Spec(block=False, min_args=lo, max_args=hi, unique=u)
+           for name, (lo, hi, u) in SECURITY_LOCATION.items()},
     },
 }
 _KNOWN = frozenset(name for specs in _SPECS.values() for name in specs)
@@ -196,6 +209,8 @@ class _Builder:
         self.listens: set[Address] = set()
         # grpc_pass NAME references, checked once every upstream is known.
         self.references: list[tuple[str, Directive]] = []
+        # id(Location) -> its own access directives, merged with its server's.
+        self.own_access: dict[int, AccessDirectives] = {}
 
     def build(self, directives: Sequence[Directive]) -> Config:
         worker_processes = 1  # nginx's default
@@ -290,8 +305,11 @@ class _Builder:
         max_streams = DEFAULT_MAX_CONCURRENT_STREAMS
         timers: dict[str, float | None] = {}
         access_log: AccessLog | None = None
+        security: list[Directive] = []
         for sub in _checked("server", d.block or ()):
-            if sub.name in _CONNECTION_DIRECTIVES:
+            if sub.name in SECURITY_SERVER:
+                security.append(sub)
+            elif sub.name in _CONNECTION_DIRECTIVES:
                 timers[_CONNECTION_DIRECTIVES[sub.name]] = _connection_timer(sub)
             elif sub.name == "listen":
                 listens.append(self._listen(sub))
@@ -307,9 +325,14 @@ class _Builder:
                 max_streams = _int(sub, sub.args[0], sub.name, 1)
         if not listens:
             raise _error(d, "server has no listen")
+        tls = server_tls(d, security, listens)
+        server_access = access_directives(security)
+        locations = [replace(loc, access=effective_access(server_access,
+                                                          self.own_access.pop(id(loc))))
+                     for loc in locations]
         return Server(tuple(listens), tuple(locations), max_streams, source=d.source,
                       connection=ClientConnection(**timers),  # type: ignore[arg-type]
-                      access_log=access_log)
+                      access_log=access_log, tls=tls)
 
     # server context
 
@@ -318,15 +341,15 @@ class _Builder:
         if address in self.listens:
             raise _error(d, f"duplicate listen {address}")
         self.listens.add(address)
-        reuseport = False
+        reuseport = ssl = False
         for param in d.args[1:]:
             if param == "ssl":
-                raise _error(d, '"ssl" is not supported yet')
-            if param == "reuseport":
+                ssl = True
+            elif param == "reuseport":
                 reuseport = True
             elif param != "http2":  # gRPC is HTTP/2 only: "http2" is implied
                 raise _error(d, f"invalid parameter {quote(param)}")
-        return Listen(address, http2=True, reuseport=reuseport, source=d.source)
+        return Listen(address, http2=True, ssl=ssl, reuseport=reuseport, source=d.source)
 
     def _location(self, d: Directive) -> Location:
         path, exact = _location_path(d)
@@ -335,9 +358,14 @@ class _Builder:
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT
         connect_timeout: float | None = None
         tries = DEFAULT_NEXT_UPSTREAM_TRIES
+        security: list[Directive] = []
+        grpc_pass: Directive | None = None
         for sub in _checked("location", d.block or ()):
             value = sub.args[0]
-            if sub.name == "grpc_pass":
+            if sub.name in SECURITY_LOCATION:
+                security.append(sub)
+            elif sub.name == "grpc_pass":
+                grpc_pass = sub
                 upstream = self._grpc_pass(sub)
             elif sub.name == "grpc_read_timeout":
                 read_timeout = _unit(sub, parse_timeout, value)
@@ -349,8 +377,12 @@ class _Builder:
                 tries = _int(sub, value, sub.name, 0)
         if upstream is None:
             raise _error(d, f"location {quote(_shown(path, exact))} has no grpc_pass")
-        return Location(path, exact, upstream, read_timeout, send_timeout, connect_timeout,
-                        tries, source=d.source)
+        host = upstream.rsplit(":", 1)[0].strip("[]") if ":" in upstream else upstream
+        tls = upstream_tls(grpc_pass, host, [s for s in security if s.name.startswith("grpc_")])
+        location = Location(path, exact, upstream, read_timeout, send_timeout, connect_timeout,
+                            tries, source=d.source, upstream_tls=tls)
+        self.own_access[id(location)] = access_directives(security)
+        return location
 
     # location context
 
@@ -360,9 +392,7 @@ class _Builder:
         scheme, sep, rest = target.partition("://")
         if not sep:
             rest = target
-        elif scheme.lower() == "grpcs":  # nginx compares schemes case-insensitively
-            raise _error(d, '"grpcs://" is not supported yet')
-        elif scheme.lower() != "grpc":
+        elif scheme.lower() not in ("grpc", "grpcs"):  # nginx: case-insensitive
             raise _error(d, f"invalid URL prefix in {quote(target)}")
         if not rest:
             raise _error(d, f"invalid grpc_pass {quote(target)}, an upstream or address is needed")

@@ -7,6 +7,10 @@ Every default lives here, once. Durations are float seconds; ``None`` means
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.security.acl import Rule
+from proxy.security.tokens import BearerTokens
 
 # Defaults, documented in docs/configuration.md.
 DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default; nginx's 60s hides dead backends
@@ -37,6 +41,11 @@ DEFAULT_ETCD_WATCH_TIMEOUT = 60.0
 DEFAULT_ETCD_WATCH_REOPEN = 300.0  # reopen even a busy watch this often
 DEFAULT_METRICS_MAX_METHODS = 1000  # distinct service/method label pairs, then method="other"
 DEFAULT_ADMIN_HOST = "127.0.0.1"  # admin { listen PORT; } binds loopback only
+# TLS (issue 8). nginx 1.23.4+ defaults to TLSv1.2 TLSv1.3 too; older ones are refused.
+DEFAULT_SSL_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+DEFAULT_SSL_HANDSHAKE_TIMEOUT = 60.0  # nginx's ssl_handshake_timeout, if client_header_timeout off
+# nginx's grpc_ssl_verify is off; ours is on: see docs/configuration.md "TLS".
+DEFAULT_GRPC_SSL_VERIFY = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +146,31 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTls:
+    """``grpc_pass grpcs://...`` and its ``grpc_ssl_*`` directives. ``name``
+    is resolved: ``grpc_ssl_name``, else the host part of ``grpc_pass`` (the
+    upstream's name for a named upstream, as nginx). ``context`` is built when
+    the file is loaded (compare=False: equal settings share connections)."""
+
+    name: str
+    verify: bool = DEFAULT_GRPC_SSL_VERIFY
+    trusted_certificate: str | None = None
+    certificate: str | None = None
+    certificate_key: str | None = None
+    context: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """A location's effective access control (its own directives, else its
+    server's): ``allow``/``deny`` rules, ``auth_bearer_tokens``, ``auth_strip``."""
+
+    rules: tuple[Rule, ...] = ()
+    tokens: BearerTokens | None = None
+    strip: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Location:
     """``location [=] PATH { ... }``: prefix match, longest wins; ``=`` exact."""
 
@@ -148,6 +182,8 @@ class Location:
     connect_timeout: float | None = None  # None: use the upstream's connect_timeout
     next_upstream_tries: int = DEFAULT_NEXT_UPSTREAM_TRIES
     source: Source | None = field(default=None, compare=False)
+    upstream_tls: UpstreamTls | None = None  # grpc_pass grpcs://
+    access: Access | None = None  # None: no access control (the free path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +231,19 @@ class ClientConnection:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerTls:
+    """``ssl_*`` of a server. ``context`` (an ssl.SSLContext) is built when
+    the file is loaded, so ``-t`` finds bad files and SIGHUP re-reads them."""
+
+    certificate: str
+    certificate_key: str
+    protocols: tuple[str, ...] = DEFAULT_SSL_PROTOCOLS
+    client_certificate: str | None = None
+    verify_client: str = "off"  # on | optional | off
+    context: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Server:
     listens: tuple[Listen, ...]
     locations: tuple[Location, ...]
@@ -202,6 +251,7 @@ class Server:
     source: Source | None = field(default=None, compare=False)
     connection: ClientConnection = ClientConnection()
     access_log: AccessLog | None = None  # None: the main context's
+    tls: ServerTls | None = None  # for the listens with "ssl"
 
     def match(self, path: str) -> Location | None:
         """nginx's rule, reduced to what gRPC needs: an exact match wins, else the

@@ -77,7 +77,8 @@ class AccessLogQueue:
 
 # One access log record: (wall time, client, path, upstream, endpoint address
 # or None, http status, grpc status, seconds, request bytes, response bytes,
-# request messages, response messages, error, request headers).
+# request messages, response messages, error, request headers, bearer token
+# name, TLS client certificate subject).
 Record = tuple
 
 
@@ -144,7 +145,7 @@ class CallRecorder:
                     time.time(), rs.down_link.peer, rs.path, rs.location.upstream,
                     ep.address if ep is not None else None, 200, status, duration,
                     req.bytes, res.bytes, req.messages, res.messages, rs.error,
-                    rs.request_headers))
+                    rs.request_headers, rs.user, _subject(rs.down_link)))
 
     def call_refused(self, link: Link, path: str, answer: Answer, now: float) -> None:
         status = int(answer.grpc_status)
@@ -158,7 +159,7 @@ class CallRecorder:
             if target is not None and target[0] is server:
                 self._log(target[1], (
                     time.time(), link.peer, path, "", None, answer.http_status, status, 0.0,
-                    0, 0, 0, 0, answer.message, None))
+                    0, 0, 0, 0, answer.message, None, None, _subject(link)))
 
     def retried(self, rs: RelayStream) -> None:
         name = rs.pool.name
@@ -212,6 +213,12 @@ class CallRecorder:
             q.records.append(record)
         else:
             q.dropped += 1
+
+
+def _subject(link: Link) -> str | None:
+    """The verified TLS client subject of a client link (ssl_verify_client)."""
+    client = link.client
+    return client.subject if client is not None else None  # type: ignore[attr-defined]
 
 
 def _split_path(path: str) -> tuple[str, str]:

@@ -20,7 +20,7 @@ class Link:
     """``wake`` is set by the I/O layer: called once per batch when the link has
     output for its writer."""
 
-    __slots__ = ("core", "blocked", "wake", "server", "endpoint", "peer")
+    __slots__ = ("core", "blocked", "wake", "server", "endpoint", "peer", "client")
 
     def __init__(self, core: Connection, *, server: Server | None = None,
                  endpoint: EndpointState | None = None, peer: str = "") -> None:
@@ -31,6 +31,8 @@ class Link:
         self.server = server  # downstream links: the server block they were accepted by
         self.endpoint = endpoint  # upstream links
         self.peer = peer
+        # Client links: a proxy.security.access.ClientIdentity (address, TLS subject).
+        self.client: object = None
 
     def writable(self) -> bool:
         return self.core.out_size < OUTPUT_HIGH_WATER

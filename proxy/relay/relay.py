@@ -37,6 +37,7 @@ from proxy.relay.link import Link
 from proxy.relay.observer import CallObserver
 from proxy.relay.queue import WaitQueues
 from proxy.relay.stream import MAX_REFUSALS, REPLAY_LIMIT, Pending, RelayStream
+from proxy.security.access import check as check_access
 from proxy.status import (
     Answer,
     Failure,
@@ -160,6 +161,10 @@ class Relay:
             refusal = answer_for(Failure.BAD_CONTENT_TYPE)
         elif link.server is not None:
             location = link.server.match(spath)
+            if location is not None and location.access is not None:  # allow/deny, tokens
+                refusal, user, headers = check_access(location.access, link, headers)
+                if refusal is not None:
+                    location = None
         if location is None:
             refusal = refusal or answer_for(Failure.NO_ROUTE, path=spath)
             if self.observer is not None:
@@ -175,6 +180,8 @@ class Relay:
             return
         now = self.now
         rs = RelayStream(link, down, spath, location, pool, headers, now)
+        if location.access is not None:
+            rs.user = user
         down.relay = rs
         rs.request.end = ev.end_stream
         self.active[rs] = None

@@ -69,6 +69,7 @@ class RelayStream:
         "started",
         "status",
         "error",
+        "user",
     )
 
     def __init__(self, down_link: Link, down: Stream, path: str, location: Location,
@@ -98,6 +99,7 @@ class RelayStream:
         self.started = now
         self.status = -1  # grpc-status decided by the proxy (or CANCELLED); -1: upstream's
         self.error = ""  # why the proxy ended the call, for the access log
+        self.user: str | None = None  # the bearer token's name (auth_bearer_tokens)
 
     def __repr__(self) -> str:
         return f"RelayStream({self.path}, down={self.down.id}, up={self.up and self.up.id})"

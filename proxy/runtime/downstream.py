@@ -1,11 +1,14 @@
-"""Client connections: h2c with prior knowledge on every ``listen``."""
+"""Client connections: h2c with prior knowledge on every ``listen``, or h2
+over TLS (ALPN h2) on a ``listen ... ssl``."""
 
 from __future__ import annotations
 
 import logging
+import ssl
 
 import trio
 
+from proxy.config.model import DEFAULT_SSL_HANDSHAKE_TIMEOUT, Address, Server
 from proxy.http2.connection import Connection
 from proxy.http2.events import Event, Http1Received
 from proxy.http2.keepalive import PingPolicy
@@ -14,6 +17,9 @@ from proxy.relay.relay import Relay
 from proxy.runtime.io import LinkIO
 from proxy.runtime.lifetime import LinkWatch, client_settings
 from proxy.runtime.listeners import ListenerSlot
+from proxy.runtime.tls import HandshakeFailed, server_handshake
+from proxy.security.access import ClientIdentity
+from proxy.security.acl import parse_ip
 
 log = logging.getLogger("grpc_proxy.downstream")
 
@@ -23,6 +29,17 @@ HTTP1_REPLY = (
     b"Content-Type: text/plain\r\nConnection: close\r\n"
     b"Content-Length: " + str(len(_HTTP1_BODY)).encode() + b"\r\n\r\n" + _HTTP1_BODY
 )
+
+
+def tls_context(server: Server, address: Address) -> ssl.SSLContext | None:
+    """The TLS context for a connection accepted on ``address``, if its
+    ``listen`` has ``ssl``."""
+    if server.tls is None:
+        return None
+    for lst in server.listens:
+        if lst.address == address and lst.ssl:
+            return server.tls.context  # type: ignore[no-any-return]
+    return None
 
 
 class ClientHandler:
@@ -43,14 +60,27 @@ class ClientHandler:
         finally:
             ClientHandler.connections -= 1
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
+    async def _serve(self, sock: trio.SocketStream) -> None:
         try:
-            host, port = stream.socket.getpeername()[:2]
+            host, port = sock.socket.getpeername()[:2]
             peer = f"{host}:{port}"
         except OSError:
             peer = "?"
         slot = self.slot
-        server = slot.server
+        server = slot.server  # the one in effect now: its TLS context (a reload's certs)
+        stream: trio.abc.Stream = sock
+        subject: str | None = None
+        context = tls_context(server, slot.address)
+        if context is not None:
+            timeout = server.connection.header_timeout or DEFAULT_SSL_HANDSHAKE_TIMEOUT
+            try:
+                stream, subject = await server_handshake(sock, context, timeout)
+            except HandshakeFailed as e:
+                if self.relay.observer is not None:
+                    self.relay.observer.protocol_error("tls_handshake")
+                log.info("client %s: %s", peer, e)
+                await trio.aclose_forcefully(sock)
+                return
         core = Connection(
             client=False, max_concurrent_streams=server.http2_max_concurrent_streams
         )
@@ -58,6 +88,7 @@ class ClientHandler:
         if conn.keepalive_min_time:
             core.ping_policy = PingPolicy(conn.keepalive_min_time, trio.current_time)
         link = Link(core, server=server, peer=peer)
+        link.client = ClientIdentity(parse_ip(peer), subject)
         relay = self.relay
 
         def on_events(lk: Link, events: list[Event]) -> None:

@@ -17,7 +17,7 @@ import trio
 
 from proxy.balancing import health
 from proxy.balancing.endpoint import EndpointState
-from proxy.config.model import Config, HealthCheck
+from proxy.config.model import Config, HealthCheck, UpstreamTls
 from proxy.http2.events import DataReceived, Event, HeadersReceived, StreamReset
 from proxy.http2.frames import ErrorCode
 from proxy.relay.link import Link
@@ -105,9 +105,10 @@ class Probe:
 
 
 async def check_endpoint(ep: EndpointState, check: HealthCheck, upstream: str, relay: Relay,
-                         upstreams: Upstreams, connect_timeout: float) -> None:
+                         upstreams: Upstreams, connect_timeout: float,
+                         tls: UpstreamTls | None = None) -> None:
     probe = Probe(ep, check.service, relay)
-    upstreams.probe(probe, connect_timeout)
+    upstreams.probe(probe, connect_timeout, tls)
     relay.flush()
     with trio.move_on_after(check.timeout):
         await probe.finished.wait()
@@ -123,7 +124,7 @@ async def check_endpoint(ep: EndpointState, check: HealthCheck, upstream: str, r
 
 
 async def run_health_checks(name: str, check: HealthCheck, relay: Relay,
-                            upstreams: Upstreams) -> None:
+                            upstreams: Upstreams, tls: UpstreamTls | None = None) -> None:
     """Probe every endpoint of upstream ``name`` each ``interval``, in
     parallel, until the upstream leaves ``relay.pools``."""
     while True:
@@ -135,7 +136,7 @@ async def run_health_checks(name: str, check: HealthCheck, relay: Relay,
             for ep in pool.endpoints:
                 if not ep.down:
                     nursery.start_soon(check_endpoint, ep, check, name, relay, upstreams,
-                                       pool.connect_timeout)
+                                       pool.connect_timeout, tls)
         await trio.sleep(max(0.0, check.interval - (trio.current_time() - started)))
 
 
@@ -156,4 +157,15 @@ def start_health_checks(nursery: trio.Nursery, config: Config, relay: Relay,
     """One checking task per upstream of ``config`` that has a health_check."""
     for name, up in config.upstreams.items():
         if up.health_check is not None:
-            nursery.start_soon(run_health_checks, name, up.health_check, relay, upstreams)
+            nursery.start_soon(run_health_checks, name, up.health_check, relay, upstreams,
+                               _tls_of(config, name))
+
+
+def _tls_of(config: Config, upstream: str) -> UpstreamTls | None:
+    """grpcs:// upstreams are probed over TLS, with the settings of the first
+    location that passes to them (so probes share the calls' connections)."""
+    for server in config.servers:
+        for loc in server.locations:
+            if loc.upstream == upstream and loc.upstream_tls is not None:
+                return loc.upstream_tls
+    return None

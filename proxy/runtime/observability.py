@@ -108,7 +108,10 @@ async def open_observability(config: Config, relay: Relay) -> Observability:
 
 def _upstream_connections(relay: Relay) -> dict[Address, int]:
     by_address = getattr(relay.connector, "by_address", None) or {}
-    return {addr: len(el.links) for addr, el in by_address.items()}
+    counts = {addr: len(el.links) for addr, el in by_address.items()}
+    for (addr, _), el in (getattr(relay.connector, "by_tls", None) or {}).items():
+        counts[addr] = counts.get(addr, 0) + len(el.links)  # grpcs:// connections
+    return counts
 
 
 async def _bind(address: Address, reuseport: bool) -> trio.SocketListener:

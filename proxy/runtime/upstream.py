@@ -1,5 +1,6 @@
 """Upstream connections: multiplexed HTTP/2 connections per endpoint, opened
-on demand and shared by every client connection (httpcore's pool model)."""
+on demand and shared by every client connection (httpcore's pool model).
+grpcs:// connections are kept apart, per (endpoint, TLS settings)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from proxy.balancing.endpoint import EndpointState
-from proxy.config.model import Address
+from proxy.config.model import Address, UpstreamTls
 from proxy.http2.connection import Connection
 from proxy.http2.keepalive import TimerSettings
 from proxy.relay.link import Link
@@ -18,6 +19,7 @@ from proxy.relay.relay import Relay
 from proxy.relay.stream import RelayStream
 from proxy.runtime.io import LinkIO
 from proxy.runtime.lifetime import LinkWatch, upstream_settings
+from proxy.runtime.tls import HandshakeFailed, client_handshake
 
 if TYPE_CHECKING:
     from proxy.http2.connection import Stream
@@ -28,10 +30,13 @@ log = logging.getLogger("grpc_proxy.upstream")
 
 class EndpointLinks:
     __slots__ = ("endpoint", "links", "connecting", "waiters", "connect_timeout", "keepalive",
-                 "probes")
+                 "probes", "tls")
 
-    def __init__(self, endpoint: EndpointState) -> None:
+    def __init__(self, endpoint: EndpointState, tls: UpstreamTls | None = None) -> None:
         self.endpoint = endpoint
+        # grpcs: connections here speak TLS with these settings (the newest
+        # equal settings: a reload's context, so new connections get new certs).
+        self.tls = tls
         self.links: list[Link] = []
         self.connecting = 0
         self.waiters: deque[RelayStream | Probe] = deque()
@@ -54,12 +59,18 @@ class Upstreams:
         self.relay = relay
         self.nursery = nursery
         self.by_address: dict[Address, EndpointLinks] = {}
+        # grpcs: connections are shared by endpoint and TLS settings alike.
+        self.by_tls: dict[tuple[Address, UpstreamTls], EndpointLinks] = {}
         relay.connector = self
 
     def acquire(self, endpoint: EndpointState, rs: RelayStream, connect_timeout: float) -> None:
-        el = self.by_address.get(endpoint.address)
-        if el is None:
-            el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
+        tls = rs.location.upstream_tls
+        if tls is None:
+            el = self.by_address.get(endpoint.address)
+            if el is None:
+                el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
+        else:
+            el = self._tls_links(endpoint, tls)
         el.endpoint = endpoint  # a rediscovered address gets a new EndpointState
         el.connect_timeout = connect_timeout
         pool = rs.pool
@@ -73,14 +84,29 @@ class Upstreams:
         el.waiters.append(rs)
         self._grow(el)
 
-    def probe(self, probe: Probe, connect_timeout: float) -> None:
+    def _tls_links(self, endpoint: EndpointState, tls: UpstreamTls) -> EndpointLinks:
+        key = (endpoint.address, tls)
+        el = self.by_tls.get(key)
+        if el is None:
+            el = self.by_tls[key] = EndpointLinks(endpoint, tls)
+        elif el.tls is not tls:
+            el.tls = tls
+        return el
+
+    def probe(self, probe: Probe, connect_timeout: float, tls: UpstreamTls | None = None
+              ) -> None:
         """Run a health-check probe on an existing connection to its endpoint,
         or on a new one, like a call."""
         endpoint = probe.endpoint
-        el = self.by_address.get(endpoint.address)
-        if el is None:
-            el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
-            el.connect_timeout = connect_timeout
+        if tls is not None:
+            el = self._tls_links(endpoint, tls)
+            if not el.links and not el.connecting:
+                el.connect_timeout = connect_timeout
+        else:
+            el = self.by_address.get(endpoint.address)
+            if el is None:
+                el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
+                el.connect_timeout = connect_timeout
         for link in el.links:
             if link.core.can_open_stream():
                 self._attach(el, probe, link)
@@ -89,9 +115,14 @@ class Upstreams:
         self._grow(el)
 
     def forget_probe(self, probe: Probe) -> None:
+        if probe.stream is None:
+            return
         el = self.by_address.get(probe.endpoint.address)
-        if el is not None and probe.stream is not None:
+        if el is not None:
             el.probes.pop(probe.stream, None)
+        for (address, _), tel in self.by_tls.items():
+            if address == probe.endpoint.address:
+                tel.probes.pop(probe.stream, None)
 
     def _attach(self, el: EndpointLinks, waiter: RelayStream | Probe, link: Link) -> None:
         if type(waiter) is RelayStream:
@@ -131,12 +162,23 @@ class Upstreams:
         endpoint = el.endpoint
         timeout = el.connect_timeout
         addr = endpoint.address
+        tls = el.tls
+        stream: trio.abc.Stream
         try:
             with trio.fail_after(timeout):
                 stream = await trio.open_tcp_stream(addr.host, addr.port)
-        except (OSError, trio.TooSlowError) as e:
+                if tls is not None:
+                    try:
+                        stream = await client_handshake(stream, tls.context, tls.name)
+                    except BaseException:
+                        await trio.aclose_forcefully(stream)
+                        raise
+        except (OSError, trio.TooSlowError, HandshakeFailed) as e:
             el.connecting -= 1
-            reason = "connect timeout" if isinstance(e, trio.TooSlowError) else _os_reason(e)
+            if isinstance(e, HandshakeFailed):
+                reason = str(e)
+            else:
+                reason = "connect timeout" if isinstance(e, trio.TooSlowError) else _os_reason(e)
             if isinstance(e, trio.TooSlowError) and self.relay.observer is not None:
                 self.relay.observer.timed_out("connect")
             self._fail_waiters(el, reason)

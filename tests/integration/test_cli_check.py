@@ -47,7 +47,9 @@ BAD = [
     ("worker_processes 1;\nbogus on;\n", 2, 'unknown directive "bogus"'),
     ("server {\n  listen 1;\n", 2,
      'unexpected end of file, expecting "}" to close "server" at line 1'),
-    ("server {\n  listen 1 ssl;\n}\n", 2, '"ssl" is not supported yet'),
+    ("server {\n  listen 1 ssl;\n  ssl_certificate /nonexistent/c.pem;\n"
+     "  ssl_certificate_key /nonexistent/k.pem;\n}\n", 3,
+     'cannot load certificate "/nonexistent/c.pem": no such file or directory'),
     ("server { listen 1;\n  location /x { grpc_pass nowhere; }\n}\n", 2,
      'no upstream "nowhere" for grpc_pass'),
     ('x "\x00\n', 1, "unterminated quoted string"),

@@ -274,10 +274,12 @@ class Connection:
             s.owed = 0
 
     def ping(self, opaque: bytes) -> None:
+        self.initiate()
         self._emit(f.ping(opaque))
 
     def send_goaway(self, code: int = E.NO_ERROR, last_stream_id: int | None = None,
                     debug: bytes = b"") -> None:
+        self.initiate()  # our SETTINGS must be the first frame, even before a GOAWAY
         last = self.last_peer_stream if last_stream_id is None else last_stream_id
         self._emit(f.goaway(last, code, debug))
         self.goaway_sent = True
@@ -287,6 +289,7 @@ class Connection:
         ("stop opening streams soon"); streams keep being accepted until the
         real GOAWAY (``send_goaway``), sent once a PING round trip shows the
         peer has seen this one."""
+        self.initiate()
         self._emit(f.goaway(f.MAX_STREAM_ID, E.NO_ERROR, b""))
 
     def _forget(self, s: Stream) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,20 @@ class EtcdStatus:
     last_message_at: float | None = None  # last range answer or watch message
     endpoints: int = 0  # discovered endpoints in the current pool
     url: str = ""  # the etcd URL in use
+
+
+    def carry_from(self, old: EtcdStatus) -> None:
+        """A reload kept this upstream's etcd source: the new feed starts from
+        the old one's pool, so it has synced (readiness stays 200 through an
+        etcd outage) and counts on from the old revision and totals. It is
+        not connected until its own watch opens."""
+        self.synced_once = old.synced_once
+        self.revision = old.revision
+        self.events_applied = old.events_applied
+        self.resyncs = old.resyncs
+        self.last_message_at = old.last_message_at
+        self.endpoints = old.endpoints
+        self.url = old.url
 
 
 class _Stalled(Exception):
@@ -197,14 +211,20 @@ class EtcdFeed:
 
 def start_etcd_feeds(nursery: trio.Nursery, config: Config, relay: Relay,
                      registry: Registry, known: Discovered | None = None,
-                     is_current: Callable[[], bool] = lambda: True) -> dict[str, EtcdStatus]:
+                     is_current: Callable[[], bool] = lambda: True,
+                     previous: Mapping[str, EtcdStatus] | None = None) -> dict[str, EtcdStatus]:
     """Start one feed task per etcd-fed upstream of ``config``; the returned
-    dict (upstream name -> status) is live, for metrics and admin."""
+    dict (upstream name -> status) is live, for metrics and admin.
+    ``previous``: the statuses of the feeds a reload replaces."""
     statuses: dict[str, EtcdStatus] = {}
     for name, up in config.upstreams.items():
         if up.etcd is None:
             continue
         statuses[name] = EtcdStatus(name)
+        entry = (known or {}).get(name)
+        old = (previous or {}).get(name)
+        if old is not None and entry is not None and entry[0] == up.etcd:
+            statuses[name].carry_from(old)
         feed = EtcdFeed(up, relay, registry, statuses[name], known, is_current)
         nursery.start_soon(feed.run, name=f"etcd-feed:{name}")
     return statuses
@@ -223,7 +243,7 @@ def etcd_feed_service(generation: Generation, nursery: trio.Nursery) -> None:
         await generation.activated.wait()
         runtime.etcd_status = start_etcd_feeds(
             nursery, generation.config, runtime.relay, runtime.registry, runtime.discovered,
-            lambda: generation.current)
+            lambda: generation.current, previous=runtime.etcd_status)
 
     nursery.start_soon(start)
 

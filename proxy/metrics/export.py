@@ -179,6 +179,8 @@ class Exporter:
         for k, st in etcd.items():
             total = getattr(st, "resyncs", 0) or 0
             seen = self._etcd_resyncs.get(k, 0)
+            if k not in self._etcd_resyncs:
+                resyncs.labels(k)  # the series exists (at 0) from the feed's start
             if total > seen:
                 resyncs.labels(k).inc(total - seen)
             self._etcd_resyncs[k] = total

@@ -110,12 +110,14 @@ async def check_endpoint(ep: EndpointState, check: HealthCheck, upstream: str, r
     probe = Probe(ep, check.service, relay)
     upstreams.probe(probe, connect_timeout, tls)
     relay.flush()
-    with trio.move_on_after(check.timeout):
-        await probe.finished.wait()
-    if not probe.done:
-        probe.error = "timeout"
-    probe.cancel()  # no-op for a finished probe but the stream reset
-    upstreams.forget_probe(probe)
+    try:
+        with trio.move_on_after(check.timeout):
+            await probe.finished.wait()
+    finally:
+        # Also when a reload cancels this check mid-probe: no stream or
+        # probe entry is left behind on the upstream connection.
+        probe.cancel()  # unfinished: "timeout" and a stream reset; else a no-op
+        upstreams.forget_probe(probe)
     if health.record(ep, not probe.error, check):
         if ep.healthy:
             log.warning("upstream %s: %s is healthy again", upstream, ep.address)

@@ -49,3 +49,30 @@ def test_removed_endpoints_leave_the_registry_once_idle() -> None:
     assert ("u", Address("10.0.0.3", 1)) not in registry
     # An endpoint that stays keeps its state object (its fails, counts).
     assert relay.pools["u"].endpoints[0] is old.endpoints[0]
+
+
+def test_a_reload_keeping_the_source_carries_the_feed_status_over() -> None:
+    """Readiness and the etcd gauges read the status: a reload that keeps an
+    upstream's etcd source must not look like a proxy that never synced (it
+    serves the carried-over pool), even while etcd is down."""
+    from proxy.config.model import Config
+    from proxy.discovery.feed import start_etcd_feeds
+
+    src = EtcdSource(("http://127.0.0.1:2379",), "/s/")
+    moved = EtcdSource(("http://127.0.0.1:2379",), "/t/")
+    config = Config("p.conf", 1, {"u": Upstream("u", (), etcd=src),
+                                  "v": Upstream("v", (), etcd=moved)}, ())
+    old = {name: EtcdStatus(name, connected=True, synced_once=True, revision=42,
+                            events_applied=7, resyncs=2, last_message_at=1.0, endpoints=3)
+           for name in ("u", "v")}
+    known = {"u": (src, ()), "v": (src, ())}  # "v" was on another prefix before
+    started: list[object] = []
+    nursery = SimpleNamespace(start_soon=lambda fn, name=None: started.append(fn))
+    new = start_etcd_feeds(nursery, config, SimpleNamespace(pools={}), {},  # type: ignore[arg-type]
+                           known, previous=old)
+    assert len(started) == 2
+    u, v = new["u"], new["v"]
+    assert (u.synced_once, u.revision, u.events_applied, u.resyncs, u.endpoints) == \
+        (True, 42, 7, 2, 3)
+    assert u.connected is False  # until the new feed's own watch opens
+    assert (v.synced_once, v.revision, v.resyncs) == (False, 0, 0)  # a new source: from zero

@@ -15,6 +15,8 @@ from typing import TypeVar
 from proxy.config.errors import ConfigError, quote
 from proxy.config.etcd_directives import DIRECTIVES as ETCD_DIRECTIVES
 from proxy.config.etcd_directives import build_etcd
+from proxy.config.http2_directives import DIRECTIVES as HTTP2_DIRECTIVES
+from proxy.config.http2_directives import build_limits
 from proxy.config.model import (
     DEFAULT_ADMIN_HOST,
     DEFAULT_CONNECT_TIMEOUT,
@@ -115,6 +117,8 @@ _SPECS: dict[str, dict[str, _Spec]] = {
         **{name: _Spec(block=False, min_args=1, max_args=1, unique=True)
            for name in _CONNECTION_DIRECTIVES},
         "access_log": _Spec(block=False, min_args=1, max_args=2, unique=True),
+        **{name: _Spec(block=False, min_args=1, max_args=1, unique=True)
+           for name in HTTP2_DIRECTIVES},
     },
     "location": {
         "grpc_pass": _Spec(block=False, min_args=1, max_args=1, unique=True),
@@ -290,8 +294,11 @@ class _Builder:
         max_streams = DEFAULT_MAX_CONCURRENT_STREAMS
         timers: dict[str, float | None] = {}
         access_log: AccessLog | None = None
+        limits: list[Directive] = []
         for sub in _checked("server", d.block or ()):
-            if sub.name in _CONNECTION_DIRECTIVES:
+            if sub.name in HTTP2_DIRECTIVES:
+                limits.append(sub)
+            elif sub.name in _CONNECTION_DIRECTIVES:
                 timers[_CONNECTION_DIRECTIVES[sub.name]] = _connection_timer(sub)
             elif sub.name == "listen":
                 listens.append(self._listen(sub))
@@ -309,7 +316,7 @@ class _Builder:
             raise _error(d, "server has no listen")
         return Server(tuple(listens), tuple(locations), max_streams, source=d.source,
                       connection=ClientConnection(**timers),  # type: ignore[arg-type]
-                      access_log=access_log)
+                      access_log=access_log, http2=build_limits(limits))
 
     # server context
 

@@ -52,7 +52,8 @@ class ClientHandler:
         slot = self.slot
         server = slot.server
         core = Connection(
-            client=False, max_concurrent_streams=server.http2_max_concurrent_streams
+            client=False, max_concurrent_streams=server.http2_max_concurrent_streams,
+            limits=server.http2,
         )
         conn = server.connection
         if conn.keepalive_min_time:

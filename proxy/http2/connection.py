@@ -772,7 +772,7 @@ class Connection:
             events.append(PingAcked(opaque))
             return
         if self.ping_policy is not None and self.ping_policy.on_ping(bool(self.streams)):
-            raise _ConnectionError(E.ENHANCE_YOUR_CALM, "too_many_pings")
+            raise _calm("too_many_pings")
         self._control(f.ping(opaque, ack=True))
 
     def _on_priority(self, sid: int, data: bytes, start: int, length: int) -> None:

@@ -711,7 +711,9 @@ class Connection:
                 raise _calm("RST_STREAM flood")
             return
         s.closed = True
-        self._remember_reset(sid)
+        # Closed, not "reset by us": the peer knows, so its later frames
+        # there are STREAM_CLOSED errors (RFC 9113 section 5.1), not ignored.
+        self._remember_closed(sid)
         events.append(StreamReset(s, f.unpack_u32(data, start)[0], remote=True))
         if not self.client and not s.responded:
             self._early_reset()

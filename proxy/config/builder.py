@@ -15,6 +15,8 @@ from typing import TypeVar
 from proxy.config.errors import ConfigError, quote
 from proxy.config.etcd_directives import DIRECTIVES as ETCD_DIRECTIVES
 from proxy.config.etcd_directives import build_etcd
+from proxy.config.http2_directives import DIRECTIVES as HTTP2_DIRECTIVES
+from proxy.config.http2_directives import build_limits
 from proxy.config.model import (
     DEFAULT_ADMIN_HOST,
     DEFAULT_CONNECT_TIMEOUT,
@@ -126,6 +128,8 @@ _SPECS: dict[str, dict[str, _Spec]] = {
         "access_log": _Spec(block=False, min_args=1, max_args=2, unique=True),
         **{name: _Spec(block=False, min_args=lo, max_args=hi, unique=u)
            for name, (lo, hi, u) in SECURITY_SERVER.items()},
+        **{name: _Spec(block=False, min_args=1, max_args=1, unique=True)
+           for name in HTTP2_DIRECTIVES},
     },
     "location": {
         "grpc_pass": _Spec(block=False, min_args=1, max_args=1, unique=True),
@@ -306,9 +310,12 @@ class _Builder:
         timers: dict[str, float | None] = {}
         access_log: AccessLog | None = None
         security: list[Directive] = []
+        limits: list[Directive] = []
         for sub in _checked("server", d.block or ()):
             if sub.name in SECURITY_SERVER:
                 security.append(sub)
+            elif sub.name in HTTP2_DIRECTIVES:
+                limits.append(sub)
             elif sub.name in _CONNECTION_DIRECTIVES:
                 timers[_CONNECTION_DIRECTIVES[sub.name]] = _connection_timer(sub)
             elif sub.name == "listen":
@@ -332,7 +339,7 @@ class _Builder:
                      for loc in locations]
         return Server(tuple(listens), tuple(locations), max_streams, source=d.source,
                       connection=ClientConnection(**timers),  # type: ignore[arg-type]
-                      access_log=access_log, tls=tls)
+                      access_log=access_log, tls=tls, http2=build_limits(limits))
 
     # server context
 

@@ -46,6 +46,13 @@ DEFAULT_SSL_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
 DEFAULT_SSL_HANDSHAKE_TIMEOUT = 60.0  # nginx's ssl_handshake_timeout, if client_header_timeout off
 # nginx's grpc_ssl_verify is off; ours is on: see docs/configuration.md "TLS".
 DEFAULT_GRPC_SSL_VERIFY = True
+# HTTP/2 limits of client connections (issue 8): see Http2Limits.
+DEFAULT_HTTP2_MAX_HEADER_SIZE = 16 << 10  # nginx's http2_max_header_size
+DEFAULT_HTTP2_MAX_CONTINUATION_FRAMES = 8  # nghttp2's cap (CVE-2024-28182)
+DEFAULT_HTTP2_MAX_RESET_STREAMS = 250  # early resets a second: half of 500 streams
+DEFAULT_HTTP2_MAX_CONTROL_FRAMES = 100  # a second, per kind (PING, SETTINGS, ...)
+DEFAULT_HTTP2_MAX_WINDOW_UPDATES = 10_000  # a second
+DEFAULT_HTTP2_MAX_QUEUED_CONTROL_FRAMES = 1000  # Envoy's max_outbound_control_frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +251,25 @@ class ServerTls:
 
 
 @dataclass(frozen=True, slots=True)
+class Http2Limits:
+    """What one client connection may send before it gets GOAWAY
+    ENHANCE_YOUR_CALM (docs/configuration.md, "Limits and hardening")."""
+
+    # Header block, compressed and decoded (SETTINGS_MAX_HEADER_LIST_SIZE).
+    max_header_size: int = DEFAULT_HTTP2_MAX_HEADER_SIZE
+    max_continuation_frames: int = DEFAULT_HTTP2_MAX_CONTINUATION_FRAMES  # per header block
+    # Rapid reset: streams a second reset by the client (or refused) before
+    # their response, when they are also over half of the streams opened.
+    max_reset_streams: int = DEFAULT_HTTP2_MAX_RESET_STREAMS
+    # PING, SETTINGS, PRIORITY, RST_STREAM on closed streams, empty DATA and
+    # unknown frames: each kind a second.
+    max_control_frames: int = DEFAULT_HTTP2_MAX_CONTROL_FRAMES
+    max_window_updates: int = DEFAULT_HTTP2_MAX_WINDOW_UPDATES  # a second
+    # PING/SETTINGS ACKs and RST_STREAMs queued for a client that does not read.
+    max_queued_control_frames: int = DEFAULT_HTTP2_MAX_QUEUED_CONTROL_FRAMES
+
+
+@dataclass(frozen=True, slots=True)
 class Server:
     listens: tuple[Listen, ...]
     locations: tuple[Location, ...]
@@ -252,6 +278,7 @@ class Server:
     connection: ClientConnection = ClientConnection()
     access_log: AccessLog | None = None  # None: the main context's
     tls: ServerTls | None = None  # for the listens with "ssl"
+    http2: Http2Limits = Http2Limits()
 
     def match(self, path: str) -> Location | None:
         """nginx's rule, reduced to what gRPC needs: an exact match wins, else the

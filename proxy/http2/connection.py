@@ -13,9 +13,11 @@ sender on this side. Send windows are the caller's to respect
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 
+from proxy.config.model import Http2Limits
 from proxy.http2 import frames as f
 from proxy.http2.events import (
     ConnectionFailed,
@@ -28,6 +30,7 @@ from proxy.http2.events import (
     StreamReset,
     WindowOpened,
 )
+from proxy.http2.floods import BAD_FRAME, FLOOD, HEADER_SIZE, RAPID_RESET, RateLimit, ResetWatch
 from proxy.http2.headers import check_request, check_response, check_trailers, content_length
 from proxy.http2.hpack_codec import (
     TABLE_SIZE_ZERO,
@@ -43,6 +46,16 @@ from proxy.http2.keepalive import PingPolicy
 E = f.ErrorCode
 _TOO_LARGE = "frame larger than SETTINGS_MAX_FRAME_SIZE"
 _RESET_MEMORY = 1024  # streams we reset, whose late frames are ignored
+# Upstream connections (our backends) are trusted: no flood limits, and room
+# for large trailers (grpc-status-details-bin).
+UPSTREAM_MAX_HEADER_LIST_SIZE = 64 << 10
+_NO_LIMIT = 2**62
+TRUSTED_LIMITS = Http2Limits(
+    max_header_size=UPSTREAM_MAX_HEADER_LIST_SIZE, max_continuation_frames=_NO_LIMIT,
+    max_reset_streams=_NO_LIMIT, max_control_frames=_NO_LIMIT, max_window_updates=_NO_LIMIT,
+    max_queued_control_frames=_NO_LIMIT,
+)
+CLIENT_LIMITS = Http2Limits()
 
 
 class Stream:
@@ -59,6 +72,7 @@ class Stream:
         "expected_length",
         "received_length",
         "closed",
+        "responded",
         "relay",
     )
 
@@ -73,13 +87,19 @@ class Stream:
         self.expected_length: int | None = None
         self.received_length = 0
         self.closed = False
+        self.responded = False  # we sent HEADERS (server role: the response began)
         self.relay: object = None
 
 
 class _ConnectionError(Exception):
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, kind: str = BAD_FRAME) -> None:
         self.code = code
         self.reason = reason
+        self.kind = kind
+
+
+def _calm(reason: str, kind: str = FLOOD) -> _ConnectionError:
+    return _ConnectionError(E.ENHANCE_YOUR_CALM, reason, kind)
 
 
 class _StreamError(Exception):
@@ -90,7 +110,12 @@ class _StreamError(Exception):
 
 
 class Connection:
-    """``client=True`` for upstream connections (we open streams), else server."""
+    """``client=True`` for upstream connections (we open streams), else server.
+
+    ``limits`` bound what the peer may send (default: ``CLIENT_LIMITS`` for
+    the server role, none for the client role); ``max_header_list_size``
+    overrides ``limits.max_header_size``. ``clock`` is read only when a flood
+    counter passes its limit."""
 
     def __init__(
         self,
@@ -100,14 +125,23 @@ class Connection:
         stream_window: int = 1 << 20,
         connection_window: int = 8 << 20,
         max_frame_size: int = f.DEFAULT_MAX_FRAME_SIZE,
-        max_header_list_size: int = 64 << 10,
+        max_header_list_size: int | None = None,
+        limits: Http2Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if limits is None:
+            limits = TRUSTED_LIMITS if client else CLIENT_LIMITS
+        if max_header_list_size is None:
+            max_header_list_size = limits.max_header_size
+        if not f.DEFAULT_MAX_FRAME_SIZE <= max_frame_size <= 2**24 - 1:
+            raise ValueError("max_frame_size must be within 16384 and 2^24-1")
         self.client = client
         self.streams: dict[int, Stream] = {}
         self.out: list[bytes | memoryview] = []
         self.out_size = 0
         self.closed = False  # a connection error was found or GOAWAY completed
         self.close_reason = ""
+        self.close_kind = ""  # protocol error kind (floods.py) when we failed it
         # Our settings: what the peer may send us.
         self.local_max_concurrent = max_concurrent_streams
         self.local_stream_window = stream_window
@@ -143,6 +177,22 @@ class Connection:
         self._closed_ids: set[int] = set()
         self._reset_ids: set[int] = set()
         self._closed_order: deque[int] = deque()
+        # Flood limits (floods.py): one counter per kind of frame that costs
+        # us work but carries nothing for the relay.
+        self.limits = limits
+        self._pings = RateLimit(limits.max_control_frames, clock)
+        self._settings = RateLimit(limits.max_control_frames, clock)
+        self._priorities = RateLimit(limits.max_control_frames, clock)
+        self._late_resets = RateLimit(limits.max_control_frames, clock)
+        self._empty = RateLimit(limits.max_control_frames, clock)
+        self._window_updates = RateLimit(limits.max_window_updates, clock)
+        self._early_resets = ResetWatch(limits.max_reset_streams, clock)
+        self._ctrl_queued = 0  # control frames we queued since the last take_output
+        self._hb_frames = 0  # CONTINUATION frames of the header block being read
+        # New streams per receive batch: above this sid, a batch opened over
+        # 2x max_concurrent_streams streams (nginx's rapid reset rule).
+        self._batch_cap = 4 * max(max_concurrent_streams, 1)
+        self._batch_first = 0
 
     # ------------------------------------------------------------------ output
 
@@ -160,11 +210,13 @@ class Connection:
             f.SETTINGS_MAX_CONCURRENT_STREAMS: self.local_max_concurrent,
             f.SETTINGS_INITIAL_WINDOW_SIZE: self.local_stream_window,
             f.SETTINGS_MAX_HEADER_LIST_SIZE: self._max_block,
+            # Always stated, though 16384 is the default: what we accept is
+            # explicit. 16 KiB frames fit the 1 MiB stream window 64 times, so
+            # a window never ends in a frame the peer may not send.
+            f.SETTINGS_MAX_FRAME_SIZE: self.local_max_frame_size,
         }
         if self.client:
             values[f.SETTINGS_ENABLE_PUSH] = 0
-        if self.local_max_frame_size != f.DEFAULT_MAX_FRAME_SIZE:
-            values[f.SETTINGS_MAX_FRAME_SIZE] = self.local_max_frame_size
         out.append(f.settings(values))
         extra = self.local_connection_window - f.DEFAULT_WINDOW
         if extra > 0:
@@ -175,7 +227,17 @@ class Connection:
         data = b"".join(self.out)
         self.out.clear()
         self.out_size = 0
+        self._ctrl_queued = 0
         return data
+
+    def _control(self, data: bytes) -> None:
+        """Queue a frame that answers the peer (ACK, RST_STREAM): a peer that
+        makes us queue many without reading them is flooding us."""
+        self._ctrl_queued += 1
+        if self._ctrl_queued > self.limits.max_queued_control_frames:
+            raise _calm("too many queued control frames (peer not reading)")
+        self.out.append(data)
+        self.out_size += len(data)
 
     def _emit(self, data: bytes) -> None:
         self.out.append(data)
@@ -214,6 +276,7 @@ class Connection:
     def send_headers(self, s: Stream, headers: HeaderList, end_stream: bool) -> None:
         if s.local_closed or s.closed:
             return
+        s.responded = True
         self._emit(f.headers(s.id, self._block(headers), end_stream, self.peer_max_frame_size))
         if end_stream:
             s.local_closed = True
@@ -320,6 +383,7 @@ class Connection:
             data = self._buf + data
             self._buf = b""
         pos = 0
+        self._batch_first = self.last_peer_stream
         if self._preface_pending:
             if len(data) < len(f.PREFACE):
                 if f.PREFACE.startswith(data):
@@ -340,7 +404,7 @@ class Connection:
         try:
             pos = self._frames(data, pos, events)
         except _ConnectionError as e:
-            self._fail(events, e.code, e.reason)
+            self._fail(events, e.code, e.reason, e.kind)
             return events
         if pos < len(data):
             self._buf = data[pos:]
@@ -348,13 +412,14 @@ class Connection:
                 self._fail(events, E.FRAME_SIZE_ERROR, _TOO_LARGE)
         return events
 
-    def _fail(self, events: list[Event], code: int, reason: str) -> None:
+    def _fail(self, events: list[Event], code: int, reason: str, kind: str = BAD_FRAME) -> None:
         if not self.closed or not self.goaway_sent:
             self._emit(f.goaway(self.last_peer_stream, code, reason.encode()[:256]))
             self.goaway_sent = True
         self.closed = True
         self.close_reason = reason
-        events.append(ConnectionFailed(code, reason))
+        self.close_kind = kind
+        events.append(ConnectionFailed(code, reason, kind))
 
     def _frames(self, data: bytes, pos: int, events: list[Event]) -> int:
         n = len(data)
@@ -398,7 +463,9 @@ class Connection:
                     self._on_goaway(sid, data, start, length, events)
                 elif ftype == f.PUSH_PROMISE:
                     raise _ConnectionError(E.PROTOCOL_ERROR, "PUSH_PROMISE is not accepted")
-                # Unknown frame types are ignored (RFC 9113 section 4.1).
+                elif self._empty.hit():
+                    raise _calm("unknown/empty frame flood")
+                # Unknown frame types are ignored (RFC 9113 section 4.1), counted.
             except _StreamError as e:
                 self._stream_error(e, events)
             if self.closed:
@@ -406,12 +473,19 @@ class Connection:
         return pos
 
     def _stream_error(self, e: _StreamError, events: list[Event]) -> None:
-        self._emit(f.rst_stream(e.stream_id, e.code))
+        self._control(f.rst_stream(e.stream_id, e.code))
         self._remember_reset(e.stream_id)
         s = self.streams.pop(e.stream_id, None)
         if s is not None:
             s.closed = True
             events.append(StreamReset(s, e.code, remote=False))
+            if not self.client and not s.responded:
+                self._early_reset()
+
+    def _early_reset(self) -> None:
+        """A client stream ended before its response (CVE-2023-44487)."""
+        if self._early_resets.hit(self.last_peer_stream):
+            raise _calm("rapid reset: streams reset before their response", RAPID_RESET)
 
     def _is_idle(self, sid: int) -> bool:
         if (sid & 1) == (0 if self.client else 1):  # peer-initiated parity
@@ -426,8 +500,12 @@ class Connection:
             if length < 1 or data[start] >= length:
                 raise _ConnectionError(E.PROTOCOL_ERROR, "bad DATA padding")
             payload = mv[start + 1 : start + length - data[start]]
+            if not payload and not flags & f.END_STREAM and self._empty.hit():
+                raise _calm("empty DATA frame flood")
         else:
             payload = mv[start : start + length]
+            if not length and not flags & f.END_STREAM and self._empty.hit():
+                raise _calm("empty DATA frame flood")
         self.recv_window -= length
         if self.recv_window < 0:
             raise _ConnectionError(E.FLOW_CONTROL_ERROR, "connection window exceeded")
@@ -483,8 +561,11 @@ class Connection:
             pos += 5
         if end < pos:
             raise _ConnectionError(E.PROTOCOL_ERROR, "bad HEADERS padding")
+        if end - pos > self._max_block:
+            raise _calm("header block larger than http2_max_header_size", HEADER_SIZE)
         self._hb_parts = [data[pos:end]]
         self._hb_size = end - pos
+        self._hb_frames = 0
         self._hb_flags = flags
         if flags & f.END_HEADERS:
             self._header_block(sid, events)
@@ -500,7 +581,10 @@ class Connection:
             raise _ConnectionError(E.PROTOCOL_ERROR, "unexpected CONTINUATION")
         self._hb_size += length
         if self._hb_size > self._max_block:
-            raise _ConnectionError(E.ENHANCE_YOUR_CALM, "header block too large")
+            raise _calm("header block larger than http2_max_header_size", HEADER_SIZE)
+        self._hb_frames += 1
+        if self._hb_frames > self.limits.max_continuation_frames:
+            raise _calm("too many CONTINUATION frames", HEADER_SIZE)
         self._hb_parts.append(data[start : start + length])
         if flags & f.END_HEADERS:
             self._hb_stream = 0
@@ -516,7 +600,7 @@ class Connection:
         except HeaderDecodeError as e:
             raise _ConnectionError(E.COMPRESSION_ERROR, f"HPACK: {e}") from None
         except HeaderListTooLarge:
-            raise _ConnectionError(E.ENHANCE_YOUR_CALM, "header list too large") from None
+            raise _calm("header list larger than http2_max_header_size", HEADER_SIZE) from None
         s = self.streams.get(sid)
         if s is None:
             if not self.client and sid & 1 and sid > self.last_peer_stream:
@@ -559,21 +643,25 @@ class Connection:
     def _new_request(self, sid: int, headers: HeaderList, end_stream: bool,
                      events: list[Event]) -> None:
         self.last_peer_stream = sid
+        if sid - self._batch_first > self._batch_cap:
+            raise _calm("rapid reset: too many new streams at once", RAPID_RESET)
         if self.goaway_sent:
-            self._emit(f.rst_stream(sid, E.REFUSED_STREAM))
+            self._control(f.rst_stream(sid, E.REFUSED_STREAM))
             self._remember_reset(sid)
             return
         if len(self.streams) >= self.local_max_concurrent:
-            self._emit(f.rst_stream(sid, E.REFUSED_STREAM))
+            self._control(f.rst_stream(sid, E.REFUSED_STREAM))
             self._remember_reset(sid)
+            self._early_reset()
             return
         err = _checked(headers, check_request)
         cl = content_length(headers) if err is None else None
         if err is None and cl is not None and (cl < 0 or (end_stream and cl != 0)):
             err = "bad content-length"
         if err:
-            self._emit(f.rst_stream(sid, E.PROTOCOL_ERROR))
+            self._control(f.rst_stream(sid, E.PROTOCOL_ERROR))
             self._remember_reset(sid)
+            self._early_reset()
             return
         policy = self.ping_policy
         if policy is not None:
@@ -589,6 +677,8 @@ class Connection:
                           events: list[Event]) -> None:
         if length != 4:
             raise _ConnectionError(E.FRAME_SIZE_ERROR, "WINDOW_UPDATE length")
+        if self._window_updates.hit():
+            raise _calm("WINDOW_UPDATE flood")
         incr = f.unpack_u32(data, start)[0] & 0x7FFFFFFF
         if sid == 0:
             if incr == 0:
@@ -620,10 +710,16 @@ class Connection:
         if s is None:
             if self._is_idle(sid):
                 raise _ConnectionError(E.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+            if self._late_resets.hit():
+                raise _calm("RST_STREAM flood")
             return
         s.closed = True
-        self._remember_reset(sid)
+        # Closed, not "reset by us": the peer knows, so its later frames
+        # there are STREAM_CLOSED errors (RFC 9113 section 5.1), not ignored.
+        self._remember_closed(sid)
         events.append(StreamReset(s, f.unpack_u32(data, start)[0], remote=True))
+        if not self.client and not s.responded:
+            self._early_reset()
 
     def _on_settings(self, sid: int, flags: int, data: bytes, start: int, length: int,
                      events: list[Event]) -> None:
@@ -635,6 +731,8 @@ class Connection:
             return
         if length % 6:
             raise _ConnectionError(E.FRAME_SIZE_ERROR, "SETTINGS length")
+        if self._settings.hit():
+            raise _calm("SETTINGS flood")
         self.settings_received = True
         grew = False
         for pos in range(start, start + length, 6):
@@ -661,7 +759,7 @@ class Connection:
                     raise _ConnectionError(E.PROTOCOL_ERROR, "bad ENABLE_PUSH")
             elif key == f.SETTINGS_ENABLE_CONNECT_PROTOCOL and value > 1:
                 raise _ConnectionError(E.PROTOCOL_ERROR, "bad ENABLE_CONNECT_PROTOCOL")
-        self._emit(f.SETTINGS_ACK)
+        self._control(f.SETTINGS_ACK)
         if grew:
             events.append(WindowOpened(None))
 
@@ -671,20 +769,24 @@ class Connection:
             raise _ConnectionError(E.PROTOCOL_ERROR, "PING on a stream")
         if length != 8:
             raise _ConnectionError(E.FRAME_SIZE_ERROR, "PING length")
+        if self._pings.hit():
+            raise _calm("PING flood")
         opaque = data[start : start + 8]
         if flags & f.ACK:
             self.last_ping_ack = opaque
             events.append(PingAcked(opaque))
             return
         if self.ping_policy is not None and self.ping_policy.on_ping(bool(self.streams)):
-            raise _ConnectionError(E.ENHANCE_YOUR_CALM, "too_many_pings")
-        self._emit(f.ping(opaque, ack=True))
+            raise _calm("too_many_pings")
+        self._control(f.ping(opaque, ack=True))
 
     def _on_priority(self, sid: int, data: bytes, start: int, length: int) -> None:
         if sid == 0:
             raise _ConnectionError(E.PROTOCOL_ERROR, "PRIORITY on stream 0")
         if length != 5:
             raise _StreamError(sid, E.FRAME_SIZE_ERROR, "PRIORITY length")
+        if self._priorities.hit():
+            raise _calm("PRIORITY flood")
         if (f.unpack_u32(data, start)[0] & 0x7FFFFFFF) == sid:
             raise _StreamError(sid, E.PROTOCOL_ERROR, "stream depends on itself")
 

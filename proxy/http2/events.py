@@ -79,11 +79,12 @@ class PingAcked(Event):
 class ConnectionFailed(Event):
     """This side found a connection error; a GOAWAY is queued: flush and close."""
 
-    __slots__ = ("code", "reason")
+    __slots__ = ("code", "reason", "kind")
 
-    def __init__(self, code: int, reason: str):
+    def __init__(self, code: int, reason: str, kind: str = "bad_frame"):
         self.code = code
         self.reason = reason
+        self.kind = kind  # protocol error kind (http2/floods.py): bad_frame, flood, ...
 
 
 class Http1Received(Event):

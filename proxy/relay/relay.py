@@ -109,10 +109,13 @@ class Relay:
                     _count_reset(self.observer, ev)  # type: ignore[arg-type]
                 if rs is not None:
                     self._client_reset(rs)
-            elif t is ConnectionFailed and self.observer is not None:
-                self.observer.protocol_error("bad_frame")
-            elif t is ConnectionFailed or t is GoAwayReceived:
-                pass  # the I/O layer closes on ConnectionFailed; GOAWAY: finish what runs
+            elif t is ConnectionFailed:  # the I/O layer closes; one line per connection
+                if self.observer is not None:
+                    self.observer.protocol_error(ev.kind)  # type: ignore[attr-defined]
+                log.warning("client %s: GOAWAY %s: %s", link.peer,
+                            _code_name(ev.code), ev.reason)  # type: ignore[attr-defined]
+            elif t is GoAwayReceived:
+                pass  # finish what runs
         self.dirty.add(link)
 
     def on_upstream_events(self, link: Link, events: list[Event]) -> None:
@@ -138,7 +141,7 @@ class Relay:
                 if rs is not None:
                     self._upstream_reset(rs, ev.code)  # type: ignore[attr-defined]
             elif t is ConnectionFailed and self.observer is not None:
-                self.observer.protocol_error("bad_frame")
+                self.observer.protocol_error(ev.kind)  # type: ignore[attr-defined]
         self.dirty.add(link)
 
     # ---------------------------------------------------------- new requests

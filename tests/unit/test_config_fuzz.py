@@ -27,6 +27,9 @@ SOUP = [
     "http2", "ssl", "reuseport", "weight=2", "weight=0", "max_fails=1", "fail_timeout=1s",
     "backup", "down", "meta=a:b", "meta=a", "grpc://u", "grpc://h:1", "grpcs://h:1",
     "frag.inc", "broken.inc", "self.inc", "missing.inc", "*.inc", "none*.x",
+    "http2_max_header_size", "http2_max_continuation_frames", "http2_max_reset_streams",
+    "http2_max_control_frames", "http2_max_window_updates", "http2_max_queued_control_frames",
+    "16k", "1m", "17m",
 ]
 
 

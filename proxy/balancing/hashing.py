@@ -119,12 +119,21 @@ class Hash:
 
 def build_ring(group: tuple[EndpointState, ...]) -> tuple[list[int], list[EndpointState]]:
     """Sorted ring points and the endpoint owning each. An endpoint's points
-    depend only on its own address and weight."""
+    depend only on its own address and weight.
+
+    As nginx's ngx_http_upstream_init_chash: each point is the CRC32 of the
+    previous point, seeded with CRC32(host NUL port). Chaining matters: CRC32
+    is linear, so hashing "addr-j" directly gives two endpoints whose ports
+    differ by a digit rings that are XOR-shifted copies of each other, and
+    arcs skewed far from 1/N."""
     points: list[tuple[int, int]] = []
     for i, ep in enumerate(group):
-        base = str(ep.address).encode()
-        for j in range(POINTS_PER_WEIGHT * ep.weight):
-            points.append((crc32(b"%s-%d" % (base, j)), i))
+        host, _, port = str(ep.address).rpartition(":")
+        base = crc32(b"%s\0%s" % (host.encode(), port.encode()))
+        prev = 0
+        for _ in range(POINTS_PER_WEIGHT * ep.weight):
+            prev = crc32(prev.to_bytes(4, "little"), base)
+            points.append((prev, i))
     points.sort()
     return [h for h, _ in points], [group[i] for _, i in points]
 

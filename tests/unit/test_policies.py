@@ -184,6 +184,23 @@ def test_consistent_hash_adding_one_of_five_moves_about_one_fifth() -> None:
     assert min(counts.values()) > 600, counts  # ketama spreads evenly enough
 
 
+def test_consistent_hash_share_of_a_new_endpoint_stays_near_one_in_n_for_any_ports() -> None:
+    """Real pools differ only in port digits; a ring whose points are CRC32s of
+    "address-j" gives such endpoints correlated points and arcs far from 1/N
+    (a CI run once saw 34% move to the fifth of five)."""
+    import random
+
+    rng = random.Random(7)
+    keys = [f"user-{i}".encode() for i in range(2000)]
+    for _ in range(40):
+        eps = [ep(p) for p in rng.sample(range(20000, 60000), 5)]
+        before, after = ConsistentHash(tuple(eps[:4]), lambda c: c), ConsistentHash(
+            tuple(eps), lambda c: c)
+        moved = sum(before.pick(eps[:4], k, 0.0) is not after.pick(eps, k, 0.0)  # type: ignore[arg-type]
+                    for k in keys)
+        assert 0.13 <= moved / len(keys) <= 0.28, (moved, [e.address.port for e in eps])
+
+
 def test_plain_hash_moves_most_keys_when_a_server_is_added() -> None:
     """The contrast that makes ``consistent`` worth having."""
     eps = [ep(p) for p in range(1, 6)]

@@ -6,9 +6,19 @@ dispatch to the response headers. A latency above the average replaces it at
 once (the "peak"), so a slowing endpoint is avoided immediately; lower ones
 pull it down with weight that grows with the time since the last sample. The
 average also decays towards zero while no sample comes, so an endpoint that
-was slow is tried again after a while. An endpoint's cost is its average
-times (active streams + 1), over its weight; of two random candidates the
-cheaper one wins.
+was slow is tried again after a while.
+
+Of two random candidates the cheaper one wins. Finagle's cost, latency x
+(active + 1), fits a server that works one call at a time; gRPC backends run
+calls concurrently and the measured latency already carries their queueing,
+so at a central balancer's concurrency that product lets the active count
+outvote a 10x latency difference (benchmarks/README.md has the arithmetic).
+Here latency leads: the cost is latency x (1 + 2x / (x + y + 1)), where x and
+y are the two candidates' active streams per unit of weight. Load can at
+most triple the cost, so an endpoint more than 3x slower than the other
+candidate is left out until its latency decays (a probe, then the peak
+again) or the other's rises under load; between endpoints of equal latency
+the less loaded one wins, as with least_conn.
 """
 
 from __future__ import annotations
@@ -35,14 +45,20 @@ def observe(ep: EndpointState, rtt: float, now: float) -> None:
     ep.latency_at = now
 
 
-def cost(ep: EndpointState, now: float) -> float:
-    latency = ep.latency
-    if latency == 0.0:
-        return PENALTY + ep.active if ep.active else 0.0
+def latency(ep: EndpointState, now: float) -> float:
+    """The decayed average; 0 while the endpoint has answered nothing yet."""
+    value = ep.latency
     age = now - ep.latency_at
-    if age > 0.0:
-        latency *= math.exp(-age / DECAY)
-    return latency * (ep.active + 1) / ep.weight
+    return value * math.exp(-age / DECAY) if age > 0.0 and value else value
+
+
+def cost(ep: EndpointState, other: EndpointState, now: float) -> float:
+    """``ep``'s cost when drawn against ``other``."""
+    value = latency(ep, now)
+    if value == 0.0:
+        return PENALTY + ep.active if ep.active else 0.0
+    load = ep.active / ep.weight
+    return value * (1.0 + 2.0 * load / (load + other.active / other.weight + 1.0))
 
 
 class LeastTime:
@@ -52,4 +68,4 @@ class LeastTime:
         self.rand = rand
 
     def pick(self, candidates: list[EndpointState], ctx: object, now: float) -> EndpointState:
-        return two_choices(candidates, lambda b, a: cost(b, now) < cost(a, now), self.rand)
+        return two_choices(candidates, lambda b, a: cost(b, a, now) < cost(a, b, now), self.rand)

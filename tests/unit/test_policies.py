@@ -241,16 +241,33 @@ def test_peak_ewma_takes_a_peak_at_once_and_decays() -> None:
     assert e.latency == 0.200
     least_time.observe(e, 0.010, 11.0)  # one decay time later: mostly the new sample
     assert 0.07 < e.latency < 0.09
-    assert least_time.cost(e, 21.0) < least_time.cost(e, 11.0)  # decays while idle
+    assert least_time.latency(e, 21.0) < least_time.latency(e, 11.0)  # decays while idle
 
 
-def test_least_time_cost_counts_active_streams_and_weight() -> None:
+def test_least_time_cost_counts_active_streams_per_weight() -> None:
     a, b = ep(1), ep(2, weight=2)
     least_time.observe(a, 0.010, 0.0)
     least_time.observe(b, 0.010, 0.0)
-    a.active = 1
-    assert least_time.cost(a, 0.0) == 0.020
-    assert least_time.cost(b, 0.0) == 0.005
+    assert least_time.cost(a, b, 0.0) == least_time.cost(b, a, 0.0) == 0.010  # both idle
+    a.active, b.active = 2, 4  # the same load per unit of weight: a tie
+    assert least_time.cost(a, b, 0.0) == least_time.cost(b, a, 0.0)
+    b.active = 2
+    assert least_time.cost(b, a, 0.0) < least_time.cost(a, b, 0.0)
+
+
+def test_least_time_load_cannot_outvote_a_3x_latency_difference() -> None:
+    """A central balancer keeps dozens of calls in flight per backend; Finagle's
+    latency x (active + 1) would then send a 10x slower idle backend calls."""
+    fast, slow = ep(1), ep(2)
+    least_time.observe(fast, 0.005, 0.0)
+    least_time.observe(slow, 0.023, 0.0)
+    fast.active = 45
+    assert least_time.cost(fast, slow, 0.0) < least_time.cost(slow, fast, 0.0)
+    assert least_time.cost(fast, slow, 0.0) < 3 * 0.005
+    # within 3x, load decides
+    least_time.observe(slow, 0.008, 30.0)  # slow recovered; fast still at 5 ms
+    least_time.observe(fast, 0.005, 30.0)
+    assert least_time.cost(slow, fast, 30.0) < least_time.cost(fast, slow, 30.0)
 
 
 def test_least_time_steers_away_from_a_slow_endpoint() -> None:
@@ -263,12 +280,38 @@ def test_least_time_steers_away_from_a_slow_endpoint() -> None:
     assert counts[2] == 0 and counts[1] > 1000 and counts[3] > 1000, counts
 
 
+def test_least_time_leaves_a_10x_slower_backend_out_at_high_concurrency() -> None:
+    """The benchmark's scenario as a closed loop without sockets: 100 calls
+    always in flight, two backends answering in 5 ms, one in 23 ms."""
+    import heapq
+    import random
+
+    eps = (ep(1), ep(2), ep(3))
+    service = {1: 0.005, 2: 0.005, 3: 0.023}
+    policy = least_time.LeastTime(random.Random(3))
+    now, done, inflight, picks = 0.0, [], 0, Counter[int]()
+    for n in range(20_000):
+        if n == 2_000:  # past the start, when no endpoint has a sample yet
+            picks.clear()
+        while inflight < 100:
+            e = policy.pick(list(eps), None, now)
+            e.active += 1
+            inflight += 1
+            picks[e.address.port] += 1
+            heapq.heappush(done, (now + service[e.address.port], id(e), e, now))
+        now, _, e, sent = heapq.heappop(done)
+        e.active -= 1
+        inflight -= 1
+        least_time.observe(e, now - sent, now)
+    assert picks[3] / sum(picks.values()) < 0.001, picks  # Finagle's cost: 2.6%
+
+
 def test_least_time_new_endpoint_gets_one_call_until_it_answers() -> None:
     known, new = ep(1), ep(2)
     least_time.observe(known, 0.005, 0.0)
-    assert least_time.cost(new, 0.0) == 0.0  # tried first
+    assert least_time.cost(new, known, 0.0) == 0.0  # tried first
     new.active = 1
-    assert least_time.cost(new, 0.0) > least_time.cost(known, 0.0) * 100
+    assert least_time.cost(new, known, 0.0) > least_time.cost(known, new, 0.0) * 100
 
 
 # ------------------------------------------------------------------ subset

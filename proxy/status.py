@@ -138,8 +138,11 @@ def trailers(status: GrpcStatus, message: str) -> list[tuple[bytes, bytes]]:
             (b"grpc-message", encode_message(message))]
 
 
-def http_error(status: int) -> list[tuple[bytes, bytes]]:
-    return [(b":status", str(status).encode()), (b"content-length", b"0")]
+def http_error(status: int, length: int) -> list[tuple[bytes, bytes]]:
+    """Headers of a plain HTTP error whose body is ``length`` bytes of text."""
+    return [(b":status", str(status).encode()),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(length).encode())]
 
 
 # The gRPC status a client derives from a response without grpc-status, by

@@ -9,6 +9,7 @@ from proxy.http2.connection import Connection
 if TYPE_CHECKING:
     from proxy.balancing.endpoint import EndpointState
     from proxy.config.model import Server
+    from proxy.relay.reply import Reply
     from proxy.relay.stream import RelayStream
 
 # Above this many queued bytes a link takes no more DATA until its writer has
@@ -26,7 +27,7 @@ class Link:
                  endpoint: EndpointState | None = None, peer: str = "") -> None:
         self.core = core
         # Streams with DATA waiting for this link's windows or writer (an ordered set).
-        self.blocked: dict[RelayStream, None] = {}
+        self.blocked: dict[RelayStream | Reply, None] = {}
         self.wake: object = None
         self.server = server  # downstream links: the server block they were accepted by
         self.endpoint = endpoint  # upstream links

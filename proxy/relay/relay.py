@@ -36,6 +36,7 @@ from proxy.http2.hpack_codec import HeaderBlock, HeaderList
 from proxy.relay.link import Link
 from proxy.relay.observer import CallObserver
 from proxy.relay.queue import WaitQueues
+from proxy.relay.reply import Reply
 from proxy.relay.stream import MAX_REFUSALS, REPLAY_LIMIT, Pending, RelayStream
 from proxy.security.access import check as check_access
 from proxy.status import (
@@ -87,14 +88,14 @@ class Relay:
             t = type(ev)
             if t is DataReceived:
                 rs = ev.stream.relay  # type: ignore[attr-defined]
-                if rs is not None:
+                if type(rs) is RelayStream:
                     self._client_data(rs, ev.data, ev.end_stream)  # type: ignore[attr-defined]
                 else:
                     link.core.ack_data(ev.stream, ev.flow_len)  # type: ignore[attr-defined]
             elif t is HeadersReceived:
                 if ev.trailers:  # type: ignore[attr-defined]
                     rs = ev.stream.relay  # type: ignore[attr-defined]
-                    if rs is not None:
+                    if type(rs) is RelayStream:
                         rs.request.trailers = ev.headers  # type: ignore[attr-defined]
                         rs.request.end = True
                         if rs.up is not None:
@@ -107,8 +108,11 @@ class Relay:
                 rs = ev.stream.relay  # type: ignore[attr-defined]
                 if self.observer is not None:
                     _count_reset(self.observer, ev)  # type: ignore[arg-type]
-                if rs is not None:
+                if type(rs) is RelayStream:
                     self._client_reset(rs)
+                elif rs is not None:  # a Reply the client no longer wants
+                    link.blocked.pop(rs, None)  # type: ignore[arg-type]
+                    ev.stream.relay = None  # type: ignore[attr-defined]
             elif t is ConnectionFailed:  # the I/O layer closes; one line per connection
                 if self.observer is not None:
                     self.observer.protocol_error(ev.kind)  # type: ignore[attr-defined]
@@ -386,8 +390,8 @@ class Relay:
     def _window_opened(self, link: Link, stream: Stream | None) -> None:
         if stream is not None:
             rs = stream.relay
-            if isinstance(rs, RelayStream) and rs in link.blocked:
-                self._resume(link, rs)
+            if rs is not None and rs in link.blocked:
+                self._resume(link, rs)  # type: ignore[arg-type]
             return
         for rs in list(link.blocked):
             if not link.writable():
@@ -400,13 +404,15 @@ class Relay:
             self.now = self.clock()
             self._window_opened(link, None)
 
-    def _resume(self, link: Link, rs: RelayStream) -> None:
-        if rs.done:
+    def _resume(self, link: Link, rs: RelayStream | Reply) -> None:
+        if type(rs) is Reply:
+            self._pump_reply(link, rs)
+        elif rs.done:  # type: ignore[union-attr]
             link.blocked.pop(rs, None)
-        elif link is rs.up_link:
-            self._pump_request(rs)
+        elif link is rs.up_link:  # type: ignore[union-attr]
+            self._pump_request(rs)  # type: ignore[arg-type]
         else:
-            self._pump_response(rs)
+            self._pump_response(rs)  # type: ignore[arg-type]
 
     def _client_reset(self, rs: RelayStream) -> None:
         """The client cancelled (or broke) its stream: cancel upstream at once."""
@@ -593,17 +599,46 @@ class Relay:
         if down.closed:
             return
         if answer.http_status != 200:
-            block = http_error(answer.http_status)
-        elif started:
+            self._reply(link, down, answer)
+            return
+        if started:
             block = trailers(answer.grpc_status, answer.message)
         else:
             block = trailers_only(answer.grpc_status, answer.message)
         link.core.send_headers(down, block, True)
         self.dirty.add(link)
 
+    def _reply(self, link: Link, down: Stream, answer: Answer) -> None:
+        """A non-gRPC request: its HTTP status, and the reason as text, as a web
+        server answers."""
+        body = f"{answer.message}\n".encode()
+        link.core.send_headers(down, http_error(answer.http_status, len(body)), False)
+        reply = Reply(down, body)
+        down.relay = reply
+        self._pump_reply(link, reply)
+
+    def _pump_reply(self, link: Link, reply: Reply) -> None:
+        down, core = reply.stream, link.core
+        if down.closed:
+            link.blocked.pop(reply, None)
+            return
+        window = min(down.send_window, core.send_window)
+        if window > 0 and link.writable():
+            chunk, last = reply.take(window)
+            core.send_data(down, chunk, last)
+            self.dirty.add(link)
+            if last:
+                link.blocked.pop(reply, None)
+                down.relay = None
+                self._close_client_stream(link, down)
+                return
+        link.blocked[reply] = None
+
     def _close_client_stream(self, link: Link, down: Stream) -> None:
         """After our END_STREAM: a client still sending is told to stop, as gRPC
         servers do (RST_STREAM NO_ERROR)."""
+        if type(down.relay) is Reply:
+            return  # after its body
         if not down.closed and not down.remote_closed:
             link.core.reset_stream(down, ErrorCode.NO_ERROR)
             self.dirty.add(link)

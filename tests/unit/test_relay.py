@@ -261,6 +261,52 @@ def test_wrong_content_type_is_http_415() -> None:
     rig.pump()
     (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
     assert dict(resp.headers)[b":status"] == b"415"
+    body = b"".join(e.data for e in rig.of(rig.client_events, h2.events.DataReceived))
+    assert body == b"content-type is not application/grpc\n", body
+    assert dict(resp.headers)[b"content-length"] == str(len(body)).encode()
+    assert rig.of(rig.client_events, h2.events.StreamEnded)
+
+
+GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
+       (b":authority", b"localhost")]
+
+
+def test_non_grpc_reply_body_respects_the_clients_window() -> None:
+    """A GET gets 405 and a text body, one byte at a time when the client's
+    window is one byte (what HTTP/2 conformance suites check)."""
+    rig = Rig()
+    rig.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1})
+    rig.pump()
+    rig.client.send_headers(1, GET, end_stream=True)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert dict(resp.headers)[b":status"] == b"405"
+    length = int(dict(resp.headers)[b"content-length"])
+    chunks = [e.data for e in rig.of(rig.client_events, h2.events.DataReceived)]
+    assert chunks == [b"g"] and not rig.of(rig.client_events, h2.events.StreamEnded)
+    for _ in range(length - 1):
+        rig.client.increment_flow_control_window(1, stream_id=1)
+        rig.pump()
+    chunks = [e.data for e in rig.of(rig.client_events, h2.events.DataReceived)]
+    assert all(len(c) == 1 for c in chunks)
+    assert b"".join(chunks) == b"gRPC requires POST\n" and len(chunks) == length
+    assert rig.of(rig.client_events, h2.events.StreamEnded)
+    assert not rig.down.blocked and not rig.of(rig.client_events, h2.events.StreamReset)
+
+
+def test_non_grpc_reply_is_dropped_when_the_client_resets_it() -> None:
+    rig = Rig()
+    rig.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    rig.pump()
+    rig.client.send_headers(1, GET, end_stream=True)
+    rig.pump()
+    assert rig.down.blocked
+    rig.client.reset_stream(1, ErrorCode.CANCEL)
+    rig.pump()
+    assert not rig.down.blocked and not rig.down.core.streams
+    rig.client.send_headers(3, REQUEST, end_stream=True)  # the connection carries on
+    rig.pump()
+    assert rig.of(rig.server_events, h2.events.RequestReceived)
 
 
 def test_grpc_timeout_expiring_at_proxy_is_deadline_exceeded() -> None:

@@ -53,7 +53,7 @@ def _start(name: str, cmd: list[str], port: int, ctx: LaunchContext, workdir: Pa
 def launch(kind: str, ctx: LaunchContext, tools: object, workdir: Path) -> Target:
     port, admin = procs.free_ports(2)
     if kind == "nginx least_conn":
-        d = workdir / "nginx"
+        d = workdir / f"nginx-{port}"  # one per run: --repeat starts it again
         d.mkdir()
         conf = d / "nginx.conf"
         conf.write_text(targets.nginx_config(d, port, ctx.backends).replace(
@@ -87,7 +87,10 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--proxy-cpus", default="1")
     p.add_argument("--load-cpus", default="0")
+    p.add_argument("--only", action="append", default=[], metavar="TEXT",
+                   help="run only the proxies whose name contains TEXT (repeatable)")
     args = p.parse_args()
+    kinds = [k for k in KINDS if not args.only or any(t in k for t in args.only)]
     tools = find_tools(need_py_spy=False)
     if isinstance(tools, list):
         print("missing tools; run:\n" + "\n".join(tools), file=sys.stderr)
@@ -112,7 +115,7 @@ def main() -> int:
                 raise RuntimeError(f"backend {port} did not start: {proc.log_tail()}")
         ctx = LaunchContext(workdir, ports, args.proxy_cpus, tools.stream_client, args.load_cpus)
         for _ in range(args.repeat):
-            for kind in KINDS:
+            for kind in kinds:
                 target = launch(kind, ctx, tools, workdir)
                 started.append(target)
                 row: dict[str, object] = {"proxy": kind}
@@ -146,8 +149,27 @@ def main() -> int:
                   f"{r['errors']} |")
         else:
             print(f"| {r['proxy']} | - | - | - | {r.get('error')} |")
+    _summary(rows)
     (workdir / "results.json").write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def _summary(rows: list[dict[str, object]]) -> None:
+    """Medians over the repeats, and each p99 as a ratio to nginx's."""
+    from statistics import median
+
+    med: dict[str, tuple[float, float, float]] = {}
+    for kind in KINDS:
+        ok = [r for r in rows if r["proxy"] == kind and "rate" in r]
+        if ok:
+            med[kind] = tuple(median(float(r[k]) for r in ok)  # type: ignore[assignment]
+                              for k in ("rate", "p50", "p99"))
+    base = med.get("nginx least_conn")
+    print("\nmedians | calls/s | p50 ms | p99 ms | nginx p99 / p99")
+    print("|---|---|---|---|---|")
+    for kind, (rate, p50, p99) in med.items():
+        ratio = f"{base[2] / p99:.2f}x" if base else "-"
+        print(f"| {kind} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {ratio} |")
 
 
 if __name__ == "__main__":

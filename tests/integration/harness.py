@@ -179,7 +179,9 @@ class ProxyProcess:
         self.workdir = workdir
         self.config_path = workdir / f"{name}.conf"
         self.log_path = workdir / f"{name}.stderr"
-        m = re.search(r"listen\s+(\S+):(\d+)", config_text)
+        # The first client listener: an admin block may come first.
+        served = re.sub(r"\badmin\s*\{[^}]*\}", "", config_text)
+        m = re.search(r"listen\s+(\S+):(\d+)", served)
         if not m:
             raise ValueError("config has no 'listen HOST:PORT'")
         self.host = m.group(1).strip("[]")

@@ -177,7 +177,8 @@ class Relay:
             if self.observer is not None:
                 self.observer.call_refused(link, spath, refusal, self.now)
             self._answer_client(link, down, refusal, False)
-            self._close_client_stream(link, down)
+            if refusal.http_status == 200:  # gRPC: a client still sending is stopped
+                self._close_client_stream(link, down)
             return
         pool = self.pools.get(location.upstream)
         if pool is None:  # a connection draining after a reload that removed the upstream
@@ -627,18 +628,15 @@ class Relay:
             chunk, last = reply.take(window)
             core.send_data(down, chunk, last)
             self.dirty.add(link)
-            if last:
+            if last:  # a request still arriving is read and dropped (RFC 9113 8.1)
                 link.blocked.pop(reply, None)
                 down.relay = None
-                self._close_client_stream(link, down)
                 return
         link.blocked[reply] = None
 
     def _close_client_stream(self, link: Link, down: Stream) -> None:
         """After our END_STREAM: a client still sending is told to stop, as gRPC
         servers do (RST_STREAM NO_ERROR)."""
-        if type(down.relay) is Reply:
-            return  # after its body
         if not down.closed and not down.remote_closed:
             link.core.reset_stream(down, ErrorCode.NO_ERROR)
             self.dirty.add(link)

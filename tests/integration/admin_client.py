@@ -17,7 +17,6 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def admin_block(port: int) -> str:
-    # After the server block: ProxyProcess takes the first "listen" as the gRPC port.
     return f"admin {{ listen {LOCALHOST}:{port}; }}\n"
 
 

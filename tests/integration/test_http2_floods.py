@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import hpack
 import pytest
+from admin_client import admin_block, scrape, total
 from harness import (
     LOCALHOST,
     EchoClient,
@@ -29,7 +30,6 @@ from harness import (
     upstream,
 )
 from hyperframe import frame as hf
-from test_observability import admin_block, scrape, total
 
 from proxy.http2 import frames as f
 

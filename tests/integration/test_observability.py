@@ -11,11 +11,10 @@ import re
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from admin_client import Samples, admin_block, total, wait_for
 from harness import (
     LOCALHOST,
     RawH2,
@@ -33,15 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.echo import subprocess_env
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def admin_block(port: int) -> str:
-    # After the server block: ProxyProcess takes the first "listen" as the gRPC port.
-    return f"admin {{ listen {LOCALHOST}:{port}; }}\n"
 
 
 def get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
@@ -67,17 +58,7 @@ def values(samples: Samples, name: str, **labels: str) -> dict[tuple[tuple[str, 
             if n == name and all((lk, lv) in k for lk, lv in labels.items())}
 
 
-def total(samples: Samples, name: str, **labels: str) -> float:
-    return sum(values(samples, name, **labels).values())
 
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def wait_lines(path: Path, n: int, timeout: float = 10.0) -> list[str]:

@@ -294,6 +294,23 @@ def test_non_grpc_reply_body_respects_the_clients_window() -> None:
     assert not rig.down.blocked and not rig.of(rig.client_events, h2.events.StreamReset)
 
 
+def test_non_grpc_reply_lets_the_request_finish() -> None:
+    """Not RST_STREAM NO_ERROR as for a gRPC refusal: the stream stays open for
+    the rest of the request, so the client's later frames on it are judged by
+    RFC 9113 (a second HEADERS without END_STREAM is a PROTOCOL_ERROR)."""
+    rig = Rig()
+    rig.client.send_headers(1, GET)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert dict(resp.headers)[b":status"] == b"405"
+    assert rig.of(rig.client_events, h2.events.StreamEnded)
+    assert not rig.of(rig.client_events, h2.events.StreamReset)
+    rig.client.send_data(1, b"x" * 1000, end_stream=True)
+    rig.pump()
+    assert not rig.down.core.streams and not rig.down.blocked
+    assert rig.down.core.recv_window + rig.down.core.owed == rig.down.core.local_connection_window
+
+
 def test_non_grpc_reply_is_dropped_when_the_client_resets_it() -> None:
     rig = Rig()
     rig.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
@@ -416,3 +433,40 @@ def test_request_bytes_dropped_after_a_complete_response_return_their_credit() -
     core = rig.down.core
     assert core.recv_window + core.owed == core.local_connection_window
     assert not rig.up.blocked and not rig.relay.active
+
+
+def _raw_into_proxy(rig: Rig, data: bytes) -> list:
+    """Frames the h2 client would refuse to send, straight into the proxy."""
+    from tests.unit.frame_factory import parse_frames
+
+    rig.down.core.take_output()
+    rig.relay.on_client_events(rig.down, rig.down.core.receive_data(data))
+    return [(type(fr).__name__, getattr(fr, "error_code", None))
+            for fr in parse_frames(rig.down.core.take_output())]
+
+
+def test_data_after_the_clients_rst_stream_is_stream_closed_after_a_reply() -> None:
+    """h2spec 5.1/8, on a request the proxy answered itself: the stream was the
+    client's to close, so DATA after its RST_STREAM is a STREAM_CLOSED error."""
+    from tests.unit.frame_factory import FrameFactory
+
+    rig = Rig()
+    rig.client.send_headers(1, GET)
+    rig.pump()
+    ff = FrameFactory()
+    frames = _raw_into_proxy(rig, ff.rst_stream(1, ErrorCode.CANCEL) + ff.data(1, b"x"))
+    assert ("RstStreamFrame", ErrorCode.STREAM_CLOSED) in frames or \
+        ("GoAwayFrame", ErrorCode.STREAM_CLOSED) in frames, frames
+
+
+def test_second_headers_without_end_stream_is_protocol_error_after_a_reply() -> None:
+    """h2spec 8.1/1: trailers must end the stream, even on a request the proxy
+    has already answered."""
+    from tests.unit.frame_factory import FrameFactory
+
+    rig = Rig()
+    rig.client.send_headers(1, GET)
+    rig.pump()
+    frames = _raw_into_proxy(rig, FrameFactory().headers(1, [(b"x-trailer", b"1")]))
+    assert ("RstStreamFrame", ErrorCode.PROTOCOL_ERROR) in frames or \
+        ("GoAwayFrame", ErrorCode.PROTOCOL_ERROR) in frames, frames

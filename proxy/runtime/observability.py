@@ -107,10 +107,9 @@ async def open_observability(config: Config, relay: Relay) -> Observability:
 
 
 def _upstream_connections(relay: Relay) -> dict[Address, int]:
-    by_address = getattr(relay.connector, "by_address", None) or {}
-    counts = {addr: len(el.links) for addr, el in by_address.items()}
-    for (addr, _), el in (getattr(relay.connector, "by_tls", None) or {}).items():
-        counts[addr] = counts.get(addr, 0) + len(el.links)  # grpcs:// connections
+    counts: dict[Address, int] = {}
+    for (addr, _), el in (getattr(relay.connector, "by_endpoint", None) or {}).items():
+        counts[addr] = counts.get(addr, 0) + len(el.links)  # h2c and grpcs:// alike
     return counts
 
 

@@ -58,19 +58,13 @@ class Upstreams:
     def __init__(self, relay: Relay, nursery: trio.Nursery) -> None:
         self.relay = relay
         self.nursery = nursery
-        self.by_address: dict[Address, EndpointLinks] = {}
-        # grpcs: connections are shared by endpoint and TLS settings alike.
-        self.by_tls: dict[tuple[Address, UpstreamTls], EndpointLinks] = {}
+        # Connections are shared by calls to one address with the same TLS
+        # settings (None: plain h2c).
+        self.by_endpoint: dict[tuple[Address, UpstreamTls | None], EndpointLinks] = {}
         relay.connector = self
 
     def acquire(self, endpoint: EndpointState, rs: RelayStream, connect_timeout: float) -> None:
-        tls = rs.location.upstream_tls
-        if tls is None:
-            el = self.by_address.get(endpoint.address)
-            if el is None:
-                el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
-        else:
-            el = self._tls_links(endpoint, tls)
+        el = self._links(endpoint, rs.location.upstream_tls)
         el.endpoint = endpoint  # a rediscovered address gets a new EndpointState
         el.connect_timeout = connect_timeout
         pool = rs.pool
@@ -84,12 +78,12 @@ class Upstreams:
         el.waiters.append(rs)
         self._grow(el)
 
-    def _tls_links(self, endpoint: EndpointState, tls: UpstreamTls) -> EndpointLinks:
+    def _links(self, endpoint: EndpointState, tls: UpstreamTls | None) -> EndpointLinks:
         key = (endpoint.address, tls)
-        el = self.by_tls.get(key)
+        el = self.by_endpoint.get(key)
         if el is None:
-            el = self.by_tls[key] = EndpointLinks(endpoint, tls)
-        elif el.tls is not tls:
+            el = self.by_endpoint[key] = EndpointLinks(endpoint, tls)
+        elif el.tls is not tls:  # equal settings from a reloaded config
             el.tls = tls
         return el
 
@@ -97,16 +91,9 @@ class Upstreams:
               ) -> None:
         """Run a health-check probe on an existing connection to its endpoint,
         or on a new one, like a call."""
-        endpoint = probe.endpoint
-        if tls is not None:
-            el = self._tls_links(endpoint, tls)
-            if not el.links and not el.connecting:
-                el.connect_timeout = connect_timeout
-        else:
-            el = self.by_address.get(endpoint.address)
-            if el is None:
-                el = self.by_address[endpoint.address] = EndpointLinks(endpoint)
-                el.connect_timeout = connect_timeout
+        el = self._links(probe.endpoint, tls)
+        if not el.links and not el.connecting:
+            el.connect_timeout = connect_timeout
         for link in el.links:
             if link.core.can_open_stream():
                 self._attach(el, probe, link)
@@ -117,12 +104,9 @@ class Upstreams:
     def forget_probe(self, probe: Probe) -> None:
         if probe.stream is None:
             return
-        el = self.by_address.get(probe.endpoint.address)
-        if el is not None:
-            el.probes.pop(probe.stream, None)
-        for (address, _), tel in self.by_tls.items():
+        for (address, _), el in self.by_endpoint.items():
             if address == probe.endpoint.address:
-                tel.probes.pop(probe.stream, None)
+                el.probes.pop(probe.stream, None)
 
     def _attach(self, el: EndpointLinks, waiter: RelayStream | Probe, link: Link) -> None:
         if type(waiter) is RelayStream:

@@ -3,7 +3,8 @@
 
     http2_max_header_size 16k;          http2_max_continuation_frames 8;
     http2_max_reset_streams 250;        http2_max_control_frames 100;
-    http2_max_window_updates 10000;     http2_max_queued_control_frames 1000;
+    http2_max_window_updates_per_data_frame 10;
+    http2_max_queued_control_frames 1000;
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _COUNTS = {
     "http2_max_continuation_frames": ("max_continuation_frames", 1, 1 << 20),
     "http2_max_reset_streams": ("max_reset_streams", 1, 1 << 30),
     "http2_max_control_frames": ("max_control_frames", 1, 1 << 30),
-    "http2_max_window_updates": ("max_window_updates", 1, 1 << 30),
+    "http2_max_window_updates_per_data_frame": ("max_window_updates_per_data_frame", 1, 1 << 20),
     "http2_max_queued_control_frames": ("max_queued_control_frames", 1, 1 << 30),
 }
 # A header list below 1k cannot hold a gRPC request; over 16m hpack's own

@@ -51,7 +51,8 @@ DEFAULT_HTTP2_MAX_HEADER_SIZE = 16 << 10  # nginx's http2_max_header_size
 DEFAULT_HTTP2_MAX_CONTINUATION_FRAMES = 8  # nghttp2's cap (CVE-2024-28182)
 DEFAULT_HTTP2_MAX_RESET_STREAMS = 250  # early resets a second: half of 500 streams
 DEFAULT_HTTP2_MAX_CONTROL_FRAMES = 100  # a second, per kind (PING, SETTINGS, ...)
-DEFAULT_HTTP2_MAX_WINDOW_UPDATES = 10_000  # a second
+# Envoy's max_inbound_window_update_frames_per_data_frame_sent
+DEFAULT_HTTP2_MAX_WINDOW_UPDATES_PER_DATA_FRAME = 10
 DEFAULT_HTTP2_MAX_QUEUED_CONTROL_FRAMES = 1000  # Envoy's max_outbound_control_frames
 
 
@@ -264,7 +265,11 @@ class Http2Limits:
     # PING, SETTINGS, PRIORITY, RST_STREAM on closed streams, empty DATA and
     # unknown frames: each kind a second.
     max_control_frames: int = DEFAULT_HTTP2_MAX_CONTROL_FRAMES
-    max_window_updates: int = DEFAULT_HTTP2_MAX_WINDOW_UPDATES  # a second
+    # WINDOW_UPDATEs are answers to our DATA: at most this many per DATA frame
+    # sent (plus 5 + 2 per stream), over the connection's life, as Envoy. A
+    # rate would cut off a legitimate fast reader (ping-pong streams send
+    # one per message).
+    max_window_updates_per_data_frame: int = DEFAULT_HTTP2_MAX_WINDOW_UPDATES_PER_DATA_FRAME
     # PING/SETTINGS ACKs and RST_STREAMs queued for a client that does not read.
     max_queued_control_frames: int = DEFAULT_HTTP2_MAX_QUEUED_CONTROL_FRAMES
 

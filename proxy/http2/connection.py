@@ -52,8 +52,8 @@ UPSTREAM_MAX_HEADER_LIST_SIZE = 64 << 10
 _NO_LIMIT = 2**62
 TRUSTED_LIMITS = Http2Limits(
     max_header_size=UPSTREAM_MAX_HEADER_LIST_SIZE, max_continuation_frames=_NO_LIMIT,
-    max_reset_streams=_NO_LIMIT, max_control_frames=_NO_LIMIT, max_window_updates=_NO_LIMIT,
-    max_queued_control_frames=_NO_LIMIT,
+    max_reset_streams=_NO_LIMIT, max_control_frames=_NO_LIMIT,
+    max_window_updates_per_data_frame=_NO_LIMIT, max_queued_control_frames=_NO_LIMIT,
 )
 CLIENT_LIMITS = Http2Limits()
 
@@ -185,7 +185,8 @@ class Connection:
         self._priorities = RateLimit(limits.max_control_frames, clock)
         self._late_resets = RateLimit(limits.max_control_frames, clock)
         self._empty = RateLimit(limits.max_control_frames, clock)
-        self._window_updates = RateLimit(limits.max_window_updates, clock)
+        self._window_updates = 0  # received, over the connection's life
+        self._data_frames_sent = 0
         self._early_resets = ResetWatch(limits.max_reset_streams, clock)
         self._ctrl_queued = 0  # control frames we queued since the last take_output
         self._hb_frames = 0  # CONTINUATION frames of the header block being read
@@ -296,6 +297,7 @@ class Connection:
             if n:
                 out.append(data)
             self.out_size += n + 9
+            self._data_frames_sent += 1
         else:
             pos = 0
             while pos < n:
@@ -304,6 +306,7 @@ class Connection:
                 out.append(f.frame_header(len(chunk), f.DATA, flags if pos >= n else 0, s.id))
                 out.append(chunk)
                 self.out_size += len(chunk) + 9
+                self._data_frames_sent += 1
         s.send_window -= n
         self.send_window -= n
         if end_stream:
@@ -677,7 +680,10 @@ class Connection:
                           events: list[Event]) -> None:
         if length != 4:
             raise _ConnectionError(E.FRAME_SIZE_ERROR, "WINDOW_UPDATE length")
-        if self._window_updates.hit():
+        self._window_updates += 1
+        if self._window_updates > 5 + 2 * (
+                ((self.last_peer_stream + 1) >> 1) + (self.next_stream_id >> 1)
+                + self.limits.max_window_updates_per_data_frame * self._data_frames_sent):
             raise _calm("WINDOW_UPDATE flood")
         incr = f.unpack_u32(data, start)[0] & 0x7FFFFFFF
         if sid == 0:

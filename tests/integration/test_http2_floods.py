@@ -290,6 +290,25 @@ def test_empty_data_flood(setup: Setup) -> None:
     attack(setup, chunks(), "flood", reason=b"empty")
 
 
+def test_window_update_flood(setup: Setup) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield preamble()
+        update = f.window_update(0, 1)
+        for _ in range(100):
+            yield update * 1000
+
+    attack(setup, chunks(), "flood", reason=b"WINDOW_UPDATE")
+
+
+def test_a_fast_bidi_ping_pong_is_not_a_flood(setup: Setup) -> None:
+    """A real client acknowledges every message it reads with WINDOW_UPDATEs;
+    thousands of small messages on one stream must not look like a flood."""
+    before = protocol_errors(setup, "flood")
+    r = setup.client.bidi([b"p" * 64] * 5000, timeout=60, keep=False)
+    assert r.ok, r
+    assert protocol_errors(setup, "flood") == before
+
+
 def test_random_garbage(setup: Setup) -> None:
     rng = random.Random(8)
     garbage = bytes(rng.getrandbits(8) for _ in range(64 << 10))

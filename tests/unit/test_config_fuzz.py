@@ -28,7 +28,8 @@ SOUP = [
     "backup", "down", "meta=a:b", "meta=a", "grpc://u", "grpc://h:1", "grpcs://h:1",
     "frag.inc", "broken.inc", "self.inc", "missing.inc", "*.inc", "none*.x",
     "http2_max_header_size", "http2_max_continuation_frames", "http2_max_reset_streams",
-    "http2_max_control_frames", "http2_max_window_updates", "http2_max_queued_control_frames",
+    "http2_max_control_frames", "http2_max_window_updates_per_data_frame",
+    "http2_max_queued_control_frames",
     "16k", "1m", "17m",
 ]
 

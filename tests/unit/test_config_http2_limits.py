@@ -20,17 +20,18 @@ def test_defaults() -> None:
     assert limits == Http2Limits()
     assert (limits.max_header_size, limits.max_continuation_frames) == (16384, 8)
     assert (limits.max_reset_streams, limits.max_control_frames) == (250, 100)
-    assert (limits.max_window_updates, limits.max_queued_control_frames) == (10_000, 1000)
+    assert limits.max_window_updates_per_data_frame == 10
+    assert limits.max_queued_control_frames == 1000
 
 
 def test_values() -> None:
     c = parse_string(conf(
         "http2_max_header_size 64k; http2_max_continuation_frames 16; "
         "http2_max_reset_streams 500; http2_max_control_frames 20; "
-        "http2_max_window_updates 50000; http2_max_queued_control_frames 300;"))
+        "http2_max_window_updates_per_data_frame 4; http2_max_queued_control_frames 300;"))
     assert c.servers[0].http2 == Http2Limits(
         max_header_size=65536, max_continuation_frames=16, max_reset_streams=500,
-        max_control_frames=20, max_window_updates=50_000, max_queued_control_frames=300)
+        max_control_frames=20, max_window_updates_per_data_frame=4, max_queued_control_frames=300)
 
 
 @pytest.mark.parametrize(("srv", "message"), [
@@ -39,7 +40,7 @@ def test_values() -> None:
     ("http2_max_header_size 16q;", 'invalid size "16q"'),
     ("http2_max_control_frames 0;", "it must be from 1 to"),
     ("http2_max_reset_streams -1;", 'invalid value "-1"'),
-    ("http2_max_window_updates many;", 'invalid value "many"'),
+    ("http2_max_window_updates_per_data_frame many;", 'invalid value "many"'),
     ("http2_max_continuation_frames 1 2;", "invalid number of arguments"),
     ("http2_max_queued_control_frames 5; http2_max_queued_control_frames 6;",
      "is duplicate"),

@@ -92,10 +92,9 @@ UNKNOWN = f.frame_header(3, 0x42, 0, 0) + b"abc"
         (FF.ping(), "max_control_frames"),
         (FF.settings(), "max_control_frames"),
         (FF.priority(7, depends_on=0), "max_control_frames"),
-        (FF.window_update(0, 1), "max_window_updates"),
         (UNKNOWN, "max_control_frames"),
     ],
-    ids=["ping", "settings", "priority", "window_update", "unknown"],
+    ids=["ping", "settings", "priority", "unknown"],
 )
 def test_control_frame_flood(frame: bytes, limit_field: str) -> None:
     clock = Clock()
@@ -108,15 +107,55 @@ def test_control_frame_flood(frame: bytes, limit_field: str) -> None:
     assert goaway_code(c.take_output()) == E.ENHANCE_YOUR_CALM
 
 
-@pytest.mark.parametrize("frame", [FF.ping(), FF.settings(), FF.window_update(0, 1)],
-                         ids=["ping", "settings", "window_update"])
+@pytest.mark.parametrize("frame", [FF.ping(), FF.settings()], ids=["ping", "settings"])
 def test_same_frames_spread_over_time_are_fine(frame: bytes) -> None:
     clock = Clock()
-    c = conn(clock, max_control_frames=20, max_window_updates=20)
+    c = conn(clock, max_control_frames=20)
     for _ in range(200):
         clock.now += 0.1  # 10 a second
         assert failed(feed(c, [frame])) is None
     assert not c.closed
+
+
+def test_window_updates_without_data_sent_are_a_flood() -> None:
+    """Nothing was sent to acknowledge: 5 + 2 per stream, then GOAWAY."""
+    c = conn(Clock())
+    c.receive_data(FrameFactory().headers(1))  # one stream: 5 + 2 allowed
+    assert failed(feed(c, [FF.window_update(0, 1)] * 7)) is None
+    ev = failed(feed(c, [FF.window_update(0, 1)]))
+    assert ev is not None and ev.code == E.ENHANCE_YOUR_CALM and ev.kind == "flood"
+    assert goaway_code(c.take_output()) == E.ENHANCE_YOUR_CALM
+
+
+def test_a_fast_ping_pong_reader_is_not_a_flood() -> None:
+    """Two WINDOW_UPDATEs (stream and connection) for every DATA frame sent,
+    20,000 a second for 2 s: a real grpc C++ bidi client's pattern, which a
+    per-second cap of 10,000 cut off."""
+    clock = Clock()
+    c = conn(clock)
+    c.receive_data(FrameFactory().headers(1))
+    stream = c.streams[1]
+    for i in range(20_000):
+        if i % 10 == 0:
+            clock.now += 0.001
+        c.send_data(stream, b"x" * 10, False)
+        c.take_output()
+        ev = failed(c.receive_data(FF.window_update(1, 10) + FF.window_update(0, 10)))
+        assert ev is None, (i, ev)
+    assert not c.closed
+
+
+def test_window_updates_past_ten_per_data_frame_are_a_flood() -> None:
+    c = conn(Clock(), max_window_updates_per_data_frame=10)
+    c.receive_data(FrameFactory().headers(1))
+    stream = c.streams[1]
+    for _ in range(3):
+        c.send_data(stream, b"x", False)
+    c.take_output()
+    allowed = 5 + 2 * (1 + 10 * 3)
+    assert failed(feed(c, [FF.window_update(0, 1)] * allowed)) is None
+    ev = failed(feed(c, [FF.window_update(0, 1)]))
+    assert ev is not None and ev.code == E.ENHANCE_YOUR_CALM
 
 
 def test_empty_data_flood() -> None:

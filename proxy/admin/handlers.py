@@ -4,12 +4,15 @@ target in, a ``Response`` out."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from proxy.metrics.export import endpoint_healthy
 from proxy.metrics.sources import Sources
+
+log = logging.getLogger("grpc_proxy.admin")
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
@@ -57,7 +60,11 @@ class AdminHandlers:
 
     def render_metrics(self) -> Response:
         assert self.metrics is not None
-        body, ctype = self.metrics()
+        try:
+            body, ctype = self.metrics()
+        except Exception as e:  # a scraper gets a status, the log one line
+            log.warning("metrics scrape failed: %s: %s", type(e).__name__, e)
+            return _text(500, "metrics unavailable, try again\n")
         return Response(200, ctype, body)
 
     def not_ready(self) -> str | None:

@@ -9,6 +9,7 @@ counters and histograms add up, gauges merge by their ``multiprocess_mode``.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from typing import Any
@@ -203,9 +204,25 @@ class Exporter:
         read every process's files (this one's were just flushed)."""
         if self.multiprocess:
             registry = CollectorRegistry(auto_describe=False)
-            MultiProcessCollector(registry)
+            SettledFilesCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class SettledFilesCollector(MultiProcessCollector):
+    """MultiProcessCollector without the files another process has created
+    but not yet sized: prometheus-client creates a worker's file empty, then
+    grows it, and reading it in between fails the whole scrape."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) >= 8:  # the header: used bytes, padding
+                    files.append(path)
+            except OSError:  # removed meanwhile (a dead worker's, cleaned up)
+                pass
+        return self.merge(files, accumulate=True)
 
 
 def endpoint_healthy(ep: Any, now: float) -> bool:

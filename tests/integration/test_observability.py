@@ -17,6 +17,7 @@ import pytest
 from admin_client import Samples, admin_block, total, wait_for
 from harness import (
     LOCALHOST,
+    ProxyProcess,
     RawH2,
     RequestQueue,
     Stack,
@@ -303,10 +304,10 @@ def test_many_unknown_methods_leave_the_series_bounded(stack: Stack) -> None:
     assert len(m) < 3000, len(m)  # every family together, histograms included
 
 
-def test_two_processes_share_one_scrape(stack: Stack, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Worker processes (issue 5's master sets PROMETHEUS_MULTIPROC_DIR for
-    them): each scrape merges every process's series."""
+def _two_workers(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                 ) -> tuple[list[ProxyProcess], list[int]]:
+    """Two proxies sharing one PROMETHEUS_MULTIPROC_DIR, as a master's workers
+    do, each with its own admin port."""
     b1 = stack.backend("b1")
     shared = tmp_path / "metrics"
     shared.mkdir()
@@ -318,6 +319,14 @@ def test_two_processes_share_one_scrape(stack: Stack, tmp_path: Path,
             port, [upstream("echo", [addr(b1.port)])], [location("/echo.Echo/", "grpc_pass echo")]
         ) + admin_block(admin)))
         admins.append(admin)
+    return proxies, admins
+
+
+def test_two_processes_share_one_scrape(stack: Stack, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker processes (issue 5's master sets PROMETHEUS_MULTIPROC_DIR for
+    them): each scrape merges every process's series."""
+    proxies, admins = _two_workers(stack, tmp_path, monkeypatch)
     for proxy, n in zip(proxies, (3, 4), strict=True):
         client = stack.client(proxy.port)
         for _ in range(n):
@@ -332,7 +341,7 @@ def test_two_processes_share_one_scrape(stack: Stack, tmp_path: Path,
         assert total(m, "grpc_proxy_upstream_connections", upstream="echo") == 2
         assert total(m, "grpc_proxy_endpoint_healthy", upstream="echo") == 1  # min, not a sum
     assert len({p.pid for p in proxies}) == 2
-    assert len(list(shared.glob("counter_*.db"))) == 2
+    assert len(list((tmp_path / "metrics").glob("counter_*.db"))) == 2
 
 
 def test_startup_refused_for_admin_port_clash_unwritable_log_and_busy_admin_port(
@@ -372,18 +381,9 @@ def test_a_dead_workers_gauges_leave_the_merged_scrape(stack: Stack, tmp_path: P
     worker's live gauges go, its counters stay."""
     from proxy.metrics.export import worker_exited
 
-    b1 = stack.backend("b1")
-    shared = tmp_path / "metrics"
-    shared.mkdir()
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
-    admins, proxies = [], []
-    for _ in range(2):
-        port, admin = free_ports(2)
-        proxies.append(stack.proxy(make_config(
-            port, [upstream("echo", [addr(b1.port)])], [location("/echo.Echo/", "grpc_pass echo")]
-        ) + admin_block(admin)))
-        admins.append(admin)
-        assert stack.client(proxies[-1].port).unary(b"x").ok
+    proxies, admins = _two_workers(stack, tmp_path, monkeypatch)
+    for proxy in proxies:
+        assert stack.client(proxy.port).unary(b"x").ok
     assert wait_for(lambda: total(scrape(admins[0]), "grpc_proxy_requests_total") == 2)
     assert wait_for(lambda: total(scrape(admins[0]), "grpc_proxy_upstream_connections") == 2)
     gone = proxies[1]

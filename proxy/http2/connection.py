@@ -27,6 +27,7 @@ from proxy.http2.events import (
     HeadersReceived,
     Http1Received,
     PingAcked,
+    SettingsReceived,
     StreamReset,
     WindowOpened,
 )
@@ -766,6 +767,9 @@ class Connection:
             elif key == f.SETTINGS_ENABLE_CONNECT_PROTOCOL and value > 1:
                 raise _ConnectionError(E.PROTOCOL_ERROR, "bad ENABLE_CONNECT_PROTOCOL")
         self._control(f.SETTINGS_ACK)
+        # Always an event: a peer's first SETTINGS may come alone (grpc-js,
+        # grpc-go), and it is what lets waiting calls open their streams.
+        events.append(SettingsReceived())
         if grew:
             events.append(WindowOpened(None))
 

@@ -60,6 +60,13 @@ class WindowOpened(Event):
         self.stream = stream
 
 
+class SettingsReceived(Event):
+    """The peer's SETTINGS were applied: its stream limit, windows and frame
+    size may have changed. The first one lets a client open streams."""
+
+    __slots__ = ()
+
+
 class GoAwayReceived(Event):
     __slots__ = ("last_stream_id", "code", "debug")
 

@@ -18,6 +18,7 @@ from proxy.http2.events import (
     HeadersReceived,
     Http1Received,
     PingAcked,
+    SettingsReceived,
     StreamReset,
     WindowOpened,
 )
@@ -36,7 +37,7 @@ def server(**kw: int) -> Connection:
 
 
 def started(conn: Connection, ff: FrameFactory) -> Connection:
-    assert conn.receive_data(ff.preamble()) == []
+    assert [type(e) for e in conn.receive_data(ff.preamble())] == [SettingsReceived]
     conn.take_output()
     return conn
 
@@ -71,8 +72,8 @@ def test_h2_client_round_trip_every_frame_understood() -> None:
     peer.send_data(1, b"\x00\x00\x00\x00\x05hello", end_stream=True)
     events = core.receive_data(peer.data_to_send())
     kinds = [type(e) for e in events]
-    assert kinds == [HeadersReceived, DataReceived]
-    req, data = events
+    assert kinds == [SettingsReceived, HeadersReceived, DataReceived]
+    _, req, data = events
     assert req.headers == REQUEST and not req.end_stream
     assert bytes(data.data) == b"\x00\x00\x00\x00\x05hello" and data.end_stream
     s = req.stream
@@ -121,6 +122,44 @@ def test_settings_are_acknowledged_and_applied() -> None:
     out = parse_frames(core.take_output())
     assert any(isinstance(x, hf.SettingsFrame) and "ACK" in x.flags for x in out)
     assert core.peer_max_frame_size == 32768 and core.peer_initial_window == 100
+
+
+@pytest.mark.parametrize("server_frames", [
+    "settings",                   # grpc-js, grpc-go: SETTINGS alone
+    "settings+window_update",     # grpcio: SETTINGS and a connection WINDOW_UPDATE
+    "settings+settings_ack",      # SETTINGS with the ACK of ours in one read
+])
+def test_client_learns_it_may_open_streams_from_settings_alone(server_frames: str) -> None:
+    """The first SETTINGS of an upstream is what lets waiting calls start: it
+    must surface as an event even when no other frame comes with it."""
+    ff = FrameFactory()
+    core = Connection(client=True)
+    core.initiate()
+    core.take_output()
+    assert not core.can_open_stream()
+    data = ff.settings()
+    if "window_update" in server_frames:
+        data += ff.window_update(0, 1 << 20)
+    if "settings_ack" in server_frames:
+        data += ff.settings(ack=True)
+    events = core.receive_data(data)
+    assert SettingsReceived in [type(e) for e in events]
+    assert core.can_open_stream()
+    # A SETTINGS ACK alone is no news for the driver.
+    assert core.receive_data(ff.settings(ack=True)) == []
+
+
+def test_later_settings_are_events_too() -> None:
+    """MAX_CONCURRENT_STREAMS may rise later: waiters must hear of it."""
+    ff = FrameFactory()
+    core = Connection(client=True)
+    core.initiate()
+    core.receive_data(ff.settings({f.SETTINGS_MAX_CONCURRENT_STREAMS: 1}))
+    core.open_stream(REQUEST, end_stream=True)
+    assert not core.can_open_stream()
+    events = core.receive_data(ff.settings({f.SETTINGS_MAX_CONCURRENT_STREAMS: 2}))
+    assert [type(e) for e in events] == [SettingsReceived]
+    assert core.can_open_stream()
 
 
 def test_initial_window_change_adjusts_open_streams() -> None:
@@ -346,8 +385,8 @@ def test_frames_split_across_reads() -> None:
     events = []
     for i in range(len(data)):
         events += core.receive_data(data[i : i + 1])
-    assert [type(e) for e in events] == [HeadersReceived, DataReceived]
-    assert bytes(events[1].data) == b"hello"
+    assert [type(e) for e in events] == [SettingsReceived, HeadersReceived, DataReceived]
+    assert bytes(events[2].data) == b"hello"
 
 
 # ------------------------------------------------------------ header blocks

@@ -184,7 +184,7 @@ def _server_with_policy(clock: Clock) -> tuple[Connection, FrameFactory]:
     ff = FrameFactory()
     c = Connection(client=False)
     c.ping_policy = PingPolicy(5, clock)
-    assert c.receive_data(ff.preamble()) == []
+    assert [type(e).__name__ for e in c.receive_data(ff.preamble())] == ["SettingsReceived"]
     c.take_output()
     return c, ff
 

@@ -188,6 +188,11 @@ class Connection:
         self._empty = RateLimit(limits.max_control_frames, clock)
         self._window_updates = 0  # received, over the connection's life
         self._data_frames_sent = 0
+        self._headers_sent = 0
+        # DATA + HEADERS frames sent when the last PING arrived: a PING that
+        # follows our DATA or HEADERS answers traffic (grpc-go's BDP probe)
+        # and restarts the PING count, as grpc-core's pings-without-data rule.
+        self._ping_mark = 0
         self._early_resets = ResetWatch(limits.max_reset_streams, clock)
         self._ctrl_queued = 0  # control frames we queued since the last take_output
         self._hb_frames = 0  # CONTINUATION frames of the header block being read
@@ -270,6 +275,7 @@ class Connection:
         self.next_stream_id += 2
         s = Stream(sid, self.peer_initial_window, self.local_stream_window)
         self.streams[sid] = s
+        self._headers_sent += 1
         self._emit(f.headers(sid, self._block(headers), end_stream, self.peer_max_frame_size))
         if end_stream:
             s.local_closed = True
@@ -279,6 +285,7 @@ class Connection:
         if s.local_closed or s.closed:
             return
         s.responded = True
+        self._headers_sent += 1
         self._emit(f.headers(s.id, self._block(headers), end_stream, self.peer_max_frame_size))
         if end_stream:
             s.local_closed = True
@@ -779,6 +786,10 @@ class Connection:
             raise _ConnectionError(E.PROTOCOL_ERROR, "PING on a stream")
         if length != 8:
             raise _ConnectionError(E.FRAME_SIZE_ERROR, "PING length")
+        sent = self._data_frames_sent + self._headers_sent
+        if sent != self._ping_mark:
+            self._ping_mark = sent
+            self._pings.count = 0
         if self._pings.hit():
             raise _calm("PING flood")
         opaque = data[start : start + 8]

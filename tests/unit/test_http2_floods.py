@@ -117,6 +117,46 @@ def test_same_frames_spread_over_time_are_fine(frame: bytes) -> None:
     assert not c.closed
 
 
+def test_bdp_pings_answering_our_data_are_not_a_flood() -> None:
+    """grpc-go's BDP estimator PINGs once per burst of DATA it reads: 101
+    PINGs among 1343 DATA frames in 0.23 s were cut off as a PING flood."""
+    clock = Clock()
+    c = conn(clock)  # default limit: 100 a second
+    c.receive_data(FrameFactory().headers(1))
+    stream = c.streams[1]
+    c.send_headers(stream, [(b":status", b"200")], False)
+    for i in range(1000):
+        clock.now += 0.0002  # 1000 PINGs in 0.2 s
+        c.send_data(stream, b"x" * 100, False)
+        c.take_output()
+        ev = failed(c.receive_data(FF.ping()))
+        assert ev is None, (i, ev)
+    assert not c.closed
+
+
+def test_pings_after_our_headers_are_not_a_flood() -> None:
+    c = conn(Clock(), max_control_frames=20)
+    ff = FrameFactory()
+    for sid in range(1, 200, 2):
+        c.receive_data(ff.headers(sid, end_stream=True))
+        c.send_headers(c.streams[sid], [(b":status", b"200")], True)
+        c.take_output()
+        assert failed(feed(c, [FF.ping()] * 2)) is None
+    assert not c.closed
+
+
+def test_ping_flood_between_our_data_frames_is_still_a_flood() -> None:
+    """Our DATA restarts the count; it does not lift the limit."""
+    c = conn(Clock(), max_control_frames=20)
+    c.receive_data(FrameFactory().headers(1))
+    stream = c.streams[1]
+    c.send_data(stream, b"x", False)
+    c.take_output()
+    assert failed(feed(c, [FF.ping()] * 20)) is None
+    ev = failed(feed(c, [FF.ping()]))
+    assert ev is not None and ev.code == E.ENHANCE_YOUR_CALM and ev.kind == "flood"
+
+
 def test_window_updates_without_data_sent_are_a_flood() -> None:
     """Nothing was sent to acknowledge: 5 + 2 per stream, then GOAWAY."""
     c = conn(Clock())

@@ -162,6 +162,7 @@ class Connection:
         # Server role: the too_many_pings policy (keepalive.PingPolicy), if any.
         self.ping_policy: PingPolicy | None = None
         self.last_ping_ack = b""  # opaque of the last PING ACK (drain, keepalive)
+        self.ping_acks = 0  # PING ACKs received: the driver wakes its timers on a change
         self._decoder = HeaderDecoder(max_header_list_size)
         self._max_block = max_header_list_size  # cap on a block's compressed bytes
         self._buf = b""
@@ -795,6 +796,7 @@ class Connection:
         opaque = data[start : start + 8]
         if flags & f.ACK:
             self.last_ping_ack = opaque
+            self.ping_acks += 1
             events.append(PingAcked(opaque))
             return
         if self.ping_policy is not None and self.ping_policy.on_ping(bool(self.streams)):

@@ -37,6 +37,8 @@ class LinkIO:
         self._reader_scope: trio.CancelScope | None = None
         self.close_reason = ""
         self.rx = 0  # receive batches: the keepalive timers' sign of life
+        # Called when a PING ACK arrived (the keepalive timers wait for it).
+        self.on_ping_ack: Callable[[], None] | None = None
         link.wake = self._lot.unpark_all
         # Plain TCP sockets are read and written by fd (see _receive_fd); other
         # streams (TLS) go through trio's Stream interface.
@@ -109,6 +111,7 @@ class LinkIO:
         relay = self.relay
         on_events = self.on_events
         receive = self._receive_fd if self._fd >= 0 else self._receive_stream
+        acks = core.ping_acks
         while True:
             try:
                 data = await receive()
@@ -122,6 +125,10 @@ class LinkIO:
             events = core.receive_data(data)
             if events:
                 on_events(self.link, events)
+                if core.ping_acks != acks:
+                    acks = core.ping_acks
+                    if self.on_ping_ack is not None:
+                        self.on_ping_ack()
             relay.flush()
             if core.out:
                 self._lot.unpark_all()

@@ -50,10 +50,17 @@ class LinkWatch:
         self.timers = ConnectionTimers(settings, trio.current_time())
         self.on_dead = on_dead
         self._kick = trio.Event()
+        # A PING ACK is news for the timers now, not at their next deadline:
+        # the next keepalive PING is due keepalive_time after it.
+        io.on_ping_ack = self.kick
 
     @property
     def draining(self) -> bool:
         return self.timers.draining
+
+    def kick(self) -> None:
+        """Run the timers now (something they wait for happened)."""
+        self._kick.set()
 
     def drain(self, deadline: float | None, reason: str) -> None:
         """Graceful close: two-phase GOAWAY, streams may run until ``deadline``."""

@@ -301,3 +301,58 @@ def test_sigterm_lets_50_in_flight_calls_finish(stack: Stack) -> None:
     assert code == 0, proxy.stderr_tail()
     assert took < 10, took
     assert "graceful shutdown" in proxy.stderr()
+
+
+def test_client_keepalive_on_the_wire(stack: Stack) -> None:
+    """keepalive_time 1s, keepalive_timeout 5s: a client that ACKs is pinged
+    about every second (it was every 6 s), and one that stops answering is
+    closed about keepalive_time + keepalive_timeout after its last ACK."""
+    port = free_port()
+    proxy = stack.proxy(make_config(port, [], [], server_directives=(
+        "keepalive_time 1s", "keepalive_timeout 5s")))
+    sock = socket.create_connection((LOCALHOST, proxy.port), timeout=5)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    start = time.monotonic()
+    answer_for = 4.5
+    pings: list[float] = []
+    last_ack = 0.0
+    closed_at = None
+    try:
+        sock.settimeout(0.05)
+        while time.monotonic() - start < 20:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            now = time.monotonic() - start
+            if not data:
+                closed_at = now
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.PingReceived):
+                    pings.append(now)
+                    if now < answer_for:
+                        last_ack = now
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    closed_at = now
+            if closed_at is not None:
+                break
+            if pings and pings[-1] >= answer_for:
+                conn.clear_outbound_data_buffer()  # h2 queued the ACK: drop it
+            else:
+                sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    answered_gaps = [g for g, p in zip(gaps, pings[1:], strict=False) if p < answer_for]
+    assert len([p for p in pings if p < answer_for]) >= 3, pings
+    # Sampled silence: 1 to 1.5 keepalive_time; 0.5 s more for a loaded machine.
+    assert answered_gaps and max(answered_gaps) < 2.0, pings
+    assert closed_at is not None, pings
+    assert 5.0 <= closed_at - last_ack < 1.0 + 5.0 + 1.0, (pings, last_ack, closed_at)
+    print(f"\nping gaps {[round(g, 3) for g in answered_gaps]}; "
+          f"closed {closed_at - last_ack:.2f}s after the last ACK")

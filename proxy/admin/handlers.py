@@ -91,14 +91,13 @@ class AdminHandlers:
         now = relay.clock()
         conns = src.upstream_connections()
         etcd = src.etcd()
-        policies = src.policies()
         pools = []
         for name, pool in relay.pools.items():
             status = etcd.get(name)
             pools.append({
                 "name": name,
                 "source": "etcd" if status is not None else _pool_source(pool),
-                "policy": getattr(pool, "policy", None) or policies.get(name, "round_robin"),
+                "policy": pool.balance.directive,
                 "endpoints": [{
                     "address": str(ep.address),
                     "labels": dict(ep.meta),

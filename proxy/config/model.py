@@ -102,6 +102,16 @@ class Balance:
     key: str = ""
     consistent: bool = False
 
+    @property
+    def directive(self) -> str:
+        """The method as written in an ``upstream`` block (round_robin, the
+        default, has no directive; it is named so)."""
+        if self.kind == "random_two":
+            return "random two"
+        if self.kind == "hash":
+            return f"hash {self.key}" + (" consistent" if self.consistent else "")
+        return self.kind
+
 
 ROUND_ROBIN = Balance()
 

@@ -40,8 +40,6 @@ class Sources:
     etcd: Callable[[], Mapping[str, Any]] = _empty
     # True while the process drains (issue 5): /readyz answers 503.
     draining: Callable[[], bool] = _false
-    # Upstream name -> balancing policy, for pools whose snapshot does not say.
-    policies: Callable[[], Mapping[str, str]] = _empty
     # More readiness checks: each returns None when ready, else why not.
     ready_checks: list[Callable[[], str | None]] = field(default_factory=list)
     # Set once every listener is bound and serving.

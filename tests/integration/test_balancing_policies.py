@@ -11,12 +11,14 @@ from collections import Counter
 from collections.abc import Sequence
 
 import grpc
+from admin_client import admin_block, upstreams
 from harness import (
     RawH2,
     Result,
     Stack,
     addr,
     free_port,
+    free_ports,
     location,
     make_config,
     proxy_logs,
@@ -267,3 +269,19 @@ def test_max_conns_without_queue_answers_unavailable(stack: Stack) -> None:
         r.code for r in results)
     assert refused[0].details == "every endpoint of echo is at max_conns"
     assert a.peak_active <= 2
+
+
+def test_upstreams_endpoint_shows_each_configured_method(stack: Stack) -> None:
+    """/upstreams used to say round_robin whatever the method."""
+    methods = {"rr": "", "lc": "least_conn", "rnd": "random", "p2c": "random two",
+               "iph": "ip_hash", "ch": "hash $grpc_method consistent", "lt": "least_time"}
+    port, admin = free_ports(2)
+    ups = [upstream(name, [addr(50999)], *([m] if m else [])) for name, m in methods.items()]
+    locs = [location(f"/{name}.S/", f"grpc_pass {name}") for name in methods]
+    locs.append(location("/direct.S/", "grpc_pass 127.0.0.1:50998"))
+    stack.proxy(make_config(port, ups, locs) + admin_block(admin))
+    pools = upstreams(admin)
+    shown = {name: pools[name]["policy"] for name in methods}
+    assert shown == {name: m or "round_robin" for name, m in methods.items()}
+    direct = [p for name, p in pools.items() if name not in methods]
+    assert [p["policy"] for p in direct] == ["round_robin"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
+
 from proxy.admin.handlers import AdminHandlers
 from proxy.balancing.pool import build_pools
 from proxy.config import parse_string
@@ -93,3 +95,27 @@ def test_upstreams_json_shows_etcd_state() -> None:
     assert pool["etcd"] == {"connected": True, "synced_once": True, "revision": 42,
                             "events_applied": 5, "resyncs": 1,
                             "seconds_since_last_message": 1.0}
+
+
+@pytest.mark.parametrize("method,shown", [
+    ("", "round_robin"),
+    ("least_conn;", "least_conn"),
+    ("random;", "random"),
+    ("random two;", "random two"),
+    ("random two least_conn;", "random two"),
+    ("ip_hash;", "ip_hash"),
+    ("hash $http_x_user;", "hash $http_x_user"),
+    ("hash $grpc_method consistent;", "hash $grpc_method consistent"),
+    ("least_time;", "least_time"),
+])
+def test_upstreams_json_shows_the_configured_method(method: str, shown: str) -> None:
+    config = parse_string(
+        f"upstream api {{ {method} server 127.0.0.1:5001; }}\n"
+        "server { listen 127.0.0.1:8080; location / { grpc_pass api; }\n"
+        "         location /direct/ { grpc_pass 127.0.0.1:5009; } }\n", "t.conf")
+    relay = Relay(build_pools(config.upstreams, {}), lambda: 100.0)
+    h = AdminHandlers(Sources(relay), lambda: (b"", "text/plain"))
+    pools = {p["name"]: p for p in json.loads(h.route("GET", "/upstreams").body)["upstreams"]}
+    assert pools["api"]["policy"] == shown
+    direct = [p for name, p in pools.items() if name != "api"]
+    assert [p["policy"] for p in direct] == ["round_robin"]

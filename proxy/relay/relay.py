@@ -79,7 +79,8 @@ class Relay:
         dirty = self.dirty
         while dirty:
             link = dirty.pop()
-            if link.wake is not None:
+            # A writer woken with nothing to send costs a scheduler pass.
+            if link.core.out and link.wake is not None:
                 link.wake()  # type: ignore[operator]
 
     def on_client_events(self, link: Link, events: list[Event]) -> None:

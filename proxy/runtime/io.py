@@ -43,6 +43,7 @@ class LinkIO:
         # Plain TCP sockets are read and written by fd (see _receive_fd); other
         # streams (TLS) go through trio's Stream interface.
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._drained = False  # the last read was short (_receive_fd)
 
     async def run(self, first: Callable[[], None] | None = None) -> None:
         """Serve until EOF, an error, or a connection error found by the core."""
@@ -78,19 +79,24 @@ class LinkIO:
 
     async def _receive_fd(self) -> bytes:
         """``receive_some`` for a plain socket with one scheduler pass per wait
-        instead of trio's two (it checkpoints again after a successful read)."""
+        instead of trio's two (it checkpoints again after a successful read).
+        After a short read the socket is drained: wait before reading again,
+        rather than spend a read() on EAGAIN."""
         fd = self._fd
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            while True:
+        if self._drained:
+            await trio.lowlevel.wait_readable(fd)
+        while True:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
                 await trio.lowlevel.wait_readable(fd)
-                try:
-                    return os.read(fd, READ_SIZE)
-                except BlockingIOError:
-                    continue
-        await trio.lowlevel.checkpoint()  # data kept coming: stay fair to other tasks
-        return data
+                continue
+            if len(data) < READ_SIZE:
+                self._drained = True
+            else:  # data kept coming: stay fair to other tasks
+                self._drained = False
+                await trio.lowlevel.checkpoint()
+            return data
 
     async def _receive_stream(self) -> bytes:
         return await self.stream.receive_some(READ_SIZE)

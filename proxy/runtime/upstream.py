@@ -218,9 +218,9 @@ class Upstreams:
             if link in el.links:
                 el.links.remove(link)
             self.relay.upstream_lost(link, io.close_reason or "connection closed")
-            for stream, probe in list(el.probes.items()):
+            for h2_stream, probe in list(el.probes.items()):
                 if probe.link is link:
-                    del el.probes[stream]
+                    del el.probes[h2_stream]
                     probe.fail(f"connection lost: {io.close_reason or 'closed'}")
             self.relay.flush()
             log.debug("upstream connection to %s closed: %s", addr, io.close_reason)

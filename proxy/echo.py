@@ -37,7 +37,13 @@ Every response carries ``x-backend: NAME`` in its initial and trailing metadata.
 ``EchoBackend(..., delay_ms=N)`` (``--delay-ms N``) sleeps N ms in every call
 that has no ``x-sleep-ms`` (a slow backend). ``health=True`` (``--health``)
 adds grpc.health.v1.Health, SERVING for "" and ``echo.Echo``;
-``set_serving(False)`` turns both NOT_SERVING.
+``set_serving(False)`` turns both NOT_SERVING. ``reflection=True`` adds gRPC
+server reflection (grpc.reflection.v1alpha, and v1), so grpcurl can list, describe and
+call ``echo.Echo`` without a .proto; ``python -m proxy.echo`` has it on
+(``--no-reflection`` turns it off). The descriptor it serves is
+``echo_file_descriptor()``, the same as proxy/echo.proto: ``EchoMessage { bytes
+payload = 1; }`` for every method, which the backend echoes unchanged (but
+``ClientStream``'s ASCII summary, and ``x-size`` messages, are not protobuf).
 
 ``EchoBackend(name, port=0)`` runs in-process (``start()``, ``stop()``, ``port``)
 and records every call in ``events`` (an ``EventLog``): method, metadata,
@@ -405,9 +411,11 @@ class EchoBackend:
         health: bool = False,
         delay_ms: int = 0,
         credentials: grpc.ServerCredentials | None = None,
+        reflection: bool = False,
     ) -> None:
         self.name = name
         self.delay_ms = delay_ms
+        self.reflection = reflection
         self._credentials = credentials  # TLS (grpc.ssl_server_credentials); None: plaintext
         self._health: Any = None
         if health:
@@ -443,6 +451,8 @@ class EchoBackend:
             from grpc_health.v1 import health_pb2_grpc
 
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if self.reflection:
+            _enable_reflection(server, health=self._health is not None)
         host = f"[{self.host}]" if ":" in self.host else self.host
         try:
             if self._credentials is not None:
@@ -602,6 +612,63 @@ class _Handler(grpc.GenericRpcHandler):
         return self._handlers.get(handler_call_details.method)  # type: ignore[attr-defined]
 
 
+# --------------------------------------------------------------------------- reflection
+
+REFLECTION_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
+REFLECTION_V1_SERVICE = "grpc.reflection.v1.ServerReflection"
+PROTO_FILE = "proxy/echo.proto"  # the descriptor's file name: the path in this repository
+_DESCRIPTOR_LOCK = threading.Lock()
+
+
+def echo_file_descriptor() -> Any:
+    """``echo.Echo`` as a ``FileDescriptorProto``, the same as proxy/echo.proto."""
+    from google.protobuf import descriptor_pb2 as d
+
+    f = d.FileDescriptorProto(name=PROTO_FILE, package="echo", syntax="proto3")
+    msg = f.message_type.add(name="EchoMessage")
+    msg.field.add(name="payload", number=1, json_name="payload",
+                  type=d.FieldDescriptorProto.TYPE_BYTES,
+                  label=d.FieldDescriptorProto.LABEL_OPTIONAL)
+    service = f.service.add(name="Echo")
+    for method, client_streaming, server_streaming in (
+        ("Unary", False, False), ("ServerStream", False, True),
+        ("ClientStream", True, False), ("Bidi", True, True),
+    ):
+        service.method.add(name=method, input_type=".echo.EchoMessage",
+                           output_type=".echo.EchoMessage",
+                           client_streaming=client_streaming,
+                           server_streaming=server_streaming)
+    return f
+
+
+def _enable_reflection(server: grpc.Server, health: bool) -> None:
+    """Serve gRPC reflection for echo.Echo (and Health) on ``server``; the
+    descriptor goes into protobuf's default pool, where Health's already is."""
+    from google.protobuf import descriptor_pool
+    from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+    pool = descriptor_pool.Default()
+    with _DESCRIPTOR_LOCK:
+        try:
+            pool.FindFileByName(PROTO_FILE)
+        except KeyError:
+            pool.Add(echo_file_descriptor())
+    names = [SERVICE, REFLECTION_SERVICE]
+    if health:
+        names.append("grpc.health.v1.Health")
+    servicer = reflection.ReflectionServicer(names)
+    # grpc.reflection.v1 is v1alpha renamed, the same messages on the wire (newer
+    # grpcurl asks v1 first): the same servicer answers both. v1 is not listed,
+    # as grpcio-reflection has no descriptor for it.
+    for service in (REFLECTION_SERVICE, REFLECTION_V1_SERVICE):
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )}),))
+
+
 # --------------------------------------------------------------------------- subprocess
 
 
@@ -747,6 +814,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--health", action="store_true", help="serve grpc.health.v1.Health")
     p.add_argument("--delay-ms", type=int, default=0,
                    help="sleep this long in each call without x-sleep-ms")
+    p.add_argument("--reflection", action=argparse.BooleanOptionalAction, default=True,
+                   help="serve gRPC server reflection (grpcurl needs no .proto)")
     return p
 
 
@@ -761,7 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     backend = EchoBackend(args.name, args.port, args.host, health=args.health,
-                          delay_ms=args.delay_ms)
+                          delay_ms=args.delay_ms, reflection=args.reflection)
     try:
         backend.start()
     except OSError as e:

@@ -3,6 +3,7 @@
 ``stack``         function-scoped ``Stack``: start backends, echo subprocesses,
                   proxies and channels through it; all stopped after the test.
 ``module_stack``  the same, shared by a module (for a module-scoped setup).
+``js_peers``      session: tests/interop/js/ ready for node (npm ci once); fails if not.
 
 Typical use::
 
@@ -57,3 +58,15 @@ def module_stack(tmp_path_factory: pytest.TempPathFactory,
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def js_peers() -> Path:
+    """tests/interop/js/ with its node_modules installed by tests/interop/setup_js.sh
+    (run once per session, bounded); the tests that use it FAIL if it cannot."""
+    from js_harness import JS_DIR, setup_js
+
+    reason = setup_js()
+    if reason is not None:
+        pytest.fail(f"the grpc-js interop peers cannot be set up: {reason}", pytrace=False)
+    return JS_DIR

@@ -106,7 +106,10 @@ BAD = [
      'cannot load certificate "/nonexistent/c.pem": no such file or directory'),
     ("server { listen 1;\n  location /x { grpc_pass nowhere; }\n}\n", 2,
      'no upstream "nowhere" for grpc_pass'),
-    ('x "\x00\n', 1, "unterminated quoted string"),
+    ('x "\x00\n', 1, "unexpected NUL byte"),
+    ("worker_processes 1;\n" + "\x00" * 4096, 2, "unexpected NUL byte"),
+    ("worker_processes 1;\n# ok\nupstream u {\n  server h:1;\x00\n}\n", 4,
+     "unexpected NUL byte"),
 ]
 
 

@@ -56,3 +56,11 @@ def test_help_documents_the_default(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert cli.CONFIG_ENV in out and cli.SYSTEM_CONFIG in out
+
+
+def test_c_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(cli.CONFIG_ENV, "/nonexistent/grpc-proxy.conf")
+    minimal = str(REPO / "conf" / "examples" / "minimal.conf")
+    assert cli.main(["-t", "-c", minimal]) == 0
+    assert capsys.readouterr().out == f"{minimal}: ok\n"

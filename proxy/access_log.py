@@ -216,6 +216,18 @@ def open_logs(config: Config) -> tuple[dict[int, tuple[Server, AccessLogQueue]],
     return targets, list(files.values())
 
 
+def check_logs(config: Config) -> None:
+    """What ``grpc-proxy -t`` does, as nginx's: open (creating it if missing)
+    and close every log file the servers use; ``OSError`` as ``open_logs``."""
+    seen: set[str] = set()
+    for server in config.servers:
+        setting = effective(server, config)
+        if setting is None or setting.path == "stderr" or setting.path in seen:
+            continue
+        seen.add(setting.path)
+        os.close(_open(setting))
+
+
 def _open(setting: AccessLog) -> int:
     if setting.path == "stderr":
         return sys.stderr.fileno()

@@ -1,15 +1,42 @@
 """Command line: ``grpc-proxy [-t] [-c FILE]``, ``grpc-proxy demo``,
-``grpc-proxy register``."""
+``grpc-proxy echo``, ``grpc-proxy register``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxy import __version__
 
-DEFAULT_CONFIG = "conf/grpc-proxy.conf"
+if TYPE_CHECKING:
+    from proxy.config.model import Config
+
+# Without -c, as nginx's compiled-in path: $GRPC_PROXY_CONF, else the system
+# file if it exists, else the example configuration shipped in the package.
+CONFIG_ENV = "GRPC_PROXY_CONF"
+SYSTEM_CONFIG = "/etc/grpc-proxy/grpc-proxy.conf"
+PACKAGED_CONFIG = str(Path(__file__).resolve().parent / "conf" / "grpc-proxy.conf")
+DEFAULT_CONFIG_HELP = (f"${CONFIG_ENV}, else {SYSTEM_CONFIG} if it exists, "
+                       "else the example shipped in the package")
+
+log = logging.getLogger("grpc_proxy")
+
+
+def default_config(environ: Mapping[str, str] | None = None, system: str = SYSTEM_CONFIG,
+                   packaged: str = PACKAGED_CONFIG) -> str:
+    """The configuration file when ``-c`` is not given."""
+    environ = os.environ if environ is None else environ
+    named = environ.get(CONFIG_ENV)
+    if named:
+        return named
+    if os.path.exists(system):
+        return system
+    return packaged
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,10 +44,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="grpc-proxy",
         description="gRPC HTTP/2 reverse proxy and load balancer.",
         epilog="Subcommands: 'grpc-proxy demo [-c FILE]' runs backends, the proxy and traffic; "
+               "'grpc-proxy echo --help' runs an echo backend; "
                "'grpc-proxy register --help' keeps a service registered in etcd.",
     )
-    p.add_argument("-c", dest="config", default=DEFAULT_CONFIG, metavar="FILE",
-                   help=f"configuration file (default: {DEFAULT_CONFIG})")
+    p.add_argument("-c", dest="config", default=None, metavar="FILE",
+                   help=f"configuration file (default: {DEFAULT_CONFIG_HELP})")
     p.add_argument("-t", dest="test", action="store_true",
                    help="check the configuration file and exit")
     p.add_argument("--version", action="version", version=f"grpc-proxy {__version__}")
@@ -32,26 +60,49 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_logs(config: Config) -> str | None:
+    """Open (and close) every access log, as nginx's -t does: the reason one
+    cannot be opened, ``FILE:LINE: cannot open access log "PATH": reason``."""
+    from proxy.access_log import check_logs
+
+    try:
+        check_logs(config)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "demo":
         from proxy.demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] == "echo":
+        from proxy.echo_cli import main as echo_main
+
+        return echo_main(argv[1:])
     if argv and argv[0] == "register":
         from proxy.discovery.registration import main as register_main
 
         return register_main(argv[1:])
     args = _parser().parse_args(argv)
-    from proxy.config import ConfigError, load
+    path = args.config if args.config is not None else default_config()
+    from proxy.config import ConfigError, load, warnings
 
     try:
-        config = load(args.config)
+        config = load(path)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 1
     if args.test:
-        print(f"{args.config}: ok")
+        problem = _check_logs(config)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 1
+        for line in warnings(config):
+            print(line, file=sys.stderr)
+        print(f"{path}: ok")
         return 0
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -67,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         from proxy.runtime.master import worker_sockets
 
         inherited = worker_sockets(args.worker_fds)
+    else:  # a worker's master has said it already
+        if args.config is None:
+            log.info("configuration %s", path)
+        for line in warnings(config):
+            log.warning("%s", line)
     try:
         return run(config, inherited, args.ready_fd)
     except KeyboardInterrupt:

@@ -1,6 +1,8 @@
 """``grpc-proxy demo [-c FILE] [-n CALLS]``: see the proxy balance real gRPC traffic.
 
-Reads the config (default ``conf/grpc-proxy.conf``), picks the upstream that
+Reads the config (default: the example shipped in the package,
+``proxy/conf/grpc-proxy.conf``, a copy of the repository's
+``conf/grpc-proxy.conf``, whatever the current directory), picks the upstream that
 ``/echo.Echo/Unary`` routes to, starts an in-process echo backend on the port of
 each of its servers that is not ``down``, starts the proxy (``python -m proxy -c
 FILE``) and sends CALLS calls of each kind (unary, server stream, client stream,
@@ -45,6 +47,7 @@ from rich.progress import (  # noqa: E402
 )
 from rich.table import Table  # noqa: E402
 
+from proxy.cli import PACKAGED_CONFIG  # noqa: E402
 from proxy.echo import (  # noqa: E402
     BIDI,
     CHANNEL_OPTIONS,
@@ -60,7 +63,6 @@ from proxy.echo import (  # noqa: E402
 if TYPE_CHECKING:
     from proxy.config.model import Config, Listen, Upstream
 
-DEFAULT_CONFIG = "conf/grpc-proxy.conf"
 KINDS = ("unary", "server stream", "client stream", "bidi")
 CALL_TIMEOUT = 10.0
 PROXY_START_TIMEOUT = 10.0
@@ -379,8 +381,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="grpc-proxy demo",
         description="Start echo backends and the proxy, send traffic, show the balancing.",
     )
-    p.add_argument("-c", dest="config", default=DEFAULT_CONFIG, metavar="FILE",
-                   help=f"configuration file (default: {DEFAULT_CONFIG})")
+    p.add_argument("-c", dest="config", default=PACKAGED_CONFIG, metavar="FILE",
+                   help="configuration file (default: the example shipped in the package, "
+                        "a copy of conf/grpc-proxy.conf)")
     p.add_argument("-n", dest="calls", type=int, default=200, metavar="CALLS",
                    help="calls of each kind in the first phase (default: 200)")
     return p

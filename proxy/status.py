@@ -36,6 +36,7 @@ class Failure(Enum):
     BAD_CONTENT_TYPE = "bad_content_type"
     BAD_METHOD = "bad_method"
     NO_ENDPOINT = "no_endpoint"
+    NO_SERVERS = "no_servers"  # the pool is empty (etcd-fed, nothing registered)
     CONNECT_FAILED = "connect_failed"
     UPSTREAM_LOST = "upstream_lost"
     UPSTREAM_PROTOCOL = "upstream_protocol"
@@ -66,6 +67,7 @@ FAILURES: dict[Failure, Answer] = {
                                      http_status=415),
     Failure.BAD_METHOD: Answer(GrpcStatus.UNIMPLEMENTED, "gRPC requires POST", http_status=405),
     Failure.NO_ENDPOINT: Answer(GrpcStatus.UNAVAILABLE, "no healthy upstream in {upstream}"),
+    Failure.NO_SERVERS: Answer(GrpcStatus.UNAVAILABLE, "upstream {upstream} has no servers"),
     Failure.CONNECT_FAILED: Answer(GrpcStatus.UNAVAILABLE,
                                    "upstream connect error: {detail}"),
     Failure.UPSTREAM_LOST: Answer(GrpcStatus.UNAVAILABLE, "upstream connection lost: {detail}"),

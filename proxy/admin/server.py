@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from http import HTTPStatus
 
 import h11
 import trio
@@ -93,13 +94,22 @@ class AdminServer:
         headers = [("Content-Type", response.content_type),
                    ("Content-Length", str(len(response.body))), *response.headers]
         try:
-            data = conn.send(h11.Response(status_code=response.status, headers=headers))
+            data = conn.send(h11.Response(status_code=response.status, headers=headers,
+                                          reason=reason_phrase(response.status)))
             data += conn.send(h11.Data(data=response.body))
             data += conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             return
         with trio.move_on_after(REQUEST_TIMEOUT):
             await stream.send_all(data)
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase ("Not Found"); h11 sends none unless given."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 def _error(status: int, text: str) -> Response:

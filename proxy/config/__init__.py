@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from proxy.config.builder import build
+from proxy.config.checks import warnings
 from proxy.config.errors import ConfigError
 from proxy.config.model import Config
 from proxy.config.parser import Directive, parse_file, parse_text
 
-__all__ = ["Config", "ConfigError", "load", "parse_string"]
+__all__ = ["Config", "ConfigError", "load", "parse_string", "warnings"]
 
 
 def load(path: str) -> Config:

@@ -49,20 +49,32 @@ def _duration(d: Directive, name: str, value: str) -> float:
     return seconds
 
 
-def parse_url(d: Directive, url: str) -> str:
+def etcd_url(url: str) -> str:
     """``http(s)://host:port`` (a path is not allowed), normalized without a
-    trailing slash."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _error(d, f"invalid etcd URL {quote(url)}, it must be http://host:port "
+    trailing slash; ``UnitError`` (a ValueError) with the reason otherwise.
+    Also what ``grpc-proxy register --etcd`` accepts."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1" and the like
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UnitError(f"invalid etcd URL {quote(url)}, it must be http://host:port "
                         "or https://host:port")
     if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        raise _error(d, f"invalid etcd URL {quote(url)}, only scheme, host and port are allowed")
+        raise UnitError(f"invalid etcd URL {quote(url)}, only scheme, host and port are allowed")
     try:
         parse_address(parts.netloc)
     except UnitError:
-        raise _error(d, f"invalid etcd URL {quote(url)}, it needs a host and a port") from None
+        raise UnitError(f"invalid etcd URL {quote(url)}, it needs a host and a port") from None
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def parse_url(d: Directive, url: str) -> str:
+    """``etcd_url`` for a directive: errors at its FILE:LINE."""
+    try:
+        return etcd_url(url)
+    except UnitError as e:
+        raise _error(d, str(e)) from None
 
 
 def _readable(d: Directive, path: str) -> str:

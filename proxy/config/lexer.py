@@ -53,6 +53,12 @@ class _Scanner:
 
 def tokenize(text: str, file: str) -> list[Token]:
     """All tokens of ``text``; raises ConfigError on a lexical error."""
+    nul = text.find("\0")
+    if nul >= 0:
+        # A text file has none: a binary or damaged file (say, zeros after a
+        # crash), which would otherwise read as one long word and end in
+        # "unexpected end of file" far from the damage.
+        raise ConfigError(file, text.count("\n", 0, nul) + 1, "unexpected NUL byte")
     s = _Scanner(text, file)
     tokens: list[Token] = []
     while s.pos < len(text):

@@ -29,6 +29,7 @@ from typing import Any
 
 import trio
 
+from proxy.config.etcd_directives import etcd_url
 from proxy.config.units import UnitError, parse_address
 from proxy.discovery.backoff import Backoff
 from proxy.discovery.etcd_gateway import Gateway
@@ -110,8 +111,7 @@ async def register(
     parse_address(address)  # a UnitError (ValueError) for a bad one, before any I/O
     if ttl < 2:
         raise ValueError("ttl must be at least 2 seconds")
-    urls = [etcd] if isinstance(etcd, str) else list(etcd)
-    urls = [u for url in urls for u in url.split(",") if u]
+    urls = etcd_urls([etcd] if isinstance(etcd, str) else list(etcd))  # ValueError if bad
     reg = Registration(prefix + (id or address), canonical_value(address, weight, meta), ttl)
     gw = Gateway(urls, username=username, password=password, tls_ca=tls_ca, tls_cert=tls_cert,
                  tls_key=tls_key, dial_timeout=dial_timeout)
@@ -185,6 +185,16 @@ async def _withdraw(gw: Gateway, reg: Registration) -> None:
                     reg.ttl)
 
 
+def etcd_urls(values: Sequence[str]) -> list[str]:
+    """``http(s)://host:port`` URLs from comma-separated lists, checked before
+    any I/O: a ``ValueError`` naming the bad one (a bad URL would otherwise
+    be retried for ever)."""
+    urls = [etcd_url(u.strip()) for value in values for u in value.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("no etcd URL")
+    return urls
+
+
 # ---------------------------------------------------------------------- CLI
 
 
@@ -214,6 +224,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        etcd_urls([args.etcd])
+    except ValueError as e:
+        p.exit(1, f"grpc-proxy register: --etcd: {e}\n")
     try:
         parse_address(args.address)
     except UnitError as e:

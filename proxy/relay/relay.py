@@ -211,13 +211,15 @@ class Relay:
             if pool.needs_context else None
         if not tries or len(rs.tried) < tries:
             ep = pool.pick(self.now, rs.tried, ctx)
-            if ep is None and self._no_pick(rs, ctx):
+            if ep is None and (pool.primaries or pool.backups) and self._no_pick(rs, ctx):
                 return
         if ep is None:
             if rs.last_error:
                 self._fail(rs, answer_for(Failure.CONNECT_FAILED, detail=rs.last_error))
+            elif not pool.primaries and not pool.backups:
+                self._fail(rs, answer_for(Failure.NO_SERVERS, upstream=pool.name))
             else:
-                self._fail(rs, answer_for(Failure.NO_ENDPOINT, upstream=rs.pool.name))
+                self._fail(rs, answer_for(Failure.NO_ENDPOINT, upstream=pool.name))
             return
         if (rs.tried or rs.refusals) and self.observer is not None:
             self.observer.retried(rs)

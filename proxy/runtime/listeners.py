@@ -94,4 +94,9 @@ async def bind(listen: Listen, inherited: dict[Address, list[socket.socket]]
         )
     except OSError as e:
         reason = e.strerror.lower() if e.strerror else str(e)
-        raise StartupError(f"cannot listen on {listen.address}: {reason}") from None
+        raise StartupError(f"{where(listen)}cannot listen on {listen.address}: {reason}") from None
+
+
+def where(listen: Listen) -> str:
+    """``FILE:LINE: `` of the ``listen`` directive, for a message about it."""
+    return f"{listen.source}: " if listen.source is not None else ""

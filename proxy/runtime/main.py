@@ -22,7 +22,7 @@ import trio
 
 from proxy.balancing.endpoint import EndpointState
 from proxy.balancing.pool import PoolSnapshot, build_pool
-from proxy.config import ConfigError, load
+from proxy.config import ConfigError, load, warnings
 from proxy.config.model import Address, Config
 from proxy.discovery.feed import Discovered, EtcdStatus, carried_over, etcd_feed_service
 from proxy.relay.relay import Relay
@@ -145,6 +145,8 @@ class Runtime:
         self._count_reload(True)
         if config.worker_processes != workers and not self.worker:
             log.warning("worker_processes: a change from 1 needs a restart")
+        for line in warnings(config):
+            log.warning("%s", line)
         log.info("configuration reloaded from %s (generation %d)", path,
                  self._generations)
         return True

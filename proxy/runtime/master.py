@@ -33,9 +33,9 @@ import tempfile
 
 import trio
 
-from proxy.config import ConfigError, load
-from proxy.config.model import Address, Config
-from proxy.runtime.listeners import StartupError
+from proxy.config import ConfigError, load, warnings
+from proxy.config.model import Address, Config, Listen
+from proxy.runtime.listeners import StartupError, where
 
 log = logging.getLogger("grpc_proxy.master")
 
@@ -80,14 +80,15 @@ class Master:
         """Sockets for ``config``: kept ones reused, new ones bound (all or
         nothing: StartupError leaves the old set as it was)."""
         n = config.worker_processes
-        wanted = [listen.address for server in config.servers for listen in server.listens]
+        wanted = [listen for server in config.servers for listen in server.listens]
         result: dict[Address, list[list[socket.socket]]] = {}
         made: list[socket.socket] = []
         try:
-            for address in wanted:
+            for listen in wanted:
+                address = listen.address
                 slots = list(self.sockets.get(address, []))[:n]
                 while len(slots) < n:
-                    socks = _bind(address)
+                    socks = _bind(listen)
                     made.extend(socks)
                     slots.append(socks)
                 result[address] = slots
@@ -189,6 +190,8 @@ class Master:
                 _signal(worker, signal.SIGQUIT)
                 del self.workers[slot]
         self.release_unused(old_sockets)
+        for line in warnings(config):
+            log.warning("%s", line)
         if all(results):
             log.info("configuration reloaded from %s", config.file)
         else:
@@ -221,7 +224,12 @@ async def _master(config: Config) -> int:
     with trio.open_signal_receiver(*signals) as receiver:
         async with trio.open_nursery() as nursery:
             master = Master(nursery, config)
-            master.sockets = master.bind(config)
+            try:
+                master.sockets = master.bind(config)
+            except StartupError as e:  # here, not in run_master: trio wraps it in a group
+                log.error("%s", e)
+                nursery.cancel_scope.cancel()
+                return 1
             log.info("master %d: %d workers", os.getpid(), config.worker_processes)
             for address in master.sockets:
                 log.info("listening on %s", address)
@@ -246,14 +254,15 @@ async def _master(config: Config) -> int:
     return 0
 
 
-def _bind(address: Address) -> list[socket.socket]:
-    """Listening SO_REUSEPORT sockets for every address ``address`` names."""
+def _bind(listen: Listen) -> list[socket.socket]:
+    """Listening SO_REUSEPORT sockets for every address ``listen`` names."""
+    address = listen.address
     host = None if address.host in ("*", "0.0.0.0", "") else address.host
     try:
         infos = socket.getaddrinfo(host, address.port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
     except OSError as e:
-        raise StartupError(f"cannot listen on {address}: {e}") from None
+        raise StartupError(f"{where(listen)}cannot listen on {address}: {e}") from None
     socks: list[socket.socket] = []
     seen: set[object] = set()
     try:
@@ -273,7 +282,7 @@ def _bind(address: Address) -> list[socket.socket]:
         for s in socks:
             s.close()
         reason = e.strerror.lower() if e.strerror else str(e)
-        raise StartupError(f"cannot listen on {address}: {reason}") from None
+        raise StartupError(f"{where(listen)}cannot listen on {address}: {reason}") from None
     return socks
 
 

@@ -5,6 +5,7 @@ grpcs:// connections are kept apart, per (endpoint, TLS settings)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -245,8 +246,24 @@ class Upstreams:
 
 
 def _os_reason(e: OSError) -> str:
+    """Why a connect failed, in a few words ("connection refused"). trio's
+    ``open_tcp_stream`` raises a plain ``OSError("all attempts to connect to
+    H:P failed")`` whose cause is a group of each attempt's error: the reason
+    is in there (each one once, in order, when several addresses failed)."""
+    cause = e.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        reasons: list[str] = []
+        for sub in cause.exceptions:
+            if isinstance(sub, OSError):
+                reason = _os_reason(sub)
+                if reason not in reasons:
+                    reasons.append(reason)
+        if reasons:
+            return ", ".join(reasons)
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
+    if e.errno and e.errno > 0:  # trio rewrites strerror: "Error connecting to (...): ..."
+        return os.strerror(e.errno).lower()
     if e.strerror:
         return e.strerror.lower()
     return str(e) or type(e).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from proxy import __version__
+from proxy.cli import CONFIG_ENV, default_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
     return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
+        [sys.executable, "-m", "proxy", *args], env={**base, **(env or {})},
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )
 
@@ -30,9 +33,57 @@ def test_default_file_is_ok() -> None:
         0, "conf/grpc-proxy.conf: ok\n", "")
 
 
-def test_default_path_is_the_default_file() -> None:
+def test_without_c_the_check_names_the_default_file() -> None:
+    # The packaged copy, unless this machine has /etc/grpc-proxy/grpc-proxy.conf.
+    expected = default_config({})
     result = run("-t")
-    assert (result.returncode, result.stdout) == (0, "conf/grpc-proxy.conf: ok\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{expected}: ok\n", "")
+
+
+def test_without_c_the_environment_names_the_file(tmp_path: Path) -> None:
+    result = run("-t", env={CONFIG_ENV: "conf/examples/minimal.conf"})
+    assert (result.returncode, result.stdout) == (0, "conf/examples/minimal.conf: ok\n")
+    missing = str(tmp_path / "nope.conf")
+    result = run("-t", env={CONFIG_ENV: missing})
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f'{missing}:0: cannot open "{missing}": No such file or directory\n'
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "upstream u { server h:1; }\n",
+                                  "admin { listen 127.0.0.1:1; }\n"])
+def test_no_server_block_is_ok_with_a_warning(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "empty.conf"
+    path.write_text(text)
+    result = check(str(path))
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, f"{path}: ok\n", f"{path}: warning: no server blocks: nothing to serve\n")
+
+
+def test_an_access_log_that_cannot_be_opened_fails_the_check(tmp_path: Path) -> None:
+    path = tmp_path / "log.conf"
+    log = tmp_path / "missing-dir" / "access.log"
+    path.write_text("worker_processes 1;\n"
+                    "server {\n"
+                    "    listen 127.0.0.1:1;\n"
+                    f"    access_log {log};\n"
+                    "    location / { grpc_pass 127.0.0.1:2; }\n"
+                    "}\n")
+    result = check(str(path))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f'{path}:4: cannot open access log "{log}": '
+                             "no such file or directory\n")
+    (tmp_path / "missing-dir").mkdir()
+    result = check(str(path))
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}: ok\n", "")
+    assert log.exists()  # as nginx -t: the log is opened, so created
+
+
+def test_an_unused_main_access_log_is_not_opened(tmp_path: Path) -> None:
+    # Start-up opens only the logs some server writes to; -t checks the same.
+    path = tmp_path / "log.conf"
+    path.write_text(f"access_log {tmp_path}/no/such/dir.log;\nupstream u {{ server h:1; }}\n")
+    result = check(str(path))
+    assert (result.returncode, result.stdout) == (0, f"{path}: ok\n")
 
 
 @pytest.mark.parametrize("name", ["minimal.conf", "services.conf", "upstreams.conf",
@@ -40,7 +91,10 @@ def test_default_path_is_the_default_file() -> None:
 def test_examples_are_ok(name: str) -> None:
     path = f"conf/examples/{name}"
     result = check(path)
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}: ok\n", "")
+    # upstreams.conf is a fragment for include: valid alone, but it serves nothing.
+    warning = f"{path}: warning: no server blocks: nothing to serve\n" \
+        if name == "upstreams.conf" else ""
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}: ok\n", warning)
 
 
 BAD = [
@@ -52,7 +106,10 @@ BAD = [
      'cannot load certificate "/nonexistent/c.pem": no such file or directory'),
     ("server { listen 1;\n  location /x { grpc_pass nowhere; }\n}\n", 2,
      'no upstream "nowhere" for grpc_pass'),
-    ('x "\x00\n', 1, "unterminated quoted string"),
+    ('x "\x00\n', 1, "unexpected NUL byte"),
+    ("worker_processes 1;\n" + "\x00" * 4096, 2, "unexpected NUL byte"),
+    ("worker_processes 1;\n# ok\nupstream u {\n  server h:1;\x00\n}\n", 4,
+     "unexpected NUL byte"),
 ]
 
 

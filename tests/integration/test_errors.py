@@ -85,6 +85,26 @@ def test_all_endpoints_down_is_unavailable_fast(stack: Stack) -> None:
         assert r.elapsed < 2.0, f"took {r.elapsed:.2f}s"
 
 
+def test_a_refused_connect_says_connection_refused(stack: Stack) -> None:
+    """The reason reaches the client, the access log and the log line."""
+    dead = free_port()  # nothing listens there
+    log_path = stack.workdir / "refused.log"
+    proxy = stack.proxy(make_config(
+        free_port(),
+        [upstream("dead", [addr(dead)], "connect_timeout 1s")],
+        [location("/", "grpc_pass dead")],
+    ) + f"access_log {log_path} json;\n")
+    r = stack.client(proxy.port).unary(b"x", timeout=10)
+    assert r.code == grpc.StatusCode.UNAVAILABLE, r
+    expected = f"upstream connect error: {LOCALHOST}:{dead}: connection refused"
+    assert r.details == expected
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (log_path.exists() and log_path.read_text()):
+        time.sleep(0.05)
+    assert f'"error":"{expected}"' in log_path.read_text()
+    assert f"upstream {LOCALHOST}:{dead}: connection refused" in proxy.stderr()
+
+
 # --------------------------------------------------------------------------- bad requests
 
 

@@ -117,6 +117,8 @@ def test_put_and_delete_follow_within_a_second(stack: Stack, etcd1: etcd.EtcdMem
     assert wait_routing(client, {"b2"}, stack) < REFLECT_WITHIN
     kv.delete(PREFIX + "b2")
     assert wait_routing(client, set(), stack) < REFLECT_WITHIN
+    r = client.unary(b"x", timeout=5.0)  # everything withdrawn: the pool is empty
+    assert (r.code, r.details) == (grpc.StatusCode.UNAVAILABLE, "upstream echo has no servers")
     kv.put(PREFIX + "b1", addr_of(b1.port))
     assert wait_routing(client, {"b1"}, stack) < REFLECT_WITHIN
 

@@ -162,3 +162,26 @@ def test_health_check_controls_the_key(stack: Stack, etcd1: etcd.EtcdMember) -> 
         wait_until(lambda: bool(kv.get_prefix(PREFIX)), TTL + 5, "registered")
         servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         wait_until(lambda: kv.get_prefix(PREFIX) == {}, TTL + 5, "withdrawn")
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("foo://x", 'invalid etcd URL "foo://x", it must be http://host:port or https://host:port'),
+    ("http://127.0.0.1:2379,x:2379",
+     'invalid etcd URL "x:2379", it must be http://host:port or https://host:port'),
+    ("http://etcd", 'invalid etcd URL "http://etcd", it needs a host and a port'),
+])
+def test_cli_refuses_a_bad_etcd_url_at_once(url: str, reason: str) -> None:
+    """Not retried for ever: checked before anything else, exit 1, one line."""
+    r = subprocess.run([sys.executable, "-m", "proxy", "register", "--etcd", url,
+                        "--prefix", PREFIX, "--address", "127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=30, env=subprocess_env())
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", f"grpc-proxy register: --etcd: {reason}\n")
+
+
+def test_register_refuses_a_bad_etcd_url_before_any_io() -> None:
+    async def main() -> None:
+        async with register("foo://x", PREFIX, "127.0.0.1:1"):
+            raise AssertionError("registered with a bad URL")
+
+    with pytest.raises(ValueError, match="invalid etcd URL"):
+        trio.run(main)

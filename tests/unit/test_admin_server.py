@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from proxy.admin.handlers import AdminHandlers
-from proxy.admin.server import REQUEST_TIMEOUT, AdminServer
+from proxy.admin.server import REQUEST_TIMEOUT, AdminServer, reason_phrase
 from proxy.balancing.pool import build_pools
 from proxy.config import parse_string
 from proxy.metrics.sources import Sources
@@ -50,6 +50,9 @@ async def _keep_alive() -> None:
         await client.aclose()
     replies = data.split(b"HTTP/1.1 ")[1:]
     assert [r[:3] for r in replies] == [b"200", b"200", b"405"]
+    # Status lines with the standard reason phrase (h11 sends none by default).
+    assert [r.split(b"\r\n", 1)[0] for r in replies] == \
+        [b"200 OK", b"200 OK", b"405 Method Not Allowed"]
     assert replies[1].endswith(b"x_total 1\n") and flushed == [1]
     assert b"Allow: GET" in replies[2] or b"allow: GET" in replies[2]
     assert admin.connections == 0
@@ -83,3 +86,12 @@ async def _oversized() -> None:
                               b"Content-Length: 1000000\r\n\r\n" + b"a" * 70000)
         data = await read_until(client, b"\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 413")
+
+
+def test_reason_phrases() -> None:
+    assert reason_phrase(200) == b"OK"
+    assert reason_phrase(404) == b"Not Found"
+    assert reason_phrase(503) == b"Service Unavailable"
+    assert reason_phrase(431) == b"Request Header Fields Too Large"
+    assert reason_phrase(299) == b""  # not a standard code: none, as before
+

@@ -508,6 +508,30 @@ ERRORS = [
 ]
 
 
+NUL_FILES = [
+    ("\0" * 100, 1),  # a file of zeros, as a crash can leave one
+    ("worker_processes 1;\n\n" + "\0" * 100, 3),
+    ("upstream u {\n  server h:1;\0\n}\n", 2),
+    ("# a comment \0\nworker_processes 1;\n", 1),
+    ('worker_processes "1\0";\n', 1),
+    ("server {\n\n  listen 1\0", 3),  # not "unexpected end of file"
+]
+
+
+@pytest.mark.parametrize(("text", "line"), NUL_FILES)
+def test_a_nul_byte_is_reported_at_its_line(text: str, line: int) -> None:
+    assert error_of(text) == f"t.conf:{line}: unexpected NUL byte"
+
+
+def test_a_nul_byte_in_an_included_file(tmp_path: Path) -> None:
+    inner = tmp_path / "inner.conf"
+    inner.write_bytes(b"upstream u {\n  server h:1;\n}\n\0\0\0")
+    main = write(tmp_path, "main.conf", "include inner.conf;\n")
+    with pytest.raises(ConfigError) as info:
+        load(str(main))
+    assert str(info.value) == f"{inner}:4: unexpected NUL byte"
+
+
 @pytest.mark.parametrize(("text", "line", "message"), ERRORS)
 def test_error_messages(text: str, line: int, message: str) -> None:
     assert error_of(text) == f"t.conf:{line}: {message}"

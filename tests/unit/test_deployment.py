@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy import cli, echo
+from proxy import cli, echo_cli
 from proxy.config import load
 from proxy.discovery import registration
 
@@ -78,7 +78,7 @@ def _proxy_configs(services: dict[str, dict[str, Any]]) -> dict[str, Path]:
     out = {}
     for name, svc in services.items():
         for argv in _commands(svc.get("command")):
-            if argv[0] == "grpc-proxy" and argv[1:2] != ["register"]:
+            if argv[0] == "grpc-proxy" and argv[1:2] not in (["register"], ["echo"]):
                 args = cli._parser().parse_args(argv[1:])
                 out[name] = _host_path(svc, args.config)
     return out
@@ -94,6 +94,14 @@ def _registrations(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 registration._check_args(p, args)  # the same checks the real command runs
                 out[name] = args
     return out
+
+
+def _echo_address(argv: list[str]) -> Any:
+    """Where ``grpc-proxy echo ...`` listens, by the command's own parser and checks."""
+    p = echo_cli.parser()
+    args = p.parse_args(argv[2:])
+    echo_cli.backend_options(p, args)
+    return echo_cli._address(p, args)
 
 
 def test_compose_has_the_issue_topology(compose: dict[str, Any],
@@ -165,8 +173,8 @@ def test_every_cli_flag_is_accepted_by_our_parsers(services: dict[str, dict[str,
     kinds: dict[str, int] = {}
     for name, svc in services.items():
         for argv in _commands(svc.get("command")):
-            if argv[:3] == ["python", "-m", "proxy.echo"]:
-                echo.parser().parse_args(argv[3:])
+            if argv[:2] == ["grpc-proxy", "echo"]:
+                _echo_address(argv)
                 kind = "echo"
             elif argv[:2] == ["grpc-proxy", "register"]:
                 p = registration._parser()
@@ -205,8 +213,8 @@ def test_registrations_match_the_proxies_etcd_pool(services: dict[str, dict[str,
     echo_ports = {}
     for name, svc in services.items():
         for argv in _commands(svc.get("command")):
-            if argv[:3] == ["python", "-m", "proxy.echo"]:
-                echo_ports[name] = echo.parser().parse_args(argv[3:]).port
+            if argv[:2] == ["grpc-proxy", "echo"]:
+                echo_ports[name] = _echo_address(argv).port
     for name, args in regs.items():
         assert args.prefix == pool.etcd.prefix, name
         assert {u.split("//")[1].split(":")[0] for u in args.etcd.split(",")} == etcd_hosts

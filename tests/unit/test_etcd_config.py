@@ -108,3 +108,42 @@ def test_password_and_file_are_exclusive(tmp_path: Path) -> None:
 
 def test_upstream_without_servers_or_etcd_still_fails() -> None:
     assert 'upstream "u" has no servers' in error_of("")
+
+
+@pytest.mark.parametrize(("url", "normalized"), [
+    ("http://etcd:2379", "http://etcd:2379"), ("https://[::1]:2379/", "https://[::1]:2379"),
+])
+def test_etcd_url_normalizes(url: str, normalized: str) -> None:
+    from proxy.config.etcd_directives import etcd_url
+
+    assert etcd_url(url) == normalized
+
+
+@pytest.mark.parametrize("url", ["foo://x:1", "x:2379", "http://x", "http://[::1", "",
+                                 "http://u@x:1", "http://x:1/v3"])
+def test_etcd_url_rejects(url: str) -> None:
+    from proxy.config.etcd_directives import etcd_url
+    from proxy.config.units import UnitError
+
+    with pytest.raises(UnitError, match="invalid etcd URL"):
+        etcd_url(url)
+
+
+def test_etcd_url_with_an_unclosed_bracket_is_a_config_error() -> None:
+    assert error_of('etcd "http://[::1" prefix=/s/;') == ('t.conf:2: invalid etcd URL '
+        '"http://[::1", it must be http://host:port or https://host:port')
+
+
+def test_register_checks_its_etcd_urls_first() -> None:
+    from proxy.discovery import registration
+
+    assert registration.etcd_urls(["http://a:1, https://b:2/", "http://c:3"]) == \
+        ["http://a:1", "https://b:2", "http://c:3"]
+    for bad in (["foo://x"], [","], []):
+        with pytest.raises(ValueError):
+            registration.etcd_urls(bad)
+    p = registration._parser()
+    args = p.parse_args(["--etcd", "foo://x", "--prefix", "/s/", "--address", "h:1"])
+    with pytest.raises(SystemExit) as info:
+        registration._check_args(p, args)
+    assert info.value.code == 1

@@ -470,3 +470,33 @@ def test_second_headers_without_end_stream_is_protocol_error_after_a_reply() -> 
     frames = _raw_into_proxy(rig, FrameFactory().headers(1, [(b"x-trailer", b"1")]))
     assert ("RstStreamFrame", ErrorCode.PROTOCOL_ERROR) in frames or \
         ("GoAwayFrame", ErrorCode.PROTOCOL_ERROR) in frames, frames
+
+
+def _unavailable_message(rig: Rig) -> bytes:
+    rig.client.send_headers(1, REQUEST, end_stream=True)
+    rig.pump()
+    (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
+    headers = dict(resp.headers)
+    assert headers[b"grpc-status"] == b"14"
+    return headers[b"grpc-message"]
+
+
+def test_an_empty_pool_says_the_upstream_has_no_servers() -> None:
+    """An etcd-fed upstream with nothing registered (or everything withdrawn)."""
+    rig = Rig()
+    rig.relay.pools["u"] = PoolSnapshot("u", (), (), 1.0)
+    assert _unavailable_message(rig) == b"upstream u has no servers"
+
+
+def test_an_empty_pool_with_subsets_says_the_upstream_has_no_servers() -> None:
+    rig = Rig()
+    rig.relay.pools["u"] = PoolSnapshot("u", (), (), 1.0, subset="version")
+    assert _unavailable_message(rig) == b"upstream u has no servers"
+
+
+def test_a_pool_whose_servers_are_all_down_has_no_healthy_upstream() -> None:
+    rig = Rig()
+    for ep in rig.eps:
+        ep.down = True
+    assert _unavailable_message(rig) == b"no healthy upstream in u"
+

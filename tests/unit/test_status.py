@@ -19,6 +19,7 @@ from proxy.status import (
         (Failure.NO_ROUTE, GrpcStatus.UNIMPLEMENTED, 200),
         (Failure.BAD_CONTENT_TYPE, GrpcStatus.UNKNOWN, 415),
         (Failure.NO_ENDPOINT, GrpcStatus.UNAVAILABLE, 200),
+        (Failure.NO_SERVERS, GrpcStatus.UNAVAILABLE, 200),
         (Failure.CONNECT_FAILED, GrpcStatus.UNAVAILABLE, 200),
         (Failure.UPSTREAM_LOST, GrpcStatus.UNAVAILABLE, 200),
         (Failure.READ_TIMEOUT, GrpcStatus.UNAVAILABLE, 200),
@@ -55,3 +56,11 @@ def test_grpc_message_is_percent_encoded() -> None:
     assert encode_message("idle 100% \u00e9") == b"idle 100%25 %C3%A9"
     headers = dict(trailers_only(GrpcStatus.UNAVAILABLE, "x"))
     assert headers[b"grpc-status"] == b"14" and headers[b":status"] == b"200"
+
+
+def test_an_empty_upstream_is_named() -> None:
+    assert answer_for(Failure.NO_SERVERS, upstream="users").message == \
+        "upstream users has no servers"
+    assert answer_for(Failure.NO_ENDPOINT, upstream="users").message == \
+        "no healthy upstream in users"
+

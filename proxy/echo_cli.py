@@ -18,7 +18,6 @@ here too.
 from __future__ import annotations
 
 import argparse
-import inspect
 import signal
 import sys
 import threading
@@ -39,16 +38,6 @@ def parse_listen(text: str) -> Address:
         probe = parse_address(f"{host}{sep}1" if sep else "1", listen=True)
         return Address(probe.host, 0)
     return parse_address(text, listen=True)
-
-
-def supports(option: str) -> bool:
-    """Whether this version's ``EchoBackend`` takes keyword ``option``."""
-    from proxy.echo import EchoBackend
-
-    try:
-        return option in inspect.signature(EchoBackend).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,16 +77,10 @@ def _address(p: argparse.ArgumentParser, args: argparse.Namespace) -> Address:
 
 
 def backend_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
-    """``EchoBackend`` keywords for ``args``. ``reflection`` is passed only when
-    asked for, and only to a backend that takes it (an error otherwise)."""
+    """``EchoBackend`` keywords for ``args``."""
     if args.delay_ms < 0:
         p.error("--delay-ms must be 0 or more")
-    options: dict[str, Any] = {"health": args.health, "delay_ms": args.delay_ms}
-    if args.reflection:
-        if not supports("reflection"):
-            p.error("--reflection: this version of the echo backend has no reflection support")
-        options["reflection"] = True
-    return options
+    return {"health": args.health, "delay_ms": args.delay_ms, "reflection": args.reflection}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,6 +81,9 @@ class Exporter:
         self._gauge_labels: dict[str, set[tuple[str, ...]]] = {}
         self._etcd_resyncs: dict[str, int] = {}
         self._dropped = 0
+        # What went into grpc_proxy_requests_total, for the status page:
+        # cheaper to keep than to read back from prometheus-client.
+        self._request_totals: dict[tuple[str, str, str, str], float] = {}
 
     def _make(self, d: MetricDef) -> Any:
         # prometheus-client appends _total to counter names itself.
@@ -107,11 +110,15 @@ class Exporter:
         requests = m[names.REQUESTS.name]
         duration = m[names.DURATION.name]
         messages = m[names.MESSAGES.name]
+        totals = self._request_totals
         for s in rec.series.values():
             codes = s.codes
             for code, n in codes.items():
                 if n:
-                    requests.labels(s.service, s.method, s.upstream, _code(code)).inc(n)
+                    name = _code(code)
+                    requests.labels(s.service, s.method, s.upstream, name).inc(n)
+                    key = (s.service, s.method, s.upstream, name)
+                    totals[key] = totals.get(key, 0) + n
                     codes[code] = 0
             if any(s.buckets):
                 _add_histogram(duration.labels(s.service, s.method, s.upstream),
@@ -214,14 +221,13 @@ class Exporter:
 
     def request_totals(self) -> dict[tuple[str, str, str, str], float]:
         """``grpc_proxy_requests_total`` as (service, method, upstream, code)
-        -> calls, from where a scrape reads it: this process's counters, or in
+        -> calls, as a scrape would show it: this process's counts, or in
         multiprocess mode every worker's counter files merged (exited workers'
         included). For the status page's rates; safe off the trio thread."""
-        if self.multiprocess:
-            families = SettledFilesCollector(None, path=multiprocess_dir(),
-                                             pattern="counter_*.db").collect()
-        else:
-            families = self.m[names.REQUESTS.name].collect()
+        if not self.multiprocess:
+            return dict(self._request_totals)  # one C-level copy: atomic under the GIL
+        families = SettledFilesCollector(None, path=multiprocess_dir(),
+                                         pattern="counter_*.db").collect()
         out: dict[tuple[str, str, str, str], float] = {}
         for family in families:
             for s in family.samples:

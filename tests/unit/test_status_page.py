@@ -322,3 +322,24 @@ def test_the_page_is_self_contained_and_ships_in_the_package() -> None:
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
     patterns = data["tool"]["setuptools"]["package-data"]["proxy"]
     assert any(fnmatch.fnmatch("admin/status_page.html", p) for p in patterns), patterns
+
+
+def test_the_exporter_keeps_the_request_totals_a_scrape_shows() -> None:
+    from proxy.metrics.export import Exporter
+    from proxy.metrics.observer import CallRecorder, Series
+
+    config, sources = setup()
+    recorder = CallRecorder(sources.relay)
+    exporter = Exporter(recorder, sources)
+    assert not exporter.multiprocess
+    series = recorder.series[("api.V1", "Get", "api")] = Series("api.V1", "Get", "api")
+    series.codes = {0: 5, 14: 2}
+    exporter.flush()
+    series.codes = {0: 1}
+    exporter.flush()
+    totals = exporter.request_totals()
+    assert totals == {("api.V1", "Get", "api", "OK"): 6, ("api.V1", "Get", "api", "UNAVAILABLE"): 2}
+    scraped = {tuple(s.labels.values()): s.value
+               for fam in exporter.m["grpc_proxy_requests_total"].collect()
+               for s in fam.samples if s.name == "grpc_proxy_requests_total"}
+    assert scraped == totals

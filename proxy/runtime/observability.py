@@ -67,17 +67,18 @@ class Observability:
         page, one process samples its counters into the rate window (workers
         sample the merged files only when asked: status_board.py) and a
         worker shares its pool snapshot."""
-        sample = status is not None and not exporter.multiprocess
+        sampler = status if status is not None and not exporter.multiprocess else None
+        sharer = status if status is not None and status.share_dir is not None else None
         try:
-            if sample:
-                status.sample()  # type: ignore[union-attr]
+            if sampler is not None:
+                sampler.sample()
             while True:
                 await trio.sleep(EXPORT_INTERVAL)
                 exporter.flush()
-                if sample:
-                    status.sample()  # type: ignore[union-attr]
-                elif status is not None and status.share_dir is not None:
-                    await trio.to_thread.run_sync(status.publish, status.capture())
+                if sampler is not None:
+                    sampler.sample()
+                if sharer is not None:
+                    await trio.to_thread.run_sync(sharer.publish, sharer.capture())
         finally:
             exporter.flush()  # multiprocess: the last counts reach the shared files
             if status is not None:

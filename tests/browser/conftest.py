@@ -7,13 +7,10 @@ tests are part of the suite, not optional extras."""
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 _HERE = Path(__file__).resolve().parent
@@ -22,6 +19,8 @@ if str(_INTEGRATION) not in sys.path:  # harness.py, etcd_harness.py, status_sta
     sys.path.insert(0, str(_INTEGRATION))
 
 from harness import Stack  # noqa: E402
+
+from tests.browser.processes import run_bounded  # noqa: E402
 
 SETUP = _HERE / "setup_chromium.sh"
 SETUP_TIMEOUT = 600.0  # apt-get downloads about 100 MB on a first run
@@ -41,30 +40,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
     finally:
         s.close()
-
-
-def run_bounded(cmd: Sequence[str], timeout: float, cwd: Path | None = None,
-                ) -> tuple[int | None, str, str]:
-    """(exit code, stdout, stderr) of ``cmd``; None as the code if it ran past
-    ``timeout``: then it and every process it started are killed, by PID."""
-    proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return proc.returncode, out, err
-    except subprocess.TimeoutExpired:
-        children: list[psutil.Process] = []
-        with contextlib.suppress(psutil.Error):
-            children = psutil.Process(proc.pid).children(recursive=True)
-        proc.kill()
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-        out, err = proc.communicate(timeout=10)
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                child.wait(5)
-        return None, out, err
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 import status_stack
 from harness import LOCALHOST, Stack, proxy_logs
 
-from tests.browser.conftest import run_bounded
+from tests.browser.processes import run_bounded
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SCREENSHOT = ARTIFACTS / "status-page.png"

@@ -22,6 +22,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "integration: runs the proxy as a subprocess with real grpcio peers"
     )
     config.addinivalue_line("markers", "slow: takes more than ~10 s")
+    config.addinivalue_line(
+        "markers", "browser: drives a headless Chromium (tests/browser/setup_chromium.sh)"
+    )
 
 
 @pytest.fixture(scope="session")

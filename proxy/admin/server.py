@@ -28,8 +28,8 @@ READ_SIZE = 16 << 10
 
 
 class AdminServer:
-    """``before_metrics`` runs on the trio thread before /metrics is rendered
-    (it moves the latest counts into the metrics)."""
+    """``before_metrics`` runs on the trio thread before /metrics and the
+    status page are rendered (it moves the latest counts into the metrics)."""
 
     def __init__(self, handlers: AdminHandlers,
                  before_metrics: Callable[[], None] | None = None) -> None:
@@ -87,7 +87,7 @@ class AdminServer:
             self.before_metrics()
         # Rendering reads and formats every series (and, with several
         # workers, their files): off the trio thread so calls keep moving.
-        return await trio.to_thread.run_sync(self.handlers.render_metrics)
+        return await trio.to_thread.run_sync(self.handlers.prepare(target))
 
     async def _send(self, conn: h11.Connection, stream: trio.abc.Stream,
                     response: Response) -> None:

@@ -49,6 +49,9 @@ def worker_exited(pid: int) -> None:
     path = multiprocess_dir()
     if path is not None:
         mark_process_dead(pid, path)
+        from proxy.admin.status_board import remove_snapshot
+
+        remove_snapshot(path, pid)  # its pool view leaves the status page
 
 
 def _use_multiprocess_values() -> None:
@@ -78,6 +81,9 @@ class Exporter:
         self._gauge_labels: dict[str, set[tuple[str, ...]]] = {}
         self._etcd_resyncs: dict[str, int] = {}
         self._dropped = 0
+        # What went into grpc_proxy_requests_total, for the status page:
+        # cheaper to keep than to read back from prometheus-client.
+        self._request_totals: dict[tuple[str, str, str, str], float] = {}
 
     def _make(self, d: MetricDef) -> Any:
         # prometheus-client appends _total to counter names itself.
@@ -104,11 +110,15 @@ class Exporter:
         requests = m[names.REQUESTS.name]
         duration = m[names.DURATION.name]
         messages = m[names.MESSAGES.name]
+        totals = self._request_totals
         for s in rec.series.values():
             codes = s.codes
             for code, n in codes.items():
                 if n:
-                    requests.labels(s.service, s.method, s.upstream, _code(code)).inc(n)
+                    name = _code(code)
+                    requests.labels(s.service, s.method, s.upstream, name).inc(n)
+                    key = (s.service, s.method, s.upstream, name)
+                    totals[key] = totals.get(key, 0) + n
                     codes[code] = 0
             if any(s.buckets):
                 _add_histogram(duration.labels(s.service, s.method, s.upstream),
@@ -209,14 +219,39 @@ class Exporter:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+    def request_totals(self) -> dict[tuple[str, str, str, str], float]:
+        """``grpc_proxy_requests_total`` as (service, method, upstream, code)
+        -> calls, as a scrape would show it: this process's counts, or in
+        multiprocess mode every worker's counter files merged (exited workers'
+        included). For the status page's rates; safe off the trio thread."""
+        if not self.multiprocess:
+            return dict(self._request_totals)  # one C-level copy: atomic under the GIL
+        families = SettledFilesCollector(None, path=multiprocess_dir(),
+                                         pattern="counter_*.db").collect()
+        out: dict[tuple[str, str, str, str], float] = {}
+        for family in families:
+            for s in family.samples:
+                if s.name == names.REQUESTS.name:
+                    lb = s.labels
+                    key = (lb.get("service", ""), lb.get("method", ""),
+                           lb.get("upstream", ""), lb.get("code", ""))
+                    out[key] = out.get(key, 0.0) + s.value
+        return out
+
+
 class SettledFilesCollector(MultiProcessCollector):
     """MultiProcessCollector without the files another process has created
     but not yet sized: prometheus-client creates a worker's file empty, then
-    grows it, and reading it in between fails the whole scrape."""
+    grows it, and reading it in between fails the whole scrape. ``pattern``
+    picks a kind of file (``counter_*.db``: counters only, a cheaper read)."""
+
+    def __init__(self, registry: Any, path: str | None = None, pattern: str = "*.db") -> None:
+        super().__init__(registry, path)
+        self._pattern = pattern
 
     def collect(self):  # type: ignore[no-untyped-def]
         files = []
-        for path in glob.glob(os.path.join(self._path, "*.db")):
+        for path in glob.glob(os.path.join(self._path, self._pattern)):
             try:
                 if os.path.getsize(path) >= 8:  # the header: used bytes, padding
                     files.append(path)

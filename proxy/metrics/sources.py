@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from proxy.config.model import Address
+    from proxy.config.model import Address, Config
     from proxy.relay.relay import Relay
 
 
@@ -26,6 +26,10 @@ def _false() -> bool:
 
 def _empty() -> Mapping[Any, Any]:
     return {}
+
+
+def _none() -> None:
+    return None
 
 
 @dataclass(slots=True)
@@ -44,3 +48,6 @@ class Sources:
     ready_checks: list[Callable[[], str | None]] = field(default_factory=list)
     # Set once every listener is bound and serving.
     listening: bool = False
+    # The running configuration (listeners, routes, each upstream's
+    # configured balancing method), for the status page; None if unknown.
+    config: Callable[[], Config | None] = _none

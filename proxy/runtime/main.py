@@ -230,6 +230,7 @@ def _plug_sources(runtime: Runtime) -> None:
         return None
 
     sources.ready_checks.append(etcd_synced)
+    sources.config = lambda: runtime.config
 
 
 async def _drain_and_exit(runtime: Runtime) -> None:

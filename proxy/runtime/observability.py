@@ -20,8 +20,9 @@ import trio
 from proxy.access_log import AccessLogFile, open_logs, run_writer
 from proxy.admin.handlers import AdminHandlers
 from proxy.admin.server import AdminServer
+from proxy.admin.status_board import StatusBoard
 from proxy.config.model import Address, Config
-from proxy.metrics.export import Exporter
+from proxy.metrics.export import Exporter, multiprocess_dir
 from proxy.metrics.observer import CallRecorder
 from proxy.metrics.sources import Sources
 from proxy.relay.relay import Relay
@@ -35,7 +36,8 @@ EXPORT_INTERVAL = 1.0  # seconds between moves of the counts into prometheus-cli
 class Observability:
     def __init__(self, relay: Relay, sources: Sources, recorder: CallRecorder | None,
                  exporter: Exporter | None, admin: AdminServer | None,
-                 admin_listeners: list[trio.SocketListener], logs: list[AccessLogFile]) -> None:
+                 admin_listeners: list[trio.SocketListener], logs: list[AccessLogFile],
+                 status: StatusBoard | None = None) -> None:
         self.relay = relay
         self.sources = sources
         self.recorder = recorder
@@ -43,6 +45,7 @@ class Observability:
         self.admin = admin
         self.admin_listeners = admin_listeners
         self.logs = logs
+        self.status = status
 
     async def run(self) -> None:
         """Serve the admin listener, export the counts, write the logs, until
@@ -52,20 +55,34 @@ class Observability:
             for f in self.logs:
                 nursery.start_soon(run_writer, f)
             if self.exporter is not None:
-                nursery.start_soon(self._export, self.exporter)
+                nursery.start_soon(self._export, self.exporter, self.status)
             if self.admin is not None:
                 nursery.start_soon(self.admin.serve, self.admin_listeners)
                 for lst in self.admin_listeners:
                     log.info("admin listening on %s", _name(lst))
 
     @staticmethod
-    async def _export(exporter: Exporter) -> None:
+    async def _export(exporter: Exporter, status: StatusBoard | None) -> None:
+        """Every second: the counts into prometheus-client; for the status
+        page, one process samples its counters into the rate window (workers
+        sample the merged files only when asked: status_board.py) and a
+        worker shares its pool snapshot."""
+        sampler = status if status is not None and not exporter.multiprocess else None
+        sharer = status if status is not None and status.share_dir is not None else None
         try:
+            if sampler is not None:
+                sampler.sample()
             while True:
                 await trio.sleep(EXPORT_INTERVAL)
                 exporter.flush()
+                if sampler is not None:
+                    sampler.sample()
+                if sharer is not None:
+                    await trio.to_thread.run_sync(sharer.publish, sharer.capture())
         finally:
             exporter.flush()  # multiprocess: the last counts reach the shared files
+            if status is not None:
+                status.withdraw()
 
 
 async def open_observability(config: Config, relay: Relay) -> Observability:
@@ -90,11 +107,14 @@ async def open_observability(config: Config, relay: Relay) -> Observability:
     recorder = CallRecorder(relay, metrics=metrics, max_methods=config.metrics_max_methods,
                             logs=logs)
     relay.observer = recorder
-    exporter = admin = None
+    exporter = admin = status = None
     listeners: list[trio.SocketListener] = []
     if config.admin is not None:
         exporter = Exporter(recorder, sources)
-        admin = AdminServer(AdminHandlers(sources, exporter.render), before_metrics=exporter.flush)
+        status = StatusBoard(sources, exporter.request_totals,
+                             share_dir=multiprocess_dir() if exporter.multiprocess else None)
+        admin = AdminServer(AdminHandlers(sources, exporter.render, status),
+                            before_metrics=exporter.flush)
         try:
             listeners = [await _bind(config.admin.listen, config.worker_processes > 1)]
         except OSError as e:
@@ -103,7 +123,7 @@ async def open_observability(config: Config, relay: Relay) -> Observability:
             reason = (e.strerror or str(e)).lower()
             raise StartupError(f"{config.admin.source}: cannot listen on "
                                f"{config.admin.listen} for admin: {reason}") from None
-    return Observability(relay, sources, recorder, exporter, admin, listeners, files)
+    return Observability(relay, sources, recorder, exporter, admin, listeners, files, status)
 
 
 def _upstream_connections(relay: Relay) -> dict[Address, int]:

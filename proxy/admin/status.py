@@ -24,16 +24,8 @@ _RANK = {UP: 0, DOWN: 1, FAILED: 2}  # the worse state wins a merge
 
 
 def policy_name(balance: Any) -> str:
-    """The balancing method as the config spells it: ``round_robin`` (the
-    default), ``random``, ``random two``, ``least_conn``, ``ip_hash``,
-    ``hash KEY [consistent]``, ``least_time``."""
-    kind = getattr(balance, "kind", None) or "round_robin"
-    if kind == "random_two":
-        return "random two"
-    if kind == "hash":
-        text = f"hash {balance.key}".rstrip()
-        return text + " consistent" if balance.consistent else text
-    return str(kind)
+    """The balancing method as the config spells it (``Balance.directive``)."""
+    return str(balance.directive) if balance is not None else "round_robin"
 
 
 def endpoint_state(ep: Any, now: float) -> tuple[str, str]:

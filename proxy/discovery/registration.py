@@ -31,6 +31,7 @@ import trio
 
 from proxy.config.etcd_directives import etcd_url
 from proxy.config.units import UnitError, parse_address
+from proxy.discovery import health_probe
 from proxy.discovery.backoff import Backoff
 from proxy.discovery.etcd_gateway import Gateway
 from proxy.discovery.values import canonical_value
@@ -63,29 +64,15 @@ class Registration:
 
 
 class _Health:
-    """grpc.health.v1 Check of one endpoint, in a worker thread (grpcio blocks)."""
+    """grpc.health.v1 Check of one endpoint (``health_probe``: no grpcio)."""
 
     def __init__(self, target: str) -> None:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        self._pb = health_pb2
-        self._grpc = grpc
-        self._channel = grpc.insecure_channel(target)
-        self._stub = health_pb2_grpc.HealthStub(self._channel)
-
-    def _check(self) -> bool:
-        try:
-            r = self._stub.Check(self._pb.HealthCheckRequest(service=""), timeout=HEALTH_TIMEOUT)
-        except self._grpc.RpcError:
-            return False
-        return bool(r.status == self._pb.HealthCheckResponse.SERVING)
+        self.target = target
+        self.reason = ""  # why the last check did not pass
 
     async def serving(self) -> bool:
-        return await trio.to_thread.run_sync(self._check, abandon_on_cancel=True)
-
-    def close(self) -> None:
-        self._channel.close()
+        self.reason = await health_probe.check(self.target, HEALTH_TIMEOUT)
+        return not self.reason
 
 
 @asynccontextmanager
@@ -109,6 +96,8 @@ async def register(
     """Keep ``prefix + (id or address)`` -> canonical JSON in etcd while the
     block runs; revoke the lease on the way out (also when cancelled)."""
     parse_address(address)  # a UnitError (ValueError) for a bad one, before any I/O
+    if health:
+        parse_address(health)
     if ttl < 2:
         raise ValueError("ttl must be at least 2 seconds")
     urls = etcd_urls([etcd] if isinstance(etcd, str) else list(etcd))  # ValueError if bad
@@ -128,8 +117,6 @@ async def register(
             await _withdraw(gw, reg)
         with trio.CancelScope(shield=True):
             await gw.aclose()
-        if checker is not None:
-            checker.close()
 
 
 async def _keep(gw: Gateway, reg: Registration, checker: _Health | None) -> None:
@@ -142,7 +129,8 @@ async def _keep(gw: Gateway, reg: Registration, checker: _Health | None) -> None
             if reg.healthy:
                 await _hold(gw, reg)
             elif reg.lease:
-                log.warning("%s: health check is not SERVING: withdrawing", reg.key)
+                log.warning("%s: health check is not SERVING (%s): withdrawing", reg.key,
+                            checker.reason if checker else "")
                 await _withdraw(gw, reg)
             if failing:
                 log.info("%s: etcd reachable again", reg.key)

@@ -10,7 +10,7 @@ import trio
 
 from proxy.balancing import health
 from proxy.config.units import parse_address
-from proxy.http2.connection import Connection
+from proxy.http2.connection import Connection, Stream
 from proxy.http2.events import (
     ConnectionFailed,
     DataReceived,
@@ -39,7 +39,7 @@ async def _check(host: str, port: int, authority: str, service: str) -> str:
     async with sock:
         core = Connection(client=True)
         core.initiate()
-        stream = None
+        stream: Stream | None = None
         response: HeaderList | None = None
         trailers: HeaderList | None = None
         body = bytearray()

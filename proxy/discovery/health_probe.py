@@ -56,7 +56,7 @@ async def _check(host: str, port: int, authority: str, service: str) -> str:
             for ev in core.receive_data(data):
                 if isinstance(ev, ConnectionFailed):
                     return f"HTTP/2 error: {ev.reason}"
-                if stream is None or getattr(ev, "stream", None) is not stream:
+                if stream is None or not _of(ev, stream):
                     continue
                 if isinstance(ev, StreamReset):
                     return f"stream reset ({ev.code})"
@@ -75,3 +75,7 @@ async def _check(host: str, port: int, authority: str, service: str) -> str:
                     ended = ev.end_stream
                 if ended:
                     return health.verdict(response, bytes(body), trailers)
+
+
+def _of(ev: object, stream: Stream) -> bool:
+    return getattr(ev, "stream", None) is stream

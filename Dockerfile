@@ -12,7 +12,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
-RUN pip install . && rm -rf /src
+COPY grpc_proxy_demo ./grpc_proxy_demo
+# With the demo extra: docker-compose.yml's backends run `grpc-proxy echo` from
+# this image. The proxy alone needs none of it: `pip install .`.
+RUN pip install '.[demo]' && rm -rf /src
 
 # The default configuration; mount your own over /etc/grpc-proxy.
 COPY conf /etc/grpc-proxy

@@ -1,5 +1,9 @@
 """Command line: ``grpc-proxy [-t] [-c FILE]``, ``grpc-proxy demo``,
-``grpc-proxy echo``, ``grpc-proxy register``."""
+``grpc-proxy echo``, ``grpc-proxy register``.
+
+``demo`` and ``echo`` run the grpc_proxy_demo package, shipped in the same
+wheel, whose dependencies (grpcio, rich) come with the demo extra:
+``pip install 'grpc-proxy[demo]'``."""
 
 from __future__ import annotations
 
@@ -74,14 +78,11 @@ def _check_logs(config: Config) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "demo":
-        from proxy.demo import main as demo_main
+    if argv and argv[0] in ("demo", "echo"):
+        # The grpc_proxy_demo package: without the demo extra, one line and exit 1.
+        from grpc_proxy_demo import command
 
-        return demo_main(argv[1:])
-    if argv and argv[0] == "echo":
-        from proxy.echo_cli import main as echo_main
-
-        return echo_main(argv[1:])
+        return command(argv[0], argv[1:])
     if argv and argv[0] == "register":
         from proxy.discovery.registration import main as register_main
 

@@ -30,7 +30,7 @@ import h2.events
 import h2.exceptions
 import psutil
 
-from proxy.echo import (
+from grpc_proxy_demo.echo import (
     BIDI,
     CHANNEL_OPTIONS,
     CLIENT_STREAM,

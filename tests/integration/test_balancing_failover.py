@@ -23,7 +23,7 @@ from harness import (
     upstream,
 )
 
-from proxy.echo import EchoBackend
+from grpc_proxy_demo.echo import EchoBackend
 
 
 def _proxy_client(stack: Stack, servers: list[str], *directives: str) -> EchoClient:

@@ -26,7 +26,7 @@ from harness import (
     upstream,
 )
 
-from proxy.echo import UNARY, EchoBackend
+from grpc_proxy_demo.echo import UNARY, EchoBackend
 
 
 def _backend(stack: Stack, name: str, delay_ms: int = 0) -> EchoBackend:

@@ -24,7 +24,7 @@ from harness import (
     tag,
 )
 
-from proxy.echo import UNARY, CallRecord, pattern, summary
+from grpc_proxy_demo.echo import UNARY, CallRecord, pattern, summary
 
 
 @pytest.fixture(scope="module")

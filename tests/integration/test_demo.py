@@ -10,7 +10,7 @@ import psutil
 import pytest
 from harness import REPO_ROOT, port_is_free
 
-from proxy.echo import subprocess_env
+from grpc_proxy_demo.echo import subprocess_env
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The echo backend (proxy/echo.py) on its own, with no proxy: the other
+"""The echo backend (grpc_proxy_demo/echo.py) on its own, with no proxy: the other
 integration tests rely on every behaviour checked here."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from harness import (
     port_accepts,
 )
 
-from proxy.echo import (
+from grpc_proxy_demo.echo import (
     UNARY,
     EchoBackend,
     EchoProcess,

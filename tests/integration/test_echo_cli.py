@@ -14,15 +14,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import LOCALHOST, EchoClient, free_port, make_channel, port_is_free
 
-from proxy.echo import _read_lines_until, subprocess_env
+from grpc_proxy_demo.echo import _read_lines_until, subprocess_env
 
 START_TIMEOUT = 15.0
 
 
 class Echo:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, command: tuple[str, ...] = ("proxy", "echo")) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "echo", *args], stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", *command, *args], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env())
         self.lines = _read_lines_until(self.proc, b"ready", START_TIMEOUT)
 
@@ -89,6 +89,18 @@ def test_the_python_m_proxy_echo_spelling_still_works(echos: list[Echo]) -> None
     assert echo.lines == [f"listening on {LOCALHOST}:{port}".encode(), b"ready"], echo.lines
     with make_channel(port) as channel:
         assert EchoClient(channel).unary(b"x", timeout=5).backend == "old"
+
+
+def test_python_m_proxy_echo_is_the_backend_module(echos: list[Echo]) -> None:
+    """The older name of ``python -m grpc_proxy_demo.echo`` (a shim in proxy/)."""
+    port = free_port()
+    echo = Echo("--host", LOCALHOST, "--port", str(port), "--name", "shim",
+                command=("proxy.echo",))
+    echos.append(echo)
+    assert echo.lines == [f"listening on {LOCALHOST}:{port}".encode(), b"ready"], echo.lines
+    with make_channel(port) as channel:
+        assert EchoClient(channel).unary(b"x", timeout=5).backend == "shim"
+    assert echo.stop() == 0
 
 
 def test_a_busy_port_exits_1_with_a_message() -> None:

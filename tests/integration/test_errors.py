@@ -33,7 +33,7 @@ from harness import (
     upstream,
 )
 
-from proxy.echo import UNARY, pattern
+from grpc_proxy_demo.echo import UNARY, pattern
 
 READ_TIMEOUT = 1.0
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

@@ -22,8 +22,8 @@ import trio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from harness import REPO_ROOT, Stack, free_port, location, make_config, upstream
 
+from grpc_proxy_demo.echo import subprocess_env
 from proxy.discovery.registration import register
-from proxy.echo import subprocess_env
 
 PREFIX = "/services/reg/"
 TTL = 2

@@ -24,7 +24,7 @@ from harness import (
     upstream,
 )
 
-from proxy.echo import EchoProcess, pattern, summary
+from grpc_proxy_demo.echo import EchoProcess, pattern, summary
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from harness import (
     upstream,
 )
 
-from proxy.echo import EchoBackend, EchoProcess
+from grpc_proxy_demo.echo import EchoBackend, EchoProcess
 
 INTERVAL = 0.5  # s; "within 2 intervals" is checked with a generous margin below
 

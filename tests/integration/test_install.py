@@ -1,9 +1,11 @@
 """The package as a user gets it: ``python -m build`` makes the sdist and, from
 it, the wheel; ``twine check`` passes both; the wheel goes into a fresh venv
-(dependencies from the package index pip is configured with), and the
-installed ``grpc-proxy`` works from a directory that is not the repository:
-``-t`` without ``-c`` checks the configuration shipped in the package, and
-``grpc-proxy demo`` runs on it."""
+with the demo extra (dependencies from the package index pip is configured
+with), and the installed ``grpc-proxy`` works from a directory that is not the
+repository: ``-t`` without ``-c`` checks the configuration shipped in the
+package, and ``grpc-proxy demo`` runs on it. The same wheel without the extra
+(a second venv) serves and checks configurations without grpcio or rich, and
+its ``demo`` and ``echo`` say in one line that they need the extra."""
 
 from __future__ import annotations
 
@@ -12,13 +14,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
-from harness import port_is_free
+from harness import free_port, port_is_free, wait_for_port
 
 from proxy.cli import CONFIG_ENV, SYSTEM_CONFIG
 
@@ -26,8 +27,10 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 # What a source distribution is made of (the Dockerfile copies the same).
-SOURCES = ("pyproject.toml", "README.md", "proxy")
+SOURCES = ("pyproject.toml", "README.md", "proxy", "grpc_proxy_demo")
 DEMO_PORTS = (8080, 50051, 50052, 50053)  # proxy/conf/grpc-proxy.conf
+# The demo extra's distributions (pyproject.toml): none in a plain install.
+DEMO_DISTS = ("grpcio", "grpcio-health-checking", "grpcio-reflection", "rich")
 
 
 @dataclass
@@ -58,8 +61,9 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str],
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    root = tmp_path_factory.mktemp("install")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The sdist and the wheel, in ``dist``; the environment to install with."""
+    root = tmp_path_factory.mktemp("build")
     src = root / "src"
     src.mkdir()
     for name in SOURCES:
@@ -72,15 +76,36 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", CONFIG_ENV)}
     dist = root / "dist"
     _run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)], root, env, 300)
+    return dist, env
+
+
+def _install(tmp_path_factory: pytest.TempPathFactory, dist: Path, env: dict[str, str],
+             extra: str) -> Installed:
+    """The wheel (``extra``: ``"[demo]"`` or ``""``) in a fresh venv."""
+    root = tmp_path_factory.mktemp("install")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], root, env, 120)
     wheels = sorted(dist.glob("grpc_proxy-*.whl"))
     assert len(wheels) == 1, sorted(dist.iterdir())
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheels[0])],
+    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheels[0]}{extra}"],
          root, env, 300)
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
-    yield Installed(dist, venv, elsewhere, env)
+    return Installed(dist, venv, elsewhere, env)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory,
+              built: tuple[Path, dict[str, str]]) -> Installed:
+    """``pip install 'WHEEL[demo]'``."""
+    return _install(tmp_path_factory, *built, "[demo]")
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory,
+          built: tuple[Path, dict[str, str]]) -> Installed:
+    """``pip install WHEEL``: no extra."""
+    return _install(tmp_path_factory, *built, "")
 
 
 def test_sdist_and_wheel_build_and_pass_twine_check(installed: Installed) -> None:
@@ -151,3 +176,43 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     for c in children:
         with contextlib.suppress(psutil.Error):
             c.kill()
+
+
+def test_a_plain_install_has_no_demo_dependencies(plain: Installed) -> None:
+    r = _run([str(plain.venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+             plain.elsewhere, plain.env, 60)
+    names = {line.split("==")[0].lower() for line in r.stdout.splitlines()}
+    assert "grpc-proxy" in names
+    assert not names & set(DEMO_DISTS), sorted(names)
+
+
+def test_a_plain_install_checks_and_serves(plain: Installed) -> None:
+    """The proxy itself needs none of the demo extra: -t, and a proxy process
+    that accepts a connection and drains on SIGTERM."""
+    port = free_port()
+    conf = plain.elsewhere / "plain.conf"
+    conf.write_text("upstream u { server 127.0.0.1:1; }\n"
+                    f"server {{ listen 127.0.0.1:{port}; location / {{ grpc_pass u; }} }}\n")
+    r = plain.run("-t", "-c", str(conf))
+    assert (r.returncode, r.stdout) == (0, f"{conf}: ok\n"), r.stderr
+    proc = subprocess.Popen([plain.script, "-c", str(conf)], cwd=plain.elsewhere,
+                            env=plain.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_for_port(port, timeout=20, proc=proc), proc.poll()
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc)
+            _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("command", ["demo", "echo"])
+def test_without_the_demo_extra_demo_and_echo_say_so(plain: Installed, command: str) -> None:
+    r = plain.run(command)
+    assert (r.returncode, r.stdout) == (1, ""), r
+    assert r.stderr == (f"grpc-proxy {command}: needs the demo extra: "
+                        "pip install 'grpc-proxy[demo]'\n")

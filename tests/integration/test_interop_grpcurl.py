@@ -23,8 +23,8 @@ from harness import (
     upstream,
 )
 
-from proxy import echo
-from proxy.echo import EchoBackend
+from grpc_proxy_demo import echo
+from grpc_proxy_demo.echo import EchoBackend
 
 PATHS = ("direct", "proxy")
 SERVICES = ["echo.Echo", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"]
@@ -104,7 +104,7 @@ def test_describe(env: Env, path: str) -> None:
 
 
 def test_reflection_matches_echo_proto(env: Env) -> None:
-    """What the backend serves (echo_file_descriptor()) is proxy/echo.proto."""
+    """What the backend serves (echo_file_descriptor()) is grpc_proxy_demo/echo.proto."""
     for symbol in ("echo.Echo", "echo.EchoMessage"):
         served = env.check(grpcurl("-plaintext", env.target("direct"), "describe", symbol),
                            "direct")
@@ -176,7 +176,7 @@ def test_health_through_reflection(env: Env) -> None:
 
 
 def test_python_m_proxy_echo_serves_reflection(stack: Stack, tmp_path: Path) -> None:
-    """``python -m proxy.echo`` (the compose backends) has reflection on by default."""
+    """``python -m grpc_proxy_demo.echo`` (EchoProcess) has reflection on by default."""
     assert echo.parser().parse_args([]).reflection is True
     assert echo.parser().parse_args(["--no-reflection"]).reflection is False
     p = stack.echo_process("sub")

@@ -2,7 +2,7 @@
 
 Peers (tests/interop/js/, set up by the ``js_peers`` fixture): a grpc-js client
 (echo_client.js, which runs named cases and reports each as JSON) and a grpc-js
-echo server (echo_server.js), both on proxy/echo.proto loaded at run time with
+echo server (echo_server.js), both on grpc_proxy_demo/echo.proto loaded at run time with
 proto-loader. Paths:
 
     grpc-js client -> grpc-js server          (direct)
@@ -42,7 +42,7 @@ from harness import (
 )
 from js_harness import CHANNEL_CASES, JsClientRun, JsServer, describe, run_js_client
 
-from proxy.echo import EchoBackend, summary
+from grpc_proxy_demo.echo import EchoBackend, summary
 
 PATHS = ("direct", "proxy")
 SERVERS = ("js", "py")

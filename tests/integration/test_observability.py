@@ -31,7 +31,7 @@ from harness import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.echo import subprocess_env
+from grpc_proxy_demo.echo import subprocess_env
 
 # --------------------------------------------------------------------------- helpers
 

@@ -30,7 +30,7 @@ from harness import (
     upstream,
 )
 
-from proxy.echo import subprocess_env
+from grpc_proxy_demo.echo import subprocess_env
 
 PREFIX = "/services/echo/"
 OTHER_PREFIX = "/services/echo-next/"

@@ -22,7 +22,7 @@ from harness import (
     upstream,
 )
 
-from proxy.echo import EchoBackend
+from grpc_proxy_demo.echo import EchoBackend
 
 INTERVAL_MS = 300
 

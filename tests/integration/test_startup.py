@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from harness import LOCALHOST, free_port
 
+from grpc_proxy_demo.echo import subprocess_env
 from proxy.cli import CONFIG_ENV
-from proxy.echo import subprocess_env
 
 WAIT = 15.0
 

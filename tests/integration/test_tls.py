@@ -31,7 +31,7 @@ from harness import (
     upstream,
 )
 
-from proxy.echo import CHANNEL_OPTIONS, EchoBackend
+from grpc_proxy_demo.echo import CHANNEL_OPTIONS, EchoBackend
 
 UNARY = "Unary"  # as the backend's event log names methods
 # The client connection preface and an empty SETTINGS frame.

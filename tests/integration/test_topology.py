@@ -20,7 +20,7 @@ from pathlib import Path
 import etcd_harness as etcd
 from harness import REPO_ROOT, EchoClient, ProxyProcess, Stack, free_ports, proxy_logs
 
-from proxy.echo import EchoProcess, subprocess_env
+from grpc_proxy_demo.echo import EchoProcess, subprocess_env
 
 COMPOSE_CONF = REPO_ROOT / "conf" / "compose" / "grpc-proxy.conf"
 PREFIX = "/services/echo/"  # what conf/compose/grpc-proxy.conf watches

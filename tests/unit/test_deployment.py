@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy import cli, echo_cli
+from grpc_proxy_demo import echo_cli
+from proxy import cli
 from proxy.config import load
 from proxy.discovery import registration
 
@@ -363,3 +364,11 @@ def test_image_install_step_builds_a_working_grpc_proxy(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.strip().endswith("grpc-proxy.conf: ok")
+    # The compose backends run `grpc-proxy echo` from the image: the demo
+    # package is in the wheel, and the image installs its extra.
+    echo = subprocess.run([str(script), "echo", "--help"], capture_output=True, text=True,
+                          timeout=30, env=env, cwd=tmp_path)
+    assert echo.returncode == 0 and "--listen" in echo.stdout, echo.stdout + echo.stderr
+    assert (site / "grpc_proxy_demo" / "echo.proto").is_file()
+    installs = [rest for op, rest in _dockerfile() if op == "RUN" and "pip install" in rest]
+    assert len(installs) == 1 and "'.[demo]'" in installs[0], installs

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from grpc_proxy_demo.echo_cli import _address, backend_options, parse_listen, parser
 from proxy.config.model import Address
-from proxy.echo_cli import _address, backend_options, parse_listen, parser
 
 
 @pytest.mark.parametrize(("text", "host", "port"), [

@@ -1,10 +1,10 @@
 'use strict';
 // Shared by echo_server.js and echo_client.js: arguments, the echo.Echo
-// service loaded at run time from proxy/echo.proto with proto-loader.
+// service loaded at run time from grpc_proxy_demo/echo.proto with proto-loader.
 
 const path = require('path');
 
-const DEFAULT_PROTO = path.resolve(__dirname, '..', '..', '..', 'proxy', 'echo.proto');
+const DEFAULT_PROTO = path.resolve(__dirname, '..', '..', '..', 'grpc_proxy_demo', 'echo.proto');
 const MAX_MESSAGE = 64 * 1024 * 1024;
 
 /** `--key value` pairs into an object over `defaults` (every key must be known). */
@@ -27,7 +27,7 @@ function parseArgs(argv, defaults) {
 /**
  * The echo.Echo service definition, loaded with proto-loader. ClientStream's
  * reply is raw bytes on both sides (the echo backend's reply is an ASCII
- * summary, not a protobuf message; see proxy/echo.proto).
+ * summary, not a protobuf message; see grpc_proxy_demo/echo.proto).
  */
 function loadEcho(grpc, protoPath) {
   const protoLoader = require('@grpc/proto-loader');

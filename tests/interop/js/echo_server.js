@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // A grpc-js echo.Echo server that behaves like the Python echo backend
-// (proxy/echo.py) for what the interop tests use:
+// (grpc_proxy_demo/echo.py) for what the interop tests use:
 //   Unary         returns the request (x-status N / x-message T: fail with N, T);
 //   ServerStream  echoes the request x-count times (default 1);
 //   ClientStream  replies "count=N bytes=M sha256=HEX" over the requests' bytes

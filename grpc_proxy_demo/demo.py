@@ -33,22 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-import grpc  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.markup import escape  # noqa: E402
-from rich.progress import (  # noqa: E402
+import grpc
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table  # noqa: E402
+from rich.table import Table
 
-from proxy.cli import PACKAGED_CONFIG  # noqa: E402
-from proxy.echo import (  # noqa: E402
+from grpc_proxy_demo.echo import (
     BIDI,
     CHANNEL_OPTIONS,
     CLIENT_STREAM,
@@ -59,6 +56,7 @@ from proxy.echo import (  # noqa: E402
     subprocess_env,
     summary,
 )
+from proxy.cli import PACKAGED_CONFIG
 
 if TYPE_CHECKING:
     from proxy.config.model import Config, Listen, Upstream

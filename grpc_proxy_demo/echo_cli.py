@@ -1,4 +1,4 @@
-"""``grpc-proxy echo``: the echo backend (proxy/echo.py) as a command.
+"""``grpc-proxy echo``: the echo backend (grpc_proxy_demo/echo.py) as a command.
 
     grpc-proxy echo --listen HOST:PORT [--name NAME] [--health] [--reflection]
                     [--delay-ms N]
@@ -10,9 +10,9 @@ HOST:PORT`` then ``ready`` on stdout; SIGTERM or SIGINT stops it (running
 calls get a second to finish) and it exits 0. A port that cannot be bound
 exits 1 with one line on stderr.
 
-``python -m proxy.echo --host HOST --port PORT ...`` is the older spelling of
-the same command and keeps working; ``--host`` and ``--port`` are accepted
-here too.
+``python -m proxy.echo --host HOST --port PORT ...`` (now ``python -m
+grpc_proxy_demo.echo``) is the older spelling of the same command and keeps
+working; ``--host`` and ``--port`` are accepted here too.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     address = _address(p, args)
     options = backend_options(p, args)
 
-    from proxy.echo import EchoBackend
+    from grpc_proxy_demo.echo import EchoBackend
 
     stopping = threading.Event()
 

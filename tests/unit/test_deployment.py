@@ -191,6 +191,17 @@ def test_every_cli_flag_is_accepted_by_our_parsers(services: dict[str, dict[str,
     assert kinds == {"echo": 3, "register": 3, "proxy": 2}
 
 
+def test_backends_serve_reflection(services: dict[str, dict[str, Any]]) -> None:
+    """The compose file's grpcurl examples (list, describe, -d '{}' with no
+    .proto) need the backends' server reflection."""
+    echoes = [argv for svc in services.values() for argv in _commands(svc.get("command"))
+              if argv[:2] == ["grpc-proxy", "echo"]]
+    assert len(echoes) == 3
+    for argv in echoes:
+        p = echo_cli.parser()
+        assert echo_cli.backend_options(p, p.parse_args(argv[2:]))["reflection"], argv
+
+
 def test_proxy_configs_pass_the_check(services: dict[str, dict[str, Any]],
                                       capsys: pytest.CaptureFixture[str]) -> None:
     configs = _proxy_configs(services)

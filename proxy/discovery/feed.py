@@ -1,5 +1,7 @@
-"""One task per etcd-fed upstream: range the prefix, watch it, and publish a new
-pool snapshot into ``relay.pools`` on every change.
+"""One task per etcd-fed upstream: range the prefix, watch it, and publish the
+discovered endpoints on every change, through the ``Publish`` callback the
+runtime passes in (proxy/runtime/services.py builds the pool snapshot and
+installs it). Discovery knows nothing of the relay or the runtime.
 
 Errors never touch the pool: the last known one keeps serving while the feed
 reconnects (with backoff, across the URL list) from the last applied revision.
@@ -13,20 +15,14 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import httpx
 import trio
 
-from proxy.balancing.pool import Registry, build_pool
 from proxy.config.model import Config, EtcdSource, Upstream, UpstreamServer
 from proxy.discovery.backoff import Backoff
 from proxy.discovery.etcd_gateway import EtcdError, Gateway
 from proxy.discovery.watch_state import Verdict, WatchState
-
-if TYPE_CHECKING:
-    from proxy.relay.relay import Relay
-    from proxy.runtime.generation import Generation
 
 log = logging.getLogger("grpc_proxy.etcd")
 
@@ -77,23 +73,26 @@ def make_gateway(src: EtcdSource) -> Gateway:
 # an empty pool while the new feed ranges again.
 Discovered = dict[str, tuple[EtcdSource, tuple[UpstreamServer, ...]]]
 
+# ``publish(upstream, discovered)``: serve ``upstream`` from its static servers
+# plus ``discovered`` (none of which repeats a static address). False when a
+# reload has replaced the config this feed belongs to: nothing was changed,
+# the new feed owns the pool.
+Publish = Callable[[Upstream, tuple[UpstreamServer, ...]], bool]
+
 
 class EtcdFeed:
-    def __init__(self, upstream: Upstream, relay: Relay, registry: Registry,
-                 status: EtcdStatus, known: Discovered | None = None,
-                 is_current: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, upstream: Upstream, publish: Publish, status: EtcdStatus,
+                 known: Discovered | None = None) -> None:
         assert upstream.etcd is not None
         self.upstream = upstream
         self.src: EtcdSource = upstream.etcd
         self.prefix = self.src.prefix.encode()
-        self.relay = relay
-        self.registry = registry
+        self.publish = publish
         self.status = status
         self.state = WatchState(upstream.name)
         self.backoff = Backoff()
         self.failing = False  # in an outage: log its start and end only
         self.known: Discovered = {} if known is None else known
-        self.is_current = is_current  # False once a reload replaced this feed's config
 
     async def run(self) -> None:
         async with make_gateway(self.src) as gw:
@@ -185,22 +184,15 @@ class EtcdFeed:
 
     def _publish(self, why: str) -> None:
         up = self.upstream
-        if not self.is_current():
-            return  # a reload is replacing this feed: the new one owns the pool
         seen = {s.address for s in up.servers}
         discovered = []
         for s in self.state.servers():
             if s.address not in seen:  # a static server line wins over a key
                 seen.add(s.address)
                 discovered.append(s)
-        self.relay.pools[up.name] = build_pool(up, up.servers, self.registry,
-                                               discovered=discovered)
+        if not self.publish(up, tuple(discovered)):
+            return  # a reload is replacing this feed: the new one owns the pool
         self.known[up.name] = (self.src, tuple(discovered))
-        # Endpoints gone from etcd leave the registry once no call holds them;
-        # calls in flight keep their EndpointState (and old snapshot) anyway.
-        for key, ep in list(self.registry.items()):
-            if key[0] == up.name and ep.source == "etcd" and key[1] not in seen and not ep.active:
-                del self.registry[key]
         self.status.endpoints = len(discovered)
         shown = " ".join(f"{s.address}/{s.weight}" for s in discovered[:MAX_LOGGED_ENDPOINTS])
         more = len(discovered) - MAX_LOGGED_ENDPOINTS
@@ -209,13 +201,14 @@ class EtcdFeed:
                  shown, f" and {more} more" if more > 0 else "")
 
 
-def start_etcd_feeds(nursery: trio.Nursery, config: Config, relay: Relay,
-                     registry: Registry, known: Discovered | None = None,
-                     is_current: Callable[[], bool] = lambda: True,
+def start_etcd_feeds(nursery: trio.Nursery, config: Config, publish: Publish,
+                     known: Discovered | None = None,
                      previous: Mapping[str, EtcdStatus] | None = None) -> dict[str, EtcdStatus]:
-    """Start one feed task per etcd-fed upstream of ``config``; the returned
-    dict (upstream name -> status) is live, for metrics and admin.
-    ``previous``: the statuses of the feeds a reload replaces."""
+    """Start one feed task per etcd-fed upstream of ``config``, each publishing
+    through ``publish``; the returned dict (upstream name -> status) is live,
+    for metrics and admin. ``known``: what earlier feeds published (updated
+    as these publish); ``previous``: the statuses of the feeds a reload
+    replaces."""
     statuses: dict[str, EtcdStatus] = {}
     for name, up in config.upstreams.items():
         if up.etcd is None:
@@ -225,27 +218,9 @@ def start_etcd_feeds(nursery: trio.Nursery, config: Config, relay: Relay,
         old = (previous or {}).get(name)
         if old is not None and entry is not None and entry[0] == up.etcd:
             statuses[name].carry_from(old)
-        feed = EtcdFeed(up, relay, registry, statuses[name], known, is_current)
+        feed = EtcdFeed(up, publish, statuses[name], known)
         nursery.start_soon(feed.run, name=f"etcd-feed:{name}")
     return statuses
-
-
-def etcd_feed_service(generation: Generation, nursery: trio.Nursery) -> None:
-    """The per-config service (proxy/runtime/generation.py): feeds start once
-    this generation's pools are live, and stop publishing once a reload has
-    replaced it."""
-    runtime = generation.runtime
-    if not any(up.etcd is not None for up in generation.config.upstreams.values()):
-        runtime.etcd_status = {}
-        return
-
-    async def start() -> None:
-        await generation.activated.wait()
-        runtime.etcd_status = start_etcd_feeds(
-            nursery, generation.config, runtime.relay, runtime.registry, runtime.discovered,
-            lambda: generation.current, previous=runtime.etcd_status)
-
-    nursery.start_soon(start)
 
 
 def carried_over(upstream: Upstream, known: Discovered) -> tuple[UpstreamServer, ...]:

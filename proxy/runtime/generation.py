@@ -1,8 +1,9 @@
 """Everything built from one ``Config``, replaced as a whole by a reload.
 
 Per-config services (active health checks, discovery feeds, ...) start here:
-append a starter to ``PER_CONFIG_SERVICES``. A starter is called once per
-generation, in load order, as ``starter(generation, nursery)``, and starts its
+the starters the runtime was given (``PER_CONFIG_SERVICES`` in
+proxy/runtime/services.py, the one list). A starter is called once per
+generation, in that order, as ``starter(generation, nursery)``, and starts its
 tasks in ``nursery``; that nursery is cancelled when a reload replaces the
 generation (after the new one's services have started, so there is no gap).
 A service that reads or changes live pools (``relay.pools``) must first wait
@@ -18,7 +19,7 @@ drain; a readiness probe answers 503 from then on) and the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -30,16 +31,16 @@ if TYPE_CHECKING:
     from proxy.runtime.main import Runtime
 
 ServiceStarter = Callable[["Generation", trio.Nursery], None]
-PER_CONFIG_SERVICES: list[ServiceStarter] = []
 
 
 class Generation:
     def __init__(self, number: int, config: Config, pools: dict[str, PoolSnapshot],
-                 runtime: Runtime) -> None:
+                 runtime: Runtime, services: Sequence[ServiceStarter] = ()) -> None:
         self.number = number
         self.config = config
         self.pools = pools  # as built from the file; relay.pools is the live view
         self.runtime = runtime
+        self.services = tuple(services)
         self._scope = trio.CancelScope()
         # Set at the switch, once relay.pools holds this generation's pools:
         # services that read or replace live pools wait for it.
@@ -53,7 +54,7 @@ class Generation:
         """Start the per-config services; run them until ``stop``."""
         with self._scope:
             async with trio.open_nursery() as nursery:
-                for start in PER_CONFIG_SERVICES:
+                for start in self.services:
                     start(self, nursery)
                 task_status.started()
                 await trio.sleep_forever()

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Sequence
 
 import trio
 
@@ -24,13 +25,13 @@ from proxy.balancing.endpoint import EndpointState
 from proxy.balancing.pool import PoolSnapshot, build_pool
 from proxy.config import ConfigError, load, warnings
 from proxy.config.model import Address, Config
-from proxy.discovery.feed import Discovered, EtcdStatus, carried_over, etcd_feed_service
+from proxy.discovery.feed import Discovered, EtcdStatus, carried_over
 from proxy.relay.relay import Relay
 from proxy.runtime.downstream import ClientHandler
-from proxy.runtime.generation import PER_CONFIG_SERVICES, Generation
-from proxy.runtime.health import health_check_service
+from proxy.runtime.generation import Generation, ServiceStarter
 from proxy.runtime.listeners import ListenerSlot, StartupError, bind
 from proxy.runtime.observability import Observability, open_observability
+from proxy.runtime.services import PER_CONFIG_SERVICES, etcd_not_synced
 from proxy.runtime.upstream import Upstreams
 
 log = logging.getLogger("grpc_proxy")
@@ -39,8 +40,6 @@ TICK = 0.1  # timer resolution for deadlines and idle timeouts
 DRAIN_FLUSH = 2.0  # after shutdown_timeout: time for the last trailers to leave
 
 __all__ = ["Runtime", "StartupError", "run"]
-
-PER_CONFIG_SERVICES.extend([health_check_service, etcd_feed_service])
 
 
 def run(config: Config, inherited: dict[Address, list[socket.socket]] | None = None,
@@ -60,8 +59,10 @@ def run(config: Config, inherited: dict[Address, list[socket.socket]] | None = N
 
 class Runtime:
     def __init__(self, nursery: trio.Nursery,
-                 inherited: dict[Address, list[socket.socket]] | None = None) -> None:
+                 inherited: dict[Address, list[socket.socket]] | None = None,
+                 services: Sequence[ServiceStarter] = ()) -> None:
         self.nursery = nursery
+        self.services = tuple(services)  # started for every generation, in order
         self.worker = inherited is not None
         self.inherited = dict(inherited or {})
         self.registry: dict[tuple[str, Address], EndpointState] = {}
@@ -100,7 +101,7 @@ class Runtime:
                     await lst.aclose()
             raise
         self._generations += 1
-        gen = Generation(self._generations, config, self._pools(config), self)
+        gen = Generation(self._generations, config, self._pools(config), self, self.services)
         await self.nursery.start(gen.run)
         # The switch: one synchronous step, so no call sees half of it.
         old, self.generation = self.generation, gen
@@ -179,7 +180,7 @@ async def _main(config: Config, inherited: dict[Address, list[socket.socket]] | 
     signals = [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP]
     with trio.open_signal_receiver(*signals) as receiver:
         async with trio.open_nursery() as nursery:
-            runtime = Runtime(nursery, inherited)
+            runtime = Runtime(nursery, inherited, PER_CONFIG_SERVICES)
             try:
                 # Metrics, admin and access logs first: a busy admin port or an
                 # unwritable log stops the start before any client is accepted.
@@ -221,15 +222,7 @@ def _plug_sources(runtime: Runtime) -> None:
     sources = runtime.observability.sources
     sources.draining = lambda: runtime.draining
     sources.etcd = lambda: runtime.etcd_status
-
-    def etcd_synced() -> str | None:
-        for name, up in runtime.config.upstreams.items():
-            status = runtime.etcd_status.get(name)
-            if up.etcd is not None and (status is None or not status.synced_once):
-                return f"upstream {name}: etcd has not synced yet"
-        return None
-
-    sources.ready_checks.append(etcd_synced)
+    sources.ready_checks.append(lambda: etcd_not_synced(runtime))
     sources.config = lambda: runtime.config
 
 

@@ -1,5 +1,6 @@
-"""Publishing discovered endpoints as pool snapshots (proxy/discovery/feed.py),
-without etcd: the watch state is fed directly."""
+"""Publishing discovered endpoints as pool snapshots without etcd (the watch
+state is fed directly): the feed (proxy/discovery/feed.py) through the
+runtime's publisher (proxy/runtime/services.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,22 @@ from proxy.balancing.pool import Registry
 from proxy.config.model import Address, EtcdSource, Upstream, UpstreamServer
 from proxy.discovery.feed import EtcdFeed, EtcdStatus
 from proxy.discovery.watch_state import b64
+from proxy.runtime.services import pool_publisher
+
+SRC = EtcdSource(("http://127.0.0.1:2379",), "/s/")
 
 
-def feed(static: tuple[UpstreamServer, ...] = ()) -> tuple[EtcdFeed, SimpleNamespace, Registry]:
-    up = Upstream("u", static, etcd=EtcdSource(("http://127.0.0.1:2379",), "/s/"))
-    relay = SimpleNamespace(pools={})
-    registry: Registry = {}
-    return EtcdFeed(up, relay, registry, EtcdStatus("u")), relay, registry  # type: ignore[arg-type]
+def feed(static: tuple[UpstreamServer, ...] = (),
+         generation: SimpleNamespace | None = None) -> tuple[EtcdFeed, SimpleNamespace, Registry]:
+    """A feed publishing through the runtime's publisher into a stand-in
+    generation's relay and registry."""
+    up = Upstream("u", static, etcd=SRC)
+    if generation is None:
+        generation = SimpleNamespace(
+            current=True, runtime=SimpleNamespace(relay=SimpleNamespace(pools={}), registry={}))
+    publish = pool_publisher(generation)  # type: ignore[arg-type]
+    runtime = generation.runtime
+    return EtcdFeed(up, publish, EtcdStatus("u")), runtime.relay, runtime.registry
 
 
 def load(f: EtcdFeed, revision: int, **kvs: str) -> None:
@@ -51,6 +61,34 @@ def test_removed_endpoints_leave_the_registry_once_idle() -> None:
     assert relay.pools["u"].endpoints[0] is old.endpoints[0]
 
 
+def test_a_replaced_generation_publishes_nothing() -> None:
+    """Once a reload has replaced its generation, a feed that is still
+    running (it is being cancelled) changes no pool, registry or record."""
+    generation = SimpleNamespace(
+        current=True, runtime=SimpleNamespace(relay=SimpleNamespace(pools={}), registry={}))
+    f, relay, registry = feed(generation=generation)
+    load(f, 5, a="10.0.0.2:1")
+    first, entries = relay.pools["u"], dict(registry)
+    generation.current = False
+    load(f, 6, a="10.0.0.3:1")
+    assert relay.pools["u"] is first and registry == entries
+    assert f.known["u"] == (SRC, (UpstreamServer(Address("10.0.0.2", 1), source="etcd"),))
+    assert f.status.endpoints == 1
+
+
+def test_the_feed_hands_over_only_what_no_static_line_has() -> None:
+    published: list[tuple[str, tuple[str, ...]]] = []
+
+    def publish(up: Upstream, discovered: tuple[UpstreamServer, ...]) -> bool:
+        published.append((up.name, tuple(str(s.address) for s in discovered)))
+        return True
+
+    up = Upstream("u", (UpstreamServer(Address("10.0.0.1", 1)),), etcd=SRC)
+    f = EtcdFeed(up, publish, EtcdStatus("u"))
+    load(f, 5, a="10.0.0.1:1", b="10.0.0.2:1", c="10.0.0.2:1")
+    assert published == [("u", ("10.0.0.2:1",))]
+
+
 def test_a_reload_keeping_the_source_carries_the_feed_status_over() -> None:
     """Readiness and the etcd gauges read the status: a reload that keeps an
     upstream's etcd source must not look like a proxy that never synced (it
@@ -68,7 +106,7 @@ def test_a_reload_keeping_the_source_carries_the_feed_status_over() -> None:
     known = {"u": (src, ()), "v": (src, ())}  # "v" was on another prefix before
     started: list[object] = []
     nursery = SimpleNamespace(start_soon=lambda fn, name=None: started.append(fn))
-    new = start_etcd_feeds(nursery, config, SimpleNamespace(pools={}), {},  # type: ignore[arg-type]
+    new = start_etcd_feeds(nursery, config, lambda up, found: True,  # type: ignore[arg-type]
                            known, previous=old)
     assert len(started) == 2
     u, v = new["u"], new["v"]

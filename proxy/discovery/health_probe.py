@@ -10,10 +10,11 @@ import trio
 
 from proxy.balancing import health
 from proxy.config.units import parse_address
-from proxy.http2.connection import Connection, Stream
+from proxy.http2.connection import Connection
 from proxy.http2.events import (
     ConnectionFailed,
     DataReceived,
+    Event,
     HeadersReceived,
     StreamReset,
 )
@@ -39,14 +40,10 @@ async def _check(host: str, port: int, authority: str, service: str) -> str:
     async with sock:
         core = Connection(client=True)
         core.initiate()
-        stream: Stream | None = None
-        response: HeaderList | None = None
-        trailers: HeaderList | None = None
-        body = bytearray()
+        call: _Call | None = None
         while True:
-            if stream is None and core.can_open_stream():
-                stream = core.open_stream(health.request_headers(authority), False)
-                core.send_data(stream, health.request_body(service), True)
+            if call is None and core.can_open_stream():
+                call = _Call(core, authority, service)
             out = core.take_output()
             if out:
                 await sock.send_all(out)
@@ -56,26 +53,40 @@ async def _check(host: str, port: int, authority: str, service: str) -> str:
             for ev in core.receive_data(data):
                 if isinstance(ev, ConnectionFailed):
                     return f"HTTP/2 error: {ev.reason}"
-                if stream is None or not _of(ev, stream):
-                    continue
-                if isinstance(ev, StreamReset):
-                    return f"stream reset ({ev.code})"
-                ended = False
-                if isinstance(ev, HeadersReceived):
-                    if ev.trailers:
-                        trailers = list(ev.headers)
-                    else:
-                        response = list(ev.headers)
-                    ended = ev.end_stream
-                elif isinstance(ev, DataReceived):
-                    body += ev.data
-                    if len(body) > health.MAX_BODY:
-                        return "response too large"
-                    core.ack_data(stream, ev.flow_len)
-                    ended = ev.end_stream
-                if ended:
-                    return health.verdict(response, bytes(body), trailers)
+                verdict = call.on_event(ev) if call is not None else None
+                if verdict is not None:
+                    return verdict
 
 
-def _of(ev: object, stream: Stream) -> bool:
-    return getattr(ev, "stream", None) is stream
+class _Call:
+    """The Check call on ``core``: its stream, what came back."""
+
+    def __init__(self, core: Connection, authority: str, service: str) -> None:
+        self.core = core
+        self.stream = core.open_stream(health.request_headers(authority), False)
+        core.send_data(self.stream, health.request_body(service), True)
+        self.response: HeaderList | None = None
+        self.trailers: HeaderList | None = None
+        self.body = bytearray()
+
+    def on_event(self, ev: Event) -> str | None:
+        """The verdict once the call is over ("" for SERVING), else None."""
+        if getattr(ev, "stream", None) is not self.stream:
+            return None
+        if isinstance(ev, StreamReset):
+            return f"stream reset ({ev.code})"
+        if isinstance(ev, HeadersReceived):
+            if ev.trailers:
+                self.trailers = list(ev.headers)
+            else:
+                self.response = list(ev.headers)
+            ended = ev.end_stream
+        elif isinstance(ev, DataReceived):
+            self.body += ev.data
+            if len(self.body) > health.MAX_BODY:
+                return "response too large"
+            self.core.ack_data(self.stream, ev.flow_len)
+            ended = ev.end_stream
+        else:
+            return None
+        return health.verdict(self.response, bytes(self.body), self.trailers) if ended else None

@@ -241,6 +241,18 @@ def _root(node: ast.expr) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
+def _changed(node: ast.AST) -> ast.expr | None:
+    """What a statement or call changes in place: ``X.append(...)``,
+    ``X[k] = ...``, ``X.a = ...``, ``X += ...``; else None."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+            and node.func.attr in _MUTATORS:
+        return node.func.value
+    if isinstance(node, ast.Assign | ast.AugAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return next((t for t in targets if isinstance(t, ast.Attribute | ast.Subscript)), None)
+    return None
+
+
 def test_no_module_registers_into_another_at_import() -> None:
     """A module may fill its own tables when imported, never another module's
     list or dict (wiring is explicit: proxy/runtime/services.py)."""
@@ -250,14 +262,7 @@ def test_no_module_registers_into_another_at_import() -> None:
         imported = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree)
                     if isinstance(node, ast.Import | ast.ImportFrom) for a in node.names}
         for node in _top_level(tree):
-            target: ast.expr | None = None
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and node.func.attr in _MUTATORS:
-                target = node.func.value
-            elif isinstance(node, ast.Assign | ast.AugAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                target = next((t for t in targets if isinstance(t, ast.Attribute | ast.Subscript)),
-                              None)
+            target = _changed(node)
             if target is not None and _root(target) in imported:
                 bad.append(f"{path.relative_to(REPO)}:{node.lineno}: "  # type: ignore[attr-defined]
                            f"{ast.unparse(node)[:80]}")

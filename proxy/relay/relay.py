@@ -42,10 +42,10 @@ from proxy.security.access import check as check_access
 from proxy.status import (
     Answer,
     Failure,
-    GrpcStatus,
     answer_for,
+    answer_for_reset,
+    error_code_name,
     http_error,
-    status_for_reset,
     trailers,
     trailers_only,
 )
@@ -118,7 +118,7 @@ class Relay:
                 if self.observer is not None:
                     self.observer.protocol_error(ev.kind)  # type: ignore[attr-defined]
                 log.warning("client %s: GOAWAY %s: %s", link.peer,
-                            _code_name(ev.code), ev.reason)  # type: ignore[attr-defined]
+                            error_code_name(ev.code), ev.reason)  # type: ignore[attr-defined]
             elif t is GoAwayReceived:
                 pass  # finish what runs
         self.dirty.add(link)
@@ -421,8 +421,7 @@ class Relay:
     def _client_reset(self, rs: RelayStream) -> None:
         """The client cancelled (or broke) its stream: cancel upstream at once."""
         if not rs.done:
-            rs.status = GrpcStatus.CANCELLED
-            rs.error = "client cancelled"
+            _record(rs, answer_for(Failure.CLIENT_CANCELLED))
         self._cancel_upstream(rs)
         self._cleanup(rs)
 
@@ -501,13 +500,11 @@ class Relay:
             self._dispatch(rs)
             return
         if not rs.response_started:
-            status = status_for_reset(code)
-            self._fail(rs, Answer(status, f"upstream reset the stream: {_code_name(code)}"))
+            self._fail(rs, answer_for_reset(code, started=False))
             return
         link = rs.down_link
-        link.core.reset_stream(rs.down, code if code == ErrorCode.CANCEL else ErrorCode.CANCEL)
-        rs.status = GrpcStatus.CANCELLED
-        rs.error = f"upstream reset the stream: {_code_name(code)}"
+        link.core.reset_stream(rs.down, ErrorCode.CANCEL)
+        _record(rs, answer_for_reset(code, started=True))
         self.dirty.add(link)
         self._cleanup(rs)
 
@@ -590,8 +587,7 @@ class Relay:
         client (trailers-only if nothing was sent yet, else trailers)."""
         if rs.done:
             return
-        rs.status = answer.grpc_status
-        rs.error = answer.message
+        _record(rs, answer)
         self._cancel_upstream(rs)
         link = rs.down_link
         down = rs.down
@@ -745,8 +741,7 @@ def _is_grpc_content_type(ctype: bytes) -> bool:
     return ctype.startswith(b"application/grpc") and ctype[16:17] in (b"", b"+", b";")
 
 
-def _code_name(code: int) -> str:
-    try:
-        return ErrorCode(code).name
-    except ValueError:
-        return f"0x{code:x}"
+def _record(rs: RelayStream, answer: Answer) -> None:
+    """How the proxy (or the client) ended ``rs``, for metrics and the access log."""
+    rs.status = answer.grpc_status
+    rs.error = answer.message

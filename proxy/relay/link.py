@@ -9,8 +9,8 @@ from proxy.http2.connection import Connection
 if TYPE_CHECKING:
     from proxy.balancing.endpoint import EndpointState
     from proxy.config.model import Server
+    from proxy.relay.call import RelayStream
     from proxy.relay.reply import Reply
-    from proxy.relay.stream import RelayStream
 
 # Above this many queued bytes a link takes no more DATA until its writer has
 # flushed: the bound on a connection's output buffer.

@@ -33,11 +33,11 @@ from proxy.http2.events import (
 )
 from proxy.http2.frames import ErrorCode
 from proxy.http2.hpack_codec import HeaderBlock, HeaderList
+from proxy.relay.call import DONE, Pending, RelayStream
 from proxy.relay.link import Link
 from proxy.relay.observer import CallObserver
 from proxy.relay.queue import WaitQueues
 from proxy.relay.reply import Reply
-from proxy.relay.stream import MAX_REFUSALS, REPLAY_LIMIT, Pending, RelayStream
 from proxy.security.access import check as check_access
 from proxy.status import (
     Answer,
@@ -223,9 +223,7 @@ class Relay:
             return
         if (rs.tried or rs.refusals) and self.observer is not None:
             self.observer.retried(rs)
-        rs.tried.append(ep)
-        rs.endpoint = ep
-        rs.dispatched_at = self.now
+        rs.connecting(ep, self.now)
         ep.active += 1
         timeout = rs.location.connect_timeout or rs.pool.connect_timeout
         assert self.connector is not None
@@ -245,29 +243,26 @@ class Relay:
                 rs.queued_until = self.now + pool.queue_timeout
             if rs.queued_until <= self.now or not self.queues.push(rs):
                 self._fail(rs, answer_for(Failure.MAX_CONNS, upstream=pool.name))
+            else:
+                rs.queued()
         else:
             return False
         return True
 
     def attach(self, rs: RelayStream, link: Link) -> None:
         """An upstream link has room for ``rs``: open its stream there."""
-        if rs.done:
+        if rs.state is DONE:
             return
         self.now = self.clock()
         req = rs.request
         end = req.end and not req.chunks and req.trailers is None and not rs.replay_size
         up = link.core.open_stream(rs.request_headers, end)
         up.relay = rs
-        rs.up_link = link
-        rs.up = up
+        rs.streaming(link, up)
         if end:
             req.end_sent = True
-        elif rs.replay_size and rs.replay is not None:
-            # A retry: what the failed attempt sent goes first, already acknowledged.
-            req.chunks.extendleft((chunk, False) for chunk in reversed(rs.replay))
-            req.size += rs.replay_size
-            rs.replay = []
-            rs.replay_size = 0
+        else:
+            rs.take_replay()  # a retry: what the failed attempt sent goes first
         self.dirty.add(link)
         if req.chunks or req.end or req.trailers is not None:
             self._pump_request(rs)
@@ -276,9 +271,9 @@ class Relay:
         self.now = self.clock()
         endpoint.record_failure(self.now)
         self._release_endpoint(rs)
-        if rs.done:
+        if rs.state is DONE:
             return
-        rs.last_error = f"{endpoint.address}: {reason}"
+        rs.connect_failed(f"{endpoint.address}: {reason}")
         log.warning("upstream %s: %s", endpoint.address, reason)
         self._dispatch(rs)
 
@@ -306,7 +301,7 @@ class Relay:
             core.send_data(up, data, end)
             if end:
                 req.end = req.end_sent = True
-            self._keep_for_replay(rs, data)
+            rs.keep_for_replay(data)
             rs.down_link.core.ack_data(rs.down, n)
             self.dirty.add(link)
             self.dirty.add(rs.down_link)
@@ -316,18 +311,9 @@ class Relay:
         req.end = req.end or end
         self._pump_request(rs)
 
-    def _keep_for_replay(self, rs: RelayStream, data: memoryview | bytes) -> None:
-        if rs.replay is None or rs.response_started:
-            return
-        rs.replay_size += len(data)
-        if rs.replay_size > REPLAY_LIMIT:
-            rs.replay = None  # too much to replay: this call will not be retried
-        elif data:
-            rs.replay.append(bytes(data))
-
     def _pump_request(self, rs: RelayStream) -> None:
         up, link = rs.up, rs.up_link
-        if up is None or link is None or rs.done:
+        if up is None or link is None or rs.state is DONE:
             return
         acked = self._pump(rs.request, link, up, rs, replay=True)
         if acked:
@@ -335,7 +321,7 @@ class Relay:
             self.dirty.add(rs.down_link)
 
     def _pump_response(self, rs: RelayStream) -> None:
-        if rs.done:
+        if rs.state is DONE:
             return
         acked = self._pump(rs.response, rs.down_link, rs.down, rs, replay=False)
         if acked and rs.up_link is not None and rs.up is not None:
@@ -373,7 +359,7 @@ class Relay:
             if owes:
                 acked += len(data)
             if replay:
-                self._keep_for_replay(rs, data)
+                rs.keep_for_replay(data)
         self.dirty.add(link)
         if chunks:
             if p.blocked_since is None or sent:
@@ -411,7 +397,7 @@ class Relay:
     def _resume(self, link: Link, rs: RelayStream | Reply) -> None:
         if type(rs) is Reply:
             self._pump_reply(link, rs)
-        elif rs.done:  # type: ignore[union-attr]
+        elif rs.state is DONE:  # type: ignore[union-attr]
             link.blocked.pop(rs, None)
         elif link is rs.up_link:  # type: ignore[union-attr]
             self._pump_request(rs)  # type: ignore[arg-type]
@@ -420,7 +406,7 @@ class Relay:
 
     def _client_reset(self, rs: RelayStream) -> None:
         """The client cancelled (or broke) its stream: cancel upstream at once."""
-        if not rs.done:
+        if rs.state is not DONE:
             _record(rs, answer_for(Failure.CLIENT_CANCELLED))
         self._cancel_upstream(rs)
         self._cleanup(rs)
@@ -428,7 +414,7 @@ class Relay:
     # ----------------------------------------------------------- upstream side
 
     def _upstream_headers(self, rs: RelayStream, ev: HeadersReceived) -> None:
-        if rs.done:
+        if rs.state is DONE:
             return
         res = rs.response
         if not ev.trailers:
@@ -450,7 +436,7 @@ class Relay:
         self._pump_response(rs)
 
     def _upstream_data(self, rs: RelayStream, data: memoryview | bytes, end: bool) -> None:
-        if rs.done:
+        if rs.state is DONE:
             return
         rs.last_data = self.now
         res = rs.response
@@ -477,7 +463,7 @@ class Relay:
         self._pump_response(rs)
 
     def _upstream_reset(self, rs: RelayStream, code: int) -> None:
-        if rs.done:
+        if rs.state is DONE:
             return
         up = rs.up
         if up is not None and up.remote_closed:
@@ -485,18 +471,9 @@ class Relay:
             # only stops the request direction.
             self._discard(rs.request, rs.down_link, rs.down, rs.up_link, rs)
             return
-        if (code == ErrorCode.REFUSED_STREAM and not rs.response_started
-                and rs.replay is not None and rs.refusals < MAX_REFUSALS):
-            rs.refusals += 1
-            if rs.endpoint is not None and rs.endpoint in rs.tried:
-                rs.tried.remove(rs.endpoint)  # a refusal is no fault of the endpoint
+        if code == ErrorCode.REFUSED_STREAM and rs.retryable():
+            rs.rewind_for_retry()
             self._release_endpoint(rs)
-            if rs.up_link is not None:
-                rs.up_link.blocked.pop(rs, None)
-            rs.request.blocked_since = None
-            rs.up = rs.up_link = None
-            rs.request.end_sent = False
-            rs.last_error = "stream refused"
             self._dispatch(rs)
             return
         if not rs.response_started:
@@ -522,7 +499,7 @@ class Relay:
         for s in streams:
             s.closed = True
             rs = s.relay
-            if not isinstance(rs, RelayStream) or rs.done:
+            if not isinstance(rs, RelayStream) or rs.state is DONE:
                 continue
             if goaway is not None and s.id > goaway and rs.replay is not None:
                 self._upstream_reset(rs, ErrorCode.REFUSED_STREAM)
@@ -539,7 +516,7 @@ class Relay:
         for s in streams:
             s.closed = True
             rs = s.relay
-            if isinstance(rs, RelayStream) and not rs.done:
+            if isinstance(rs, RelayStream) and rs.state is not DONE:
                 self._client_reset(rs)
         link.blocked.clear()
 
@@ -549,7 +526,7 @@ class Relay:
         self.now = self.clock()
         for s in list(link.core.streams.values()):
             rs = s.relay
-            if isinstance(rs, RelayStream) and not rs.done:
+            if isinstance(rs, RelayStream) and rs.state is not DONE:
                 self._fail(rs, answer)
 
     def tick(self, now: float) -> None:
@@ -559,7 +536,7 @@ class Relay:
         heap = self._deadlines
         while heap and heap[0][0] <= now:
             _, _, rs = heapq.heappop(heap)
-            if not rs.done:
+            if rs.state is not DONE:
                 if self.observer is not None:
                     self.observer.timed_out("deadline")
                 self._fail(rs, answer_for(Failure.DEADLINE))
@@ -568,7 +545,7 @@ class Relay:
                 self._fail(rs, answer_for(Failure.QUEUE_TIMEOUT, upstream=rs.pool.name))
         for rs in list(self.active):
             loc = rs.location
-            if rs.done:
+            if rs.state is DONE:
                 continue
             if loc.read_timeout and now - rs.last_data >= loc.read_timeout:
                 if self.observer is not None:
@@ -585,7 +562,7 @@ class Relay:
     def _fail(self, rs: RelayStream, answer: Answer) -> None:
         """End the call at the proxy with ``answer``: cancel upstream, tell the
         client (trailers-only if nothing was sent yet, else trailers)."""
-        if rs.done:
+        if rs.state is DONE:
             return
         _record(rs, answer)
         self._cancel_upstream(rs)
@@ -648,7 +625,7 @@ class Relay:
 
     def _finish(self, rs: RelayStream) -> None:
         """The client has the whole response."""
-        if rs.done:
+        if rs.state is DONE:
             return
         self._close_client_stream(rs.down_link, rs.down)
         up, link = rs.up, rs.up_link
@@ -658,9 +635,9 @@ class Relay:
         self._cleanup(rs)
 
     def _cleanup(self, rs: RelayStream) -> None:
-        if rs.done:
+        if rs.state is DONE:
             return
-        rs.done = True
+        rs.end()
         self.active.pop(rs, None)
         if self.observer is not None:
             self.observer.call_ended(rs)
@@ -703,8 +680,9 @@ class Relay:
             rs = self.queues.pop(name)
             if rs is None:
                 return
+            rs.dequeued()
             self._dispatch(rs)
-            if rs.endpoint is not None or rs.done:
+            if rs.endpoint is not None or rs.state is DONE:
                 return
 
 

@@ -6,10 +6,12 @@ bytes in, events to the relay, ``flush``, bytes out. No sockets, no trio.
 Each call is unary: client HEADERS + DATA(END_STREAM) -> upstream, response
 HEADERS + DATA + trailers -> client.
 
-Two figures per run, best of ``--repeat``:
+Figures per run, best of ``--repeat``:
   total  the whole loop (the four cores and the relay)
   relay  only the time inside the relay's entry points (``on_client_events``,
          ``on_upstream_events``, ``flush``, ``drained``): what a relay change moves
+  chunk  the relay time of the best 1,000-call chunk of any run, per call: on a
+         shared machine, the figure least disturbed by other programs
 
     .venv/bin/python benchmarks/micro_relay.py [--calls 20000] [--concurrency 1] [--repeat 5]
     GRPC_PROXY_SRC=/path/to/other/tree .venv/bin/python benchmarks/micro_relay.py
@@ -45,6 +47,7 @@ REQUEST = [
 RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc")]
 TRAILERS = [(b"grpc-status", b"0")]
 MESSAGE = b"\x00\x00\x00\x00\x05hello"
+CHUNK = 1000
 
 
 class Connector:
@@ -134,9 +137,12 @@ class Bench:
             elif type(ev) is HeadersReceived and ev.end_stream:
                 self.completed += 1
 
-    def run(self, calls: int, concurrency: int) -> None:
+    def run(self, calls: int, concurrency: int) -> list[float]:
+        """Returns the relay time of each chunk of ``CHUNK`` calls."""
         client = self.client
         left = calls
+        chunks: list[float] = []
+        mark, since = 0.0, 0
         while left:
             n = min(concurrency, left)
             for _ in range(n):
@@ -144,16 +150,21 @@ class Bench:
                 client.send_data(s, MESSAGE, True)
             left -= n
             self.pump()
+            since += n
+            if since >= CHUNK:
+                chunks.append((self.in_relay - mark) / since)
+                mark, since = self.in_relay, 0
+        return chunks
 
 
-def once(calls: int, concurrency: int) -> tuple[float, float]:
+def once(calls: int, concurrency: int) -> tuple[float, float, float]:
     b = Bench()
     t0 = time.perf_counter()
-    b.run(calls, concurrency)
+    chunks = b.run(calls, concurrency)
     total = time.perf_counter() - t0
     assert b.completed == calls, (b.completed, calls)
     assert not b.relay.active and b.ep.active == 0
-    return total, b.in_relay
+    return total, b.in_relay, min(chunks, default=b.in_relay / calls)
 
 
 def main() -> None:
@@ -165,12 +176,14 @@ def main() -> None:
     runs = [once(args.calls, args.concurrency) for _ in range(args.repeat)]
     total = min(r[0] for r in runs)
     relay = min(r[1] for r in runs)
+    chunk = min(r[2] for r in runs)
     import proxy
 
     print(f"proxy from {Path(proxy.__file__).parent}")
     print(f"{args.calls} unary calls, concurrency {args.concurrency}, best of {args.repeat}:")
     print(f"  total {total * 1e3:8.1f} ms  {total / args.calls * 1e6:6.2f} us/call")
     print(f"  relay {relay * 1e3:8.1f} ms  {relay / args.calls * 1e6:6.2f} us/call")
+    print(f"  chunk {chunk * args.calls * 1e3:8.1f} ms  {chunk * 1e6:6.2f} us/call")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,20 @@
 """One relayed call: a client stream paired with an upstream stream, and the
-states it goes through. Every move between states is in ``_NEXT`` and made by
-a method of the call that names it; the relay decides when, the call checks
-that the move is one it can make."""
+states it goes through. Each move is a method of the call, named for it, that
+checks the state it starts from; the relay decides when to make it. Every
+other (state, move) pair is a bug in the relay or its connector
+(``CallStateError``); tests/unit/test_call.py holds the whole table.
+
+    state       move               next        when
+    ROUTING     connecting()       CONNECTING  an endpoint was picked
+    ROUTING     queued()           QUEUED      every endpoint it may use is at max_conns
+    QUEUED      dequeued()         ROUTING     a max_conns slot freed
+    CONNECTING  streaming()        STREAMING   the connector attached it to a connection
+    CONNECTING  connect_failed()   ROUTING     no connection to that endpoint
+    STREAMING   rewind_for_retry() ROUTING     refused: certainly never processed
+    any but DONE  end()            DONE        answered, finished, cancelled or failed
+
+Only a call that certainly never reached an upstream goes back to ROUTING.
+"""
 
 from __future__ import annotations
 
@@ -36,38 +49,14 @@ class CallState(Enum):
     DONE = "done"  # ended: answered, finished, cancelled or failed
 
 
-# Module-level names: the relay tests states on its hot path.
+# Module-level names: enum attribute lookups are slow, and the relay tests
+# states on its hot path.
 ROUTING = CallState.ROUTING
 QUEUED = CallState.QUEUED
 CONNECTING = CallState.CONNECTING
 STREAMING = CallState.STREAMING
 DONE = CallState.DONE
 
-
-class Move(Enum):
-    """What happens to a call; each has the method of the same name."""
-
-    CONNECTING = "connecting"  # an endpoint was picked: ask the connector for a stream
-    QUEUED = "queued"  # every endpoint it may use is at max_conns
-    DEQUEUED = "dequeued"  # a max_conns slot freed
-    STREAMING = "streaming"  # the connector attached it: its upstream stream is open
-    CONNECT_FAILED = "connect_failed"  # no connection to that endpoint
-    REWIND_FOR_RETRY = "rewind_for_retry"  # refused, certainly unprocessed: go again
-    END = "end"  # answered, finished, cancelled or failed
-
-
-# Every move of a call, in one table: (state, move) -> next state. Anything
-# else is a bug (CallStateError). Only a call that certainly never reached an
-# upstream goes back to ROUTING; any call not DONE may end.
-_NEXT: dict[tuple[CallState, Move], CallState] = {
-    (ROUTING, Move.CONNECTING): CONNECTING,
-    (ROUTING, Move.QUEUED): QUEUED,
-    (QUEUED, Move.DEQUEUED): ROUTING,
-    (CONNECTING, Move.STREAMING): STREAMING,
-    (CONNECTING, Move.CONNECT_FAILED): ROUTING,
-    (STREAMING, Move.REWIND_FOR_RETRY): ROUTING,
-    **{(state, Move.END): DONE for state in (ROUTING, QUEUED, CONNECTING, STREAMING)},
-}
 
 
 class CallStateError(RuntimeError):
@@ -165,36 +154,43 @@ class RelayStream:
 
     # ------------------------------------------------------------ transitions
 
-    def _move(self, move: Move) -> None:
-        state = _NEXT.get((self.state, move))
-        if state is None:
-            raise CallStateError(f"{self!r}: {move.value} is no move from {self.state.value}")
-        self.state = state
+    def _no_move(self, move: str) -> CallStateError:
+        return CallStateError(f"{self!r}: no {move}() from {self.state.value}")
 
     def connecting(self, endpoint: EndpointState, now: float) -> None:
         """ROUTING -> CONNECTING: ``endpoint`` was picked for the next attempt."""
-        self._move(Move.CONNECTING)
+        if self.state is not ROUTING:
+            raise self._no_move("connecting")
+        self.state = CONNECTING
         self.tried.append(endpoint)
         self.endpoint = endpoint
         self.dispatched_at = now
 
     def queued(self) -> None:
         """ROUTING -> QUEUED: it waits in the relay's ``WaitQueues``."""
-        self._move(Move.QUEUED)
+        if self.state is not ROUTING:
+            raise self._no_move("queued")
+        self.state = QUEUED
 
     def dequeued(self) -> None:
         """QUEUED -> ROUTING: a slot freed; it is dispatched again."""
-        self._move(Move.DEQUEUED)
+        if self.state is not QUEUED:
+            raise self._no_move("dequeued")
+        self.state = ROUTING
 
     def streaming(self, link: Link, up: Stream) -> None:
         """CONNECTING -> STREAMING: its stream ``up`` is open on ``link``."""
-        self._move(Move.STREAMING)
+        if self.state is not CONNECTING:
+            raise self._no_move("streaming")
+        self.state = STREAMING
         self.up_link = link
         self.up = up
 
     def connect_failed(self, error: str) -> None:
         """CONNECTING -> ROUTING: no stream on that endpoint; another may do."""
-        self._move(Move.CONNECT_FAILED)
+        if self.state is not CONNECTING:
+            raise self._no_move("connect_failed")
+        self.state = ROUTING
         self.last_error = error
 
     def retryable(self) -> bool:
@@ -209,7 +205,9 @@ class RelayStream:
         stream, its parking, what was sent) so the call can be dispatched
         again; ``take_replay`` then puts the bytes sent back in front. The
         endpoint stays set, for the relay to release."""
-        self._move(Move.REWIND_FOR_RETRY)
+        if self.state is not STREAMING:
+            raise self._no_move("rewind_for_retry")
+        self.state = ROUTING
         self.refusals += 1
         ep = self.endpoint
         if ep is not None and ep in self.tried:
@@ -223,7 +221,9 @@ class RelayStream:
 
     def end(self) -> None:
         """Any state -> DONE."""
-        self._move(Move.END)
+        if self.state is DONE:
+            raise self._no_move("end")
+        self.state = DONE
 
     # ----------------------------------------------------------------- replay
 

@@ -261,7 +261,7 @@ class Relay:
         rs.streaming(link, up)
         if end:
             req.end_sent = True
-        else:
+        elif rs.replay_size:
             rs.take_replay()  # a retry: what the failed attempt sent goes first
         self.dirty.add(link)
         if req.chunks or req.end or req.trailers is not None:

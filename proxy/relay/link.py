@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.http2.connection import Connection
@@ -28,7 +29,7 @@ class Link:
         self.core = core
         # Streams with DATA waiting for this link's windows or writer (an ordered set).
         self.blocked: dict[RelayStream | Reply, None] = {}
-        self.wake: object = None
+        self.wake: Callable[[], object] | None = None
         self.server = server  # downstream links: the server block they were accepted by
         self.endpoint = endpoint  # upstream links
         self.peer = peer

@@ -89,8 +89,11 @@ class Endings(RelayBase):
         if self.observer is not None:
             self.observer.call_ended(rs)
         self._release_endpoint(rs)
-        self._discard(rs.request, rs.down_link, rs.down, rs.up_link, rs)
-        self._discard(rs.response, rs.up_link, rs.up, rs.down_link, rs)
+        req, res = rs.request, rs.response
+        if req.chunks or req.blocked_since is not None:  # most calls end with none
+            self._discard(req, rs.down_link, rs.down, rs.up_link, rs)
+        if res.chunks or res.blocked_since is not None:
+            self._discard(res, rs.up_link, rs.up, rs.down_link, rs)
         rs.down.relay = None
         if rs.up is not None:
             rs.up.relay = None

@@ -26,7 +26,14 @@ class Routing(RelayBase):
     def _new_call(self, link: Link, ev: HeadersReceived) -> None:
         down = ev.stream
         headers = ev.headers
-        path, method, ctype, timeout = _request_info(headers)
+        # The fields routing reads, remembered on a HeaderBlock: a block the
+        # decoder's cache hands out again is scanned once.
+        info: RequestInfo | None = getattr(headers, "info", None)
+        if info is None:
+            info = _request_fields(headers)
+            if type(headers) is HeaderBlock:
+                headers.info = info
+        path, method, ctype, timeout = info
         spath = path.decode("latin-1")
         location: Location | None = None
         refusal: Answer | None = None
@@ -70,17 +77,6 @@ class Routing(RelayBase):
         self._answer_client(link, down, refusal, False)
         if refusal.http_status == 200:  # gRPC: a client still sending is stopped
             self._close_client_stream(link, down)
-
-
-def _request_info(headers: HeaderList) -> RequestInfo:
-    """The fields routing reads, remembered on a ``HeaderBlock``: a block the
-    decoder's cache hands out again is scanned once."""
-    info: RequestInfo | None = getattr(headers, "info", None)
-    if info is None:
-        info = _request_fields(headers)
-        if type(headers) is HeaderBlock:
-            headers.info = info
-    return info
 
 
 def _request_fields(headers: HeaderList) -> RequestInfo:

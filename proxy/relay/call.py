@@ -220,7 +220,7 @@ class RelayStream:
         self.last_error = "stream refused"
 
     def end(self) -> None:
-        """Any state -> DONE."""
+        """Any state but DONE -> DONE."""
         if self.state is DONE:
             raise self._no_move("end")
         self.state = DONE

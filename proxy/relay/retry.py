@@ -13,7 +13,7 @@ from proxy.balancing.policy import PickContext
 from proxy.balancing.pool import Miss
 from proxy.relay.base import RelayBase
 from proxy.relay.call import DONE
-from proxy.status import Failure, answer_for
+from proxy.status import Answer, Failure, answer_for
 
 if TYPE_CHECKING:
     from proxy.balancing.endpoint import EndpointState
@@ -42,12 +42,7 @@ class Retry(RelayBase):
             if ep is None and (pool.primaries or pool.backups) and self._no_pick(rs, ctx):
                 return
         if ep is None:
-            if rs.last_error:
-                self._fail(rs, answer_for(Failure.CONNECT_FAILED, detail=rs.last_error))
-            elif not pool.primaries and not pool.backups:
-                self._fail(rs, answer_for(Failure.NO_SERVERS, upstream=pool.name))
-            else:
-                self._fail(rs, answer_for(Failure.NO_ENDPOINT, upstream=pool.name))
+            self._fail(rs, _no_endpoint(rs))
             return
         if (rs.tried or rs.refusals) and self.observer is not None:
             self.observer.retried(rs)
@@ -130,3 +125,14 @@ class Retry(RelayBase):
             self._dispatch(rs)
             if rs.endpoint is not None or rs.state is DONE:
                 return
+
+
+def _no_endpoint(rs: RelayStream) -> Answer:
+    """Why ``rs`` has nowhere (more) to go: the last connect error, an empty
+    pool, or no endpoint available in it."""
+    pool = rs.pool
+    if rs.last_error:
+        return answer_for(Failure.CONNECT_FAILED, detail=rs.last_error)
+    if not pool.primaries and not pool.backups:
+        return answer_for(Failure.NO_SERVERS, upstream=pool.name)
+    return answer_for(Failure.NO_ENDPOINT, upstream=pool.name)

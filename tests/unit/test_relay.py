@@ -253,6 +253,24 @@ def test_refused_stream_is_retried_with_its_data() -> None:
     assert not rig.of(rig.client_events, h2.events.StreamReset)
 
 
+def test_a_call_above_an_upstream_goaway_goes_back_for_another_stream() -> None:
+    rig = Rig(attach=False)
+    rig.client.send_headers(1, REQUEST)
+    rig.client.send_data(1, b"payload")
+    rig.pump()
+    ep, rs = rig.waiting.pop()
+    rig.relay.attach(rs, rig.up)
+    rig.pump()
+    assert rs.state is CallState.STREAMING and rs.replay == [b"payload"]
+    rig.server.close_connection(last_stream_id=0)  # stream 1 was never processed
+    rig.pump()
+    ep2, rs2 = rig.waiting.pop()
+    assert rs2 is rs and rs.state is CallState.CONNECTING and rs.endpoint is ep2
+    assert rs.refusals == 1 and rs.up is None and sum(e.active for e in rig.eps) == 1
+    assert not rig.of(rig.client_events, h2.events.ResponseReceived)
+    assert not rig.of(rig.client_events, h2.events.StreamReset)
+
+
 def test_upstream_lost_mid_stream_gives_unavailable() -> None:
     rig = Rig()
     rig.client.send_headers(1, REQUEST)

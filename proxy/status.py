@@ -39,11 +39,12 @@ class Failure(Enum):
     NO_SERVERS = "no_servers"  # the pool is empty (etcd-fed, nothing registered)
     CONNECT_FAILED = "connect_failed"
     UPSTREAM_LOST = "upstream_lost"
-    UPSTREAM_PROTOCOL = "upstream_protocol"
+    UPSTREAM_RESET = "upstream_reset"  # before the response: the status depends on the code
+    UPSTREAM_RESET_MIDSTREAM = "upstream_reset_midstream"  # the client gets RST_STREAM CANCEL
+    CLIENT_CANCELLED = "client_cancelled"  # the client reset its stream: it sees nothing
     READ_TIMEOUT = "read_timeout"
     SEND_TIMEOUT = "send_timeout"
     DEADLINE = "deadline"
-    SHUTDOWN = "shutdown"
     CONNECTION_CLOSING = "connection_closing"
     SUBSET_MISS = "subset_miss"
     MAX_CONNS = "max_conns"
@@ -71,12 +72,17 @@ FAILURES: dict[Failure, Answer] = {
     Failure.CONNECT_FAILED: Answer(GrpcStatus.UNAVAILABLE,
                                    "upstream connect error: {detail}"),
     Failure.UPSTREAM_LOST: Answer(GrpcStatus.UNAVAILABLE, "upstream connection lost: {detail}"),
-    Failure.UPSTREAM_PROTOCOL: Answer(GrpcStatus.INTERNAL, "upstream protocol error: {detail}"),
+    # The status of UPSTREAM_RESET is RESET_TO_STATUS's for the code (answer_for_reset).
+    Failure.UPSTREAM_RESET: Answer(GrpcStatus.INTERNAL, "upstream reset the stream: {code}"),
+    Failure.UPSTREAM_RESET_MIDSTREAM: Answer(GrpcStatus.CANCELLED,
+                                             "upstream reset the stream: {code}"),
+    # What metrics and the access log record; the client, gone, is sent nothing.
+    Failure.CLIENT_CANCELLED: Answer(GrpcStatus.CANCELLED, "client cancelled"),
     Failure.READ_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE, "stream idle timeout"),
     Failure.SEND_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE, "stream send timeout"),
     Failure.DEADLINE: Answer(GrpcStatus.DEADLINE_EXCEEDED, "deadline exceeded at proxy"),
-    Failure.SHUTDOWN: Answer(GrpcStatus.UNAVAILABLE, "proxy is shutting down"),
-    # Graceful close ran out of grace (max_connection_age_grace, shutdown_timeout).
+    # Graceful close ran out of grace (max_connection_age_grace, shutdown_timeout;
+    # a drain says "shutdown").
     Failure.CONNECTION_CLOSING: Answer(GrpcStatus.UNAVAILABLE,
                                        "proxy closed the connection: {reason}"),
     Failure.SUBSET_MISS: Answer(GrpcStatus.UNAVAILABLE, "no upstream endpoint matches {subset}"),
@@ -114,6 +120,25 @@ def answer_for(failure: Failure, **details: str) -> Answer:
 
 def status_for_reset(code: int) -> GrpcStatus:
     return RESET_TO_STATUS.get(code, GrpcStatus.INTERNAL)
+
+
+def answer_for_reset(code: int, started: bool) -> Answer:
+    """An upstream RST_STREAM ``code``: before the response started, the status
+    gRPC maps from the code (trailers-only); after it, the client's stream is
+    reset with CANCEL, which it reports as CANCELLED."""
+    name = error_code_name(code)
+    if started:
+        return answer_for(Failure.UPSTREAM_RESET_MIDSTREAM, code=name)
+    a = answer_for(Failure.UPSTREAM_RESET, code=name)
+    return Answer(status_for_reset(code), a.message, a.http_status)
+
+
+def error_code_name(code: int) -> str:
+    """An HTTP/2 error code by name (CANCEL), or in hex if it has none."""
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"0x{code:x}"
 
 
 class _Default(dict[str, str]):

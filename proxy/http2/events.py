@@ -3,11 +3,16 @@ is made per frame on the hot path, so they stay as cheap as a tuple."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from proxy.http2.hpack_codec import HeaderList
+
+if TYPE_CHECKING:  # connection.py makes these events: no import at run time
+    from proxy.http2.connection import Stream
 
 
 class Event:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -19,7 +24,7 @@ class HeadersReceived(Event):
 
     __slots__ = ("stream", "headers", "end_stream", "trailers")
 
-    def __init__(self, stream: object, headers: HeaderList, end_stream: bool, trailers: bool):
+    def __init__(self, stream: Stream, headers: HeaderList, end_stream: bool, trailers: bool):
         self.stream = stream
         self.headers = headers
         self.end_stream = end_stream
@@ -32,7 +37,7 @@ class DataReceived(Event):
 
     __slots__ = ("stream", "data", "flow_len", "end_stream")
 
-    def __init__(self, stream: object, data: memoryview | bytes, flow_len: int, end_stream: bool):
+    def __init__(self, stream: Stream, data: memoryview | bytes, flow_len: int, end_stream: bool):
         self.stream = stream
         self.data = data
         self.flow_len = flow_len
@@ -45,7 +50,7 @@ class StreamReset(Event):
 
     __slots__ = ("stream", "code", "remote")
 
-    def __init__(self, stream: object, code: int, remote: bool):
+    def __init__(self, stream: Stream, code: int, remote: bool):
         self.stream = stream
         self.code = code
         self.remote = remote
@@ -56,7 +61,7 @@ class WindowOpened(Event):
 
     __slots__ = ("stream",)
 
-    def __init__(self, stream: object | None):
+    def __init__(self, stream: Stream | None):
         self.stream = stream
 
 

@@ -24,8 +24,8 @@ from proxy.status import GrpcStatus, status_of_final_headers
 if TYPE_CHECKING:
     from proxy.balancing.endpoint import EndpointState
     from proxy.config.model import Location, Server
+    from proxy.relay.call import RelayStream
     from proxy.relay.link import Link
-    from proxy.relay.stream import RelayStream
     from proxy.status import Answer
 
 UNKNOWN = "unknown"

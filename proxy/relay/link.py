@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.http2.connection import Connection
@@ -9,8 +10,8 @@ from proxy.http2.connection import Connection
 if TYPE_CHECKING:
     from proxy.balancing.endpoint import EndpointState
     from proxy.config.model import Server
+    from proxy.relay.call import RelayStream
     from proxy.relay.reply import Reply
-    from proxy.relay.stream import RelayStream
 
 # Above this many queued bytes a link takes no more DATA until its writer has
 # flushed: the bound on a connection's output buffer.
@@ -28,7 +29,7 @@ class Link:
         self.core = core
         # Streams with DATA waiting for this link's windows or writer (an ordered set).
         self.blocked: dict[RelayStream | Reply, None] = {}
-        self.wake: object = None
+        self.wake: Callable[[], object] | None = None
         self.server = server  # downstream links: the server block they were accepted by
         self.endpoint = endpoint  # upstream links
         self.peer = peer

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from proxy.relay.call import RelayStream
     from proxy.relay.link import Link
-    from proxy.relay.stream import RelayStream
     from proxy.status import Answer
 
 

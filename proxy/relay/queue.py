@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from proxy.config.model import DEFAULT_QUEUE_SIZE
 
 if TYPE_CHECKING:
-    from proxy.relay.stream import RelayStream
+    from proxy.relay.call import RelayStream
 
 
 class WaitQueues:

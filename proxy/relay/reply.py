@@ -8,9 +8,12 @@ byte, and the rest when it sends WINDOW_UPDATE.
 
 from __future__ import annotations
 
+from typing import final
+
 from proxy.http2.connection import Stream
 
 
+@final
 class Reply:
     __slots__ = ("stream", "body")
 

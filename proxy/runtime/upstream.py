@@ -15,9 +15,9 @@ from proxy.balancing.endpoint import EndpointState
 from proxy.config.model import Address, UpstreamTls
 from proxy.http2.connection import Connection
 from proxy.http2.keepalive import TimerSettings
+from proxy.relay.call import RelayStream
 from proxy.relay.link import Link
 from proxy.relay.relay import Relay
-from proxy.relay.stream import RelayStream
 from proxy.runtime.io import LinkIO
 from proxy.runtime.lifetime import LinkWatch, upstream_settings
 from proxy.runtime.tls import HandshakeFailed, client_handshake

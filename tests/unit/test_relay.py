@@ -13,9 +13,9 @@ from proxy.balancing.pool import PoolSnapshot
 from proxy.config.model import Address, Listen, Location, Server
 from proxy.http2.connection import Connection
 from proxy.http2.frames import ErrorCode
+from proxy.relay.call import CallState, RelayStream
 from proxy.relay.link import Link
 from proxy.relay.relay import Relay
-from proxy.relay.stream import RelayStream
 from tests.unit.frame_factory import REQUEST
 
 RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc")]
@@ -114,6 +114,25 @@ def test_unary_call_round_trip() -> None:
     assert not rig.relay.active and rig.eps[0].active == 0
 
 
+def test_a_call_moves_from_connecting_to_streaming_to_done() -> None:
+    rig = Rig(attach=False)
+    rig.client.send_headers(1, REQUEST, end_stream=True)
+    rig.pump()
+    ep, rs = rig.waiting.pop()
+    assert rs.state is CallState.CONNECTING and rs.endpoint is ep and rs.up is None
+    rig.relay.attach(rs, rig.up)
+    rig.pump()
+    assert rs.state is CallState.STREAMING and rs.up_link is rig.up
+    (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    rig.server.send_headers(req.stream_id, RESPONSE)
+    rig.server.send_headers(req.stream_id, [(b"grpc-status", b"0")], end_stream=True)
+    rig.pump()
+    assert rs.state is CallState.DONE and rs.done and not rig.relay.active
+    rig.relay.attach(rs, rig.up)  # a late attach of an ended call opens nothing
+    rig.pump()
+    assert len(rig.of(rig.server_events, h2.events.RequestReceived)) == 1
+
+
 def test_trailers_only_response_passes_through() -> None:
     rig = Rig()
     rig.client.send_headers(1, REQUEST, end_stream=True)
@@ -210,6 +229,7 @@ def test_upstream_reset_before_headers_gives_grpc_status() -> None:
     rig.pump()
     (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
     assert dict(resp.headers)[b"grpc-status"] == b"13"
+    assert dict(resp.headers)[b"grpc-message"] == b"upstream reset the stream: INTERNAL_ERROR"
 
 
 def test_refused_stream_is_retried_with_its_data() -> None:
@@ -218,14 +238,36 @@ def test_refused_stream_is_retried_with_its_data() -> None:
     rig.client.send_data(1, b"payload")
     rig.pump()
     (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
+    (rs,) = rig.relay.active
+    assert rs.state is CallState.STREAMING and rs.up is not None and rs.up.id == 1
     rig.server.reset_stream(req.stream_id, ErrorCode.REFUSED_STREAM)
     rig.server_events.clear()
     rig.pump()
     (again,) = rig.of(rig.server_events, h2.events.RequestReceived)
     assert again.stream_id == 3
+    assert rs.state is CallState.STREAMING and rs.up is not None and rs.up.id == 3
+    assert rs.refusals == 1 and len(rs.tried) == 1  # the refusal is not held against it
     data = b"".join(e.data for e in rig.of(rig.server_events, h2.events.DataReceived)
                     if e.stream_id == 3)
     assert data == b"payload"
+    assert not rig.of(rig.client_events, h2.events.StreamReset)
+
+
+def test_a_call_above_an_upstream_goaway_goes_back_for_another_stream() -> None:
+    rig = Rig(attach=False)
+    rig.client.send_headers(1, REQUEST)
+    rig.client.send_data(1, b"payload")
+    rig.pump()
+    ep, rs = rig.waiting.pop()
+    rig.relay.attach(rs, rig.up)
+    rig.pump()
+    assert rs.state is CallState.STREAMING and rs.replay == [b"payload"]
+    rig.server.close_connection(last_stream_id=0)  # stream 1 was never processed
+    rig.pump()
+    ep2, rs2 = rig.waiting.pop()
+    assert rs2 is rs and rs.state is CallState.CONNECTING and rs.endpoint is ep2
+    assert rs.refusals == 1 and rs.up is None and sum(e.active for e in rig.eps) == 1
+    assert not rig.of(rig.client_events, h2.events.ResponseReceived)
     assert not rig.of(rig.client_events, h2.events.StreamReset)
 
 
@@ -362,11 +404,13 @@ def test_connect_failure_tries_next_endpoint_then_unavailable() -> None:
     rig.client.send_headers(1, REQUEST, end_stream=True)
     rig.pump()
     ep, rs = rig.waiting.pop()
+    assert rs.state is CallState.CONNECTING
     rig.relay.connect_failed(rs, ep, "connection refused")
     ep2, rs2 = rig.waiting.pop()
-    assert ep2 is not ep and rs2 is rs
+    assert ep2 is not ep and rs2 is rs and rs.state is CallState.CONNECTING
     rig.relay.connect_failed(rs, ep2, "connection refused")
     rig.pump()
+    assert rs.state is CallState.DONE
     (resp,) = rig.of(rig.client_events, h2.events.ResponseReceived)
     headers = dict(resp.headers)
     assert headers[b"grpc-status"] == b"14" and b"connection refused" in headers[b"grpc-message"]

@@ -8,6 +8,7 @@ import h2.events
 
 from proxy.balancing.pool import PoolSnapshot
 from proxy.config.model import Balance
+from proxy.relay.call import CallState
 from tests.unit.frame_factory import REQUEST
 from tests.unit.test_relay import RESPONSE, Rig
 
@@ -90,9 +91,12 @@ def test_queued_call_is_dispatched_when_a_stream_ends() -> None:
     rig.pump()
     (first,) = rig.of(rig.server_events, h2.events.RequestReceived)
     assert rig.relay.queues.size == 1 and rig.eps[0].active == 1
+    queued = next(rs for rs in rig.relay.active if rs.down.id == 3)
+    assert queued.state is CallState.QUEUED and queued.endpoint is None
     _answer(rig, first)
     reqs = rig.of(rig.server_events, h2.events.RequestReceived)
     assert len(reqs) == 2 and rig.relay.queues.size == 0
+    assert queued.state is CallState.STREAMING and queued.endpoint is rig.eps[0]
     assert rig.eps[0].active == 1
     _answer(rig, reqs[1])
     assert _status(rig, 1)[0] == _status(rig, 3)[0] == b"0"

@@ -7,7 +7,9 @@ from proxy.status import (
     Failure,
     GrpcStatus,
     answer_for,
+    answer_for_reset,
     encode_message,
+    error_code_name,
     status_for_reset,
     trailers_only,
 )
@@ -24,6 +26,9 @@ from proxy.status import (
         (Failure.UPSTREAM_LOST, GrpcStatus.UNAVAILABLE, 200),
         (Failure.READ_TIMEOUT, GrpcStatus.UNAVAILABLE, 200),
         (Failure.DEADLINE, GrpcStatus.DEADLINE_EXCEEDED, 200),
+        (Failure.CONNECTION_CLOSING, GrpcStatus.UNAVAILABLE, 200),
+        (Failure.UPSTREAM_RESET_MIDSTREAM, GrpcStatus.CANCELLED, 200),
+        (Failure.CLIENT_CANCELLED, GrpcStatus.CANCELLED, 200),
     ],
 )
 def test_failure_table(failure: Failure, status: GrpcStatus, http: int) -> None:
@@ -50,6 +55,30 @@ def test_every_failure_has_an_answer() -> None:
 )
 def test_reset_mapping(code: int, status: GrpcStatus) -> None:
     assert status_for_reset(code) == status
+
+
+@pytest.mark.parametrize(
+    ("code", "started", "status", "message"),
+    [
+        (ErrorCode.REFUSED_STREAM, False, GrpcStatus.UNAVAILABLE,
+         "upstream reset the stream: REFUSED_STREAM"),
+        (ErrorCode.ENHANCE_YOUR_CALM, False, GrpcStatus.RESOURCE_EXHAUSTED,
+         "upstream reset the stream: ENHANCE_YOUR_CALM"),
+        (0x99, False, GrpcStatus.INTERNAL, "upstream reset the stream: 0x99"),
+        # Mid-response the client's stream is reset with CANCEL: CANCELLED, whatever the code.
+        (ErrorCode.INTERNAL_ERROR, True, GrpcStatus.CANCELLED,
+         "upstream reset the stream: INTERNAL_ERROR"),
+    ],
+)
+def test_upstream_reset_answers(code: int, started: bool, status: GrpcStatus,
+                                message: str) -> None:
+    a = answer_for_reset(code, started)
+    assert (a.grpc_status, a.message, a.http_status) == (status, message, 200)
+
+
+def test_error_code_names() -> None:
+    assert error_code_name(ErrorCode.CANCEL) == "CANCEL"
+    assert error_code_name(0x1F) == "0x1f"
 
 
 def test_grpc_message_is_percent_encoded() -> None:

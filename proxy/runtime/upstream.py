@@ -215,6 +215,9 @@ class Upstreams:
                     nursery.start_soon(watch.run)
                 await io.run(start)
                 nursery.cancel_scope.cancel()
+        except Exception:  # a bug met on one upstream connection ends that connection only
+            log.exception("upstream connection to %s failed", addr)
+            io.close_reason = io.close_reason or "internal error"
         finally:
             if link in el.links:
                 el.links.remove(link)

@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from proxy.config.model import Http2Limits
 from proxy.http2 import frames as f
 from proxy.http2.events import (
     ConnectionFailed,
@@ -43,20 +42,11 @@ from proxy.http2.hpack_codec import (
     encode_headers,
 )
 from proxy.http2.keepalive import PingPolicy
+from proxy.http2.limits import CLIENT_LIMITS, TRUSTED_LIMITS, Http2Limits
 
 E = f.ErrorCode
 _TOO_LARGE = "frame larger than SETTINGS_MAX_FRAME_SIZE"
 _RESET_MEMORY = 1024  # streams we reset, whose late frames are ignored
-# Upstream connections (our backends) are trusted: no flood limits, and room
-# for large trailers (grpc-status-details-bin).
-UPSTREAM_MAX_HEADER_LIST_SIZE = 64 << 10
-_NO_LIMIT = 2**62
-TRUSTED_LIMITS = Http2Limits(
-    max_header_size=UPSTREAM_MAX_HEADER_LIST_SIZE, max_continuation_frames=_NO_LIMIT,
-    max_reset_streams=_NO_LIMIT, max_control_frames=_NO_LIMIT,
-    max_window_updates_per_data_frame=_NO_LIMIT, max_queued_control_frames=_NO_LIMIT,
-)
-CLIENT_LIMITS = Http2Limits()
 
 
 class Stream:

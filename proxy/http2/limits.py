@@ -1,7 +1,7 @@
 """What a peer may send on one connection before it gets GOAWAY
 ENHANCE_YOUR_CALM: the flood and size limits the core enforces
-(docs/configuration.md, "Limits and hardening"). the config model
-re-exports these; the ``http2_*`` directives of a ``server`` block build them.
+(docs/configuration.md, "Limits and hardening"). The configuration model
+re-exports them; the ``http2_*`` directives of a ``server`` block build them.
 """
 
 from __future__ import annotations

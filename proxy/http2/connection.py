@@ -617,7 +617,7 @@ class Connection:
         if s.remote_closed:
             raise _StreamError(sid, E.STREAM_CLOSED, "HEADERS after END_STREAM")
         if self.client and not s.headers_received:
-            err = _checked(headers, check_response)
+            err = headers.check(check_response)
             if err:
                 raise _StreamError(sid, E.PROTOCOL_ERROR, err)
             if headers[0][1][:1] == b"1":
@@ -630,7 +630,7 @@ class Connection:
         else:
             if not end_stream:
                 raise _StreamError(sid, E.PROTOCOL_ERROR, "trailers without END_STREAM")
-            err = _checked(headers, check_trailers)
+            err = headers.check(check_trailers)
             if err:
                 raise _StreamError(sid, E.PROTOCOL_ERROR, err)
             if s.expected_length is not None and s.received_length != s.expected_length:
@@ -642,7 +642,7 @@ class Connection:
                 self._forget(s)
         events.append(HeadersReceived(s, headers, end_stream, trailers))
 
-    def _new_request(self, sid: int, headers: HeaderList, end_stream: bool,
+    def _new_request(self, sid: int, headers: HeaderBlock, end_stream: bool,
                      events: list[Event]) -> None:
         self.last_peer_stream = sid
         if sid - self._batch_first > self._batch_cap:
@@ -656,7 +656,7 @@ class Connection:
             self._remember_reset(sid)
             self._early_reset()
             return
-        err = _checked(headers, check_request)
+        err = headers.check(check_request)
         cl = content_length(headers) if err is None else None
         if err is None and cl is not None and (cl < 0 or (end_stream and cl != 0)):
             err = "bad content-length"
@@ -819,13 +819,6 @@ class Connection:
             for s in [s for s in self.streams.values() if s.id > last]:
                 self._forget(s)
                 events.append(StreamReset(s, E.REFUSED_STREAM, remote=True))
-
-
-def _checked(headers: HeaderBlock, check: Callable[[HeaderList], str | None]) -> str | None:
-    if headers.checked is not check:
-        headers.error = check(headers)
-        headers.checked = check
-    return headers.error
 
 
 def _looks_like_http1(data: bytes) -> bool:

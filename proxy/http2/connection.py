@@ -83,8 +83,10 @@ _RESET = StreamState.RESET
 _IMPLICITLY_CLOSED = StreamState.IMPLICITLY_CLOSED
 
 
-class Connection:
+class Connection(Window):
     """``client=True`` for upstream connections (we open streams), else server.
+    As a ``Window`` (flow.py), it holds what the peer may send on the whole
+    connection.
 
     ``limits`` bound what the peer may send (default: ``CLIENT_LIMITS`` for
     the server role, none for the client role); ``max_header_list_size``
@@ -121,7 +123,7 @@ class Connection:
         self.local_stream_window = stream_window
         self.local_connection_window = connection_window
         self.local_max_frame_size = max_frame_size
-        self.inbound = Window(connection_window)
+        Window.__init__(self, connection_window)
         # The peer's settings: what we may send.
         self.peer_initial_window = f.DEFAULT_WINDOW
         self.peer_max_frame_size = f.DEFAULT_MAX_FRAME_SIZE
@@ -142,7 +144,8 @@ class Connection:
         self._opened, self._opened_ended = rows.opened, rows.opened_ended
         self._send_headers, self._send_data = rows.send_headers, rows.send_data
         self._send_end, self._recv_end = rows.send_end, rows.recv_end
-        self._recv_headers, self._recv_data = rows.recv_headers, rows.recv_data
+        self._recv_headers = rows.recv_headers
+        self._refuse_headers, self._refuse_data = rows.refuse_headers, rows.refuse_data
         self._peer_parity = 0 if client else 1
         self._decoder = HeaderDecoder(max_header_list_size)
         self._blocks = HeaderBlockReader(max_header_list_size, limits.max_continuation_frames)
@@ -156,16 +159,6 @@ class Connection:
         # frames are ignored, RFC 9113 section 5.1), oldest first.
         self._ended: dict[int, StreamState] = {}
         self._ended_order: deque[int] = deque()
-
-    # The receive window, as attributes of old.
-
-    @property
-    def recv_window(self) -> int:
-        return self.inbound.size
-
-    @property
-    def owed(self) -> int:
-        return self.inbound.owed
 
     # ------------------------------------------------------------------ output
 
@@ -213,12 +206,15 @@ class Connection:
         self.out.append(data)
         self.out_size += len(data)
 
-    def _block(self, headers: HeaderList) -> bytes:
+    def _send_header_block(self, sid: int, headers: HeaderList, end_stream: bool) -> None:
         block = encode_headers(headers)
         if not self._table_size_sent:
             self._table_size_sent = True
             block = TABLE_SIZE_ZERO + block
-        return block
+        frame = f.headers(sid, block, end_stream, self.peer_max_frame_size)
+        self.out.append(frame)
+        self.out_size += len(frame)
+        self._floods.headers_sent += 1
 
     def can_open_stream(self) -> bool:
         """Client role: room for one more stream. Not before the peer's first
@@ -239,8 +235,7 @@ class Connection:
         state = self._opened_ended if end_stream else self._opened
         s = Stream(sid, self.peer_initial_window, self.local_stream_window, state)
         self.streams[sid] = s
-        self._floods.headers_sent += 1
-        self._emit(f.headers(sid, self._block(headers), end_stream, self.peer_max_frame_size))
+        self._send_header_block(sid, headers, end_stream)
         return s
 
     def send_headers(self, s: Stream, headers: HeaderList, end_stream: bool) -> None:
@@ -248,14 +243,13 @@ class Connection:
         state = self._send_headers[s.state]
         if state is None:
             return
-        self._floods.headers_sent += 1
-        self._emit(f.headers(s.id, self._block(headers), end_stream, self.peer_max_frame_size))
+        self._send_header_block(s.id, headers, end_stream)
         if end_stream:  # as in send_data
             ended = self._send_end[state]
             if ended is not None:  # always, after SEND_HEADERS
                 state = ended
                 if ended is _CLOSED:
-                    self._forget(s)
+                    self._forget(s.id, _CLOSED)
         s.state = state
 
     def send_data(self, s: Stream, data: bytes | memoryview, end_stream: bool) -> None:
@@ -290,7 +284,7 @@ class Connection:
             if state is not None:  # always, after SEND_DATA
                 s.state = state
                 if state is _CLOSED:
-                    self._forget(s)
+                    self._forget(s.id, _CLOSED)
 
     def reset_stream(self, s: Stream, code: int) -> None:
         if s.state in ENDED:
@@ -303,17 +297,17 @@ class Connection:
         WINDOW_UPDATEs are sent once a quarter of a window is owed."""
         if n <= 0:
             return
-        increment = self.inbound.credit(n)  # as _credit_connection, inlined: the hot path
+        increment = self.credit(n)  # as _credit_connection, inlined: the hot path
         if increment:
             self._emit(f.window_update(0, increment))
         if s.state in RECEIVING:  # else the peer sends no more: no stream credit needed
-            increment = s.inbound.credit(n)
+            increment = s.credit(n)
             if increment:
                 self._emit(f.window_update(s.id, increment))
 
     def _credit_connection(self, n: int) -> None:
         """Return the connection credit of ``n`` bytes not handed to the driver."""
-        increment = self.inbound.credit(n)
+        increment = self.credit(n)
         if increment:
             self._emit(f.window_update(0, increment))
 
@@ -338,19 +332,16 @@ class Connection:
 
     # ----------------------------------------------------------- stream ends
 
-    def _forget(self, s: Stream) -> None:
-        """``s`` ended with END_STREAM both ways."""
-        self.streams.pop(s.id, None)
-        self._remember(s.id, _CLOSED)
-
     def _end(self, s: Stream, state: StreamState) -> None:
         """``s`` ends abnormally: reset by us (RESET), by the peer or by its
         GOAWAY (CLOSED)."""
         s.end(state)
-        self.streams.pop(s.id, None)
-        self._remember(s.id, state)
+        self._forget(s.id, state)
 
-    def _remember(self, sid: int, state: StreamState) -> None:
+    def _forget(self, sid: int, state: StreamState) -> None:
+        """Stream ``sid`` ended (CLOSED) or we reset it (RESET): drop its
+        Stream, if any, and remember how it ended, for its late frames."""
+        self.streams.pop(sid, None)
         ended = self._ended
         if sid in ended:
             if state is _RESET:
@@ -433,7 +424,7 @@ class Connection:
 
     def _close(self) -> None:
         self.closed = True
-        self.inbound.close()  # credit is no longer announced
+        self.withhold_credit()  # no WINDOW_UPDATE after our GOAWAY
 
     def _frames(self, data: bytes, pos: int, events: list[Event]) -> int:
         n = len(data)
@@ -462,7 +453,7 @@ class Connection:
         self._control(f.rst_stream(e.stream_id, e.code))
         s = self.streams.get(e.stream_id)
         if s is None:
-            self._remember(e.stream_id, _RESET)
+            self._forget(e.stream_id, _RESET)
             return
         answered = s.state not in UNANSWERED
         self._end(s, _RESET)
@@ -487,22 +478,20 @@ class Connection:
         end_stream = flags & f.END_STREAM
         if not payload and not end_stream:
             self._floods.empty_frame("empty DATA frame flood")
-        window = self.inbound
-        window.size -= length
-        if window.size < 0:
+        self.recv_window -= length
+        if self.recv_window < 0:
             raise H2ConnectionError(E.FLOW_CONTROL_ERROR, "connection window exceeded")
         s = self.streams.get(sid)
         if s is None:
             self._credit_connection(length)
             self._on_unknown_stream(f.DATA, sid)
             return
-        refusal = self._recv_data[s.state]
+        refusal = self._refuse_data[s.state]
         if refusal is not None:
             self._credit_connection(length)
             raise _error(refusal, sid)
-        window = s.inbound
-        window.size -= length
-        if window.size < 0:
+        s.recv_window -= length
+        if s.recv_window < 0:
             self._credit_connection(length)
             raise H2StreamError(sid, E.FLOW_CONTROL_ERROR, "stream window exceeded")
         size = len(payload)
@@ -516,7 +505,7 @@ class Connection:
             if state is not None:  # always, after RECV_DATA
                 s.state = state
                 if state is _CLOSED:
-                    self._forget(s)
+                    self._forget(s.id, _CLOSED)
         events.append(DataReceived(s, payload, size, bool(end_stream)))
 
     def _count_length(self, s: Stream, expected: int, size: int, end_stream: int) -> None:
@@ -562,9 +551,9 @@ class Connection:
                 self._on_unknown_stream(f.HEADERS, sid)
             return
         state = s.state
-        after = self._recv_headers[state]
-        if type(after) is not StreamState:
-            raise _error(after, sid)
+        refusal = self._refuse_headers[state]
+        if refusal is not None:
+            raise _error(refusal, sid)
         trailers = not self.client or state not in UNANSWERED
         if not trailers:
             if self._check_response(s, headers, end_stream):
@@ -576,13 +565,16 @@ class Connection:
                 err = "content-length mismatch"
             if err:
                 raise H2StreamError(sid, E.PROTOCOL_ERROR, err)
+        after = self._recv_headers[state]
+        if after is None:  # never, when not refused
+            raise _error(None, sid)
         state = after
         if end_stream:  # as in _on_data
             ended = self._recv_end[state]
             if ended is not None:  # always, after RECV_HEADERS
                 state = ended
                 if ended is _CLOSED:
-                    self._forget(s)
+                    self._forget(s.id, _CLOSED)
         s.state = state
         events.append(HeadersReceived(s, headers, end_stream, trailers))
 
@@ -630,7 +622,7 @@ class Connection:
     def _refuse(self, sid: int, code: int) -> None:
         """Reset a new stream at once."""
         self._control(f.rst_stream(sid, code))
-        self._remember(sid, _RESET)
+        self._forget(sid, _RESET)
 
     def _on_window_update(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
                           length: int, events: list[Event]) -> None:
@@ -800,9 +792,9 @@ class Connection:
         raise H2ConnectionError(E.PROTOCOL_ERROR, "unexpected CONTINUATION")
 
 
-def _error(refusal: Refusal | StreamState | None, sid: int) -> Exception:
+def _error(refusal: Refusal | None, sid: int) -> Exception:
     """The error to raise for a refused frame on stream ``sid``."""
-    if not isinstance(refusal, Refusal):  # not in the table: a state no frame reaches
+    if refusal is None:  # not in the table: a state no frame reaches
         return H2ConnectionError(E.INTERNAL_ERROR, f"no transition for stream {sid}")
     reason = refusal.reason.format(sid=sid)
     if refusal.connection:

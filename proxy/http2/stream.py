@@ -151,20 +151,24 @@ _LOCAL_ENDED = (False, False, False, True, True, False, False, True, True, True)
 _REMOTE_ENDED = (False, False, False, False, False, True, True, True, True, True)
 
 
-class Stream:
+class Stream(Window):
     """One stream. ``relay`` is the driver's; the core never reads it.
-    ``send_window`` is what we may send; ``inbound`` what the peer may."""
+    ``send_window`` is what we may send; as a ``Window``, it holds what the
+    peer may."""
 
-    __slots__ = ("id", "state", "closed_in", "send_window", "inbound", "expected_length",
+    __slots__ = ("id", "state", "closed_in", "send_window", "expected_length",
                  "received_length", "relay")
 
     def __init__(self, stream_id: int, send_window: int, recv_window: int,
                  state: StreamState) -> None:
+        # Window.__init__, inlined: a call per stream costs more than three stores.
+        self.recv_window = recv_window
+        self.owed = 0
+        self.credit_threshold = recv_window >> 2
         self.id = stream_id
         self.state = state
         self.closed_in = _CLOSED  # the live state a reset or a lost connection ended
         self.send_window = send_window
-        self.inbound = Window(recv_window)
         self.expected_length: int | None = None  # content-length
         self.received_length = 0
         self.relay: object = None
@@ -207,7 +211,6 @@ class Stream:
 
 
 Moves = tuple["StreamState | None", ...]  # indexed by state; None: no such move
-Checks = tuple["StreamState | Refusal | None", ...]
 
 
 class Rows:
@@ -217,17 +220,19 @@ class Rows:
     ``opened``/``opened_ended``: a new stream's state after its first
     HEADERS, without and with END_STREAM."""
 
-    __slots__ = ("send_headers", "send_data", "send_end", "recv_headers", "recv_data",
-                 "recv_end", "opened", "opened_ended")
+    __slots__ = ("send_headers", "send_data", "send_end", "recv_headers", "refuse_headers",
+                 "refuse_data", "recv_end", "opened", "opened_ended")
 
     def __init__(self, table: Transitions, opener: StreamInput, closer: StreamInput) -> None:
         self.send_headers = _moves(table, In.SEND_HEADERS)
         self.send_data = _moves(table, In.SEND_DATA)
         self.send_end = _moves(table, In.SEND_END_STREAM)
         self.recv_end = _moves(table, In.RECV_END_STREAM)
-        self.recv_headers: Checks = tuple(table.get((s, In.RECV_HEADERS)) for s in S)
-        # DATA never moves a stream: the row holds its refusals only.
-        self.recv_data = tuple(_refusal(table.get((s, In.RECV_DATA))) for s in S)
+        # Refusals of what the peer sends, apart from the moves: a row of
+        # each (DATA never moves a stream).
+        self.recv_headers = _moves(table, In.RECV_HEADERS)
+        self.refuse_headers = tuple(_refusal(table.get((s, In.RECV_HEADERS))) for s in S)
+        self.refuse_data = tuple(_refusal(table.get((s, In.RECV_DATA))) for s in S)
         self.opened = _move(table, S.IDLE, opener)
         self.opened_ended = _move(table, self.opened, closer)
 
@@ -244,13 +249,9 @@ def _refusal(entry: StreamState | Refusal | None) -> Refusal | None:
 
 
 def _moves(table: Transitions, i: StreamInput) -> Moves:
-    row: list[StreamState | None] = []
-    for state in S:
-        move = table.get((state, i))
-        if isinstance(move, Refusal):
-            raise TypeError(f"{i.name} in {state.name} is refused")
-        row.append(move)
-    return tuple(row)
+    """The row of an input: the next states, None where refused or absent."""
+    return tuple(m if isinstance(m, StreamState) else None
+                 for m in (table.get((s, i)) for s in S))
 
 
 SERVER_ROWS = Rows(SERVER, In.RECV_HEADERS, In.RECV_END_STREAM)

@@ -144,7 +144,7 @@ class Connection(Window):
         self._opened, self._opened_ended = rows.opened, rows.opened_ended
         self._send_headers, self._send_data = rows.send_headers, rows.send_data
         self._send_end, self._recv_end = rows.send_end, rows.recv_end
-        self._recv_headers = rows.recv_headers
+        self._recv_headers, self._recv_trailers = rows.recv_headers, rows.recv_trailers
         self._refuse_headers, self._refuse_data = rows.refuse_headers, rows.refuse_data
         self._peer_parity = 0 if client else 1
         self._decoder = HeaderDecoder(max_header_list_size)
@@ -551,10 +551,10 @@ class Connection(Window):
                 self._on_unknown_stream(f.HEADERS, sid)
             return
         state = s.state
-        refusal = self._refuse_headers[state]
-        if refusal is not None:
-            raise _error(refusal, sid)
-        trailers = not self.client or state not in UNANSWERED
+        after = self._recv_headers[state]
+        if after is None:
+            raise _error(self._refuse_headers[state], sid)
+        trailers = self._recv_trailers[state]
         if not trailers:
             if self._check_response(s, headers, end_stream):
                 return  # informational responses are not relayed
@@ -565,9 +565,6 @@ class Connection(Window):
                 err = "content-length mismatch"
             if err:
                 raise H2StreamError(sid, E.PROTOCOL_ERROR, err)
-        after = self._recv_headers[state]
-        if after is None:  # never, when not refused
-            raise _error(None, sid)
         state = after
         if end_stream:  # as in _on_data
             ended = self._recv_end[state]

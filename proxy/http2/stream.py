@@ -220,8 +220,8 @@ class Rows:
     ``opened``/``opened_ended``: a new stream's state after its first
     HEADERS, without and with END_STREAM."""
 
-    __slots__ = ("send_headers", "send_data", "send_end", "recv_headers", "refuse_headers",
-                 "refuse_data", "recv_end", "opened", "opened_ended")
+    __slots__ = ("send_headers", "send_data", "send_end", "recv_headers", "recv_trailers",
+                 "refuse_headers", "refuse_data", "recv_end", "opened", "opened_ended")
 
     def __init__(self, table: Transitions, opener: StreamInput, closer: StreamInput) -> None:
         self.send_headers = _moves(table, In.SEND_HEADERS)
@@ -231,6 +231,10 @@ class Rows:
         # Refusals of what the peer sends, apart from the moves: a row of
         # each (DATA never moves a stream).
         self.recv_headers = _moves(table, In.RECV_HEADERS)
+        # The peer's HEADERS are trailers, except those that answer the stream.
+        self.recv_trailers = tuple(
+            not (s in UNANSWERED and m is not None and m not in UNANSWERED)
+            for s, m in zip(S, self.recv_headers, strict=True))
         self.refuse_headers = tuple(_refusal(table.get((s, In.RECV_HEADERS))) for s in S)
         self.refuse_data = tuple(_refusal(table.get((s, In.RECV_DATA))) for s in S)
         self.opened = _move(table, S.IDLE, opener)

@@ -145,16 +145,17 @@ ON_UNKNOWN: dict[tuple[int, StreamState], Refusal | None] = {
     **{(f.RST_STREAM, s): None for s in _CLOSED_IDS},
 }
 
-# What the old flags said, by state; an ended stream answers for the state it
-# was reset in (``closed_in``), or CLOSED when both sides sent END_STREAM.
+# Which side sent END_STREAM, by state (the flags of old, which the relay still
+# reads); an ended stream answers for the live state a reset ended
+# (``closed_in``), or for CLOSED when END_STREAM went both ways.
 _LOCAL_ENDED = (False, False, False, True, True, False, False, True, True, True)
 _REMOTE_ENDED = (False, False, False, False, False, True, True, True, True, True)
 
 
 class Stream(Window):
     """One stream. ``relay`` is the driver's; the core never reads it.
-    ``send_window`` is what we may send; as a ``Window``, it holds what the
-    peer may."""
+    ``send_window`` is what we may send; as a ``Window`` (flow.py), a stream
+    holds what the peer may send on it."""
 
     __slots__ = ("id", "state", "closed_in", "send_window", "expected_length",
                  "received_length", "relay")
@@ -209,7 +210,6 @@ class Stream(Window):
         return f"Stream({self.id}, {self.state.name})"
 
 
-
 Moves = tuple["StreamState | None", ...]  # indexed by state; None: no such move
 
 
@@ -228,13 +228,13 @@ class Rows:
         self.send_data = _moves(table, In.SEND_DATA)
         self.send_end = _moves(table, In.SEND_END_STREAM)
         self.recv_end = _moves(table, In.RECV_END_STREAM)
-        # Refusals of what the peer sends, apart from the moves: a row of
-        # each (DATA never moves a stream).
         self.recv_headers = _moves(table, In.RECV_HEADERS)
         # The peer's HEADERS are trailers, except those that answer the stream.
         self.recv_trailers = tuple(
             not (s in UNANSWERED and m is not None and m not in UNANSWERED)
             for s, m in zip(S, self.recv_headers, strict=True))
+        # The refusals of what the peer sends, in rows apart from the moves
+        # (DATA never moves a stream: it has a row of refusals only).
         self.refuse_headers = tuple(_refusal(table.get((s, In.RECV_HEADERS))) for s in S)
         self.refuse_data = tuple(_refusal(table.get((s, In.RECV_DATA))) for s in S)
         self.opened = _move(table, S.IDLE, opener)

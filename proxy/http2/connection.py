@@ -548,7 +548,10 @@ class Connection(Window):
             if not self.client and sid & 1 and sid > self.last_peer_stream:  # idle: opened
                 self._new_request(sid, headers, end_stream, events)
             else:
-                self._on_unknown_stream(f.HEADERS, sid)
+                # What we remember first: a HEADERS frame we reset at once (a
+                # stream error in the frame itself) opened its stream, though
+                # its id may still look idle, and its block came later.
+                self._on_unknown_stream(f.HEADERS, sid, self._ended.get(sid))
             return
         state = s.state
         after = self._recv_headers[state]

@@ -135,3 +135,17 @@ def test_headers_after_end_stream_is_the_tables_refusal() -> None:
     s = request(c, ff, end_stream=True)
     (ev,) = c.receive_data(ff.headers(1, TRAILERS, end_stream=True))
     assert isinstance(ev, StreamReset) and ev.code == E.STREAM_CLOSED and s.state is S.RESET
+
+
+def test_a_header_block_we_reset_in_its_first_frame_is_ignored() -> None:
+    """HEADERS depending on itself earns RST_STREAM at once, before its
+    CONTINUATION: the completed block is then late, on a stream we reset."""
+    ff = FrameFactory()
+    c = client(ff)
+    first = bytearray(ff.headers(11, RESPONSE, end_headers=False, priority_depends_on=11))
+    block = bytes(first[9 + 5:])
+    first[0:3] = (5 + 1).to_bytes(3, "big")  # keep one byte of the block for the CONTINUATION
+    events = c.receive_data(bytes(first[: 9 + 5 + 1]) + ff.continuation(11, block[1:]))
+    assert events == [] and not c.closed
+    (rst,) = parse_frames(c.take_output())
+    assert isinstance(rst, hf.RstStreamFrame) and rst.stream_id == 11

@@ -9,6 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# HTTP/2 limits of client connections (issue 8) live with the core that
+# enforces them (proxy/http2/limits.py); re-exported here with every other default.
+from proxy.http2.limits import (  # noqa: F401
+    DEFAULT_HTTP2_MAX_CONTINUATION_FRAMES,
+    DEFAULT_HTTP2_MAX_CONTROL_FRAMES,
+    DEFAULT_HTTP2_MAX_HEADER_SIZE,
+    DEFAULT_HTTP2_MAX_QUEUED_CONTROL_FRAMES,
+    DEFAULT_HTTP2_MAX_RESET_STREAMS,
+    DEFAULT_HTTP2_MAX_WINDOW_UPDATES_PER_DATA_FRAME,
+    Http2Limits,
+)
 from proxy.security.acl import Rule
 from proxy.security.tokens import BearerTokens
 
@@ -46,14 +57,6 @@ DEFAULT_SSL_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
 DEFAULT_SSL_HANDSHAKE_TIMEOUT = 60.0  # nginx's ssl_handshake_timeout, if client_header_timeout off
 # nginx's grpc_ssl_verify is off; ours is on: see docs/configuration.md "TLS".
 DEFAULT_GRPC_SSL_VERIFY = True
-# HTTP/2 limits of client connections (issue 8): see Http2Limits.
-DEFAULT_HTTP2_MAX_HEADER_SIZE = 16 << 10  # nginx's http2_max_header_size
-DEFAULT_HTTP2_MAX_CONTINUATION_FRAMES = 8  # nghttp2's cap (CVE-2024-28182)
-DEFAULT_HTTP2_MAX_RESET_STREAMS = 250  # early resets a second: half of 500 streams
-DEFAULT_HTTP2_MAX_CONTROL_FRAMES = 100  # a second, per kind (PING, SETTINGS, ...)
-# Envoy's max_inbound_window_update_frames_per_data_frame_sent
-DEFAULT_HTTP2_MAX_WINDOW_UPDATES_PER_DATA_FRAME = 10
-DEFAULT_HTTP2_MAX_QUEUED_CONTROL_FRAMES = 1000  # Envoy's max_outbound_control_frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,29 +262,6 @@ class ServerTls:
     client_certificate: str | None = None
     verify_client: str = "off"  # on | optional | off
     context: Any = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Http2Limits:
-    """What one client connection may send before it gets GOAWAY
-    ENHANCE_YOUR_CALM (docs/configuration.md, "Limits and hardening")."""
-
-    # Header block, compressed and decoded (SETTINGS_MAX_HEADER_LIST_SIZE).
-    max_header_size: int = DEFAULT_HTTP2_MAX_HEADER_SIZE
-    max_continuation_frames: int = DEFAULT_HTTP2_MAX_CONTINUATION_FRAMES  # per header block
-    # Rapid reset: streams a second reset by the client (or refused) before
-    # their response, when they are also over half of the streams opened.
-    max_reset_streams: int = DEFAULT_HTTP2_MAX_RESET_STREAMS
-    # PING, SETTINGS, PRIORITY, RST_STREAM on closed streams, empty DATA and
-    # unknown frames: each kind a second.
-    max_control_frames: int = DEFAULT_HTTP2_MAX_CONTROL_FRAMES
-    # WINDOW_UPDATEs are answers to our DATA: at most this many per DATA frame
-    # sent (plus 5 + 2 per stream), over the connection's life, as Envoy. A
-    # rate would cut off a legitimate fast reader (ping-pong streams send
-    # one per message).
-    max_window_updates_per_data_frame: int = DEFAULT_HTTP2_MAX_WINDOW_UPDATES_PER_DATA_FRAME
-    # PING/SETTINGS ACKs and RST_STREAMs queued for a client that does not read.
-    max_queued_control_frames: int = DEFAULT_HTTP2_MAX_QUEUED_CONTROL_FRAMES
 
 
 @dataclass(frozen=True, slots=True)

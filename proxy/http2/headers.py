@@ -88,13 +88,9 @@ def check_trailers(headers: HeaderList) -> str | None:
 
 def content_length(headers: HeaderList) -> int | None:
     """The content-length value (-1 if malformed), or None; read once per block."""
-    if type(headers) is HeaderBlock and headers.length is not False:
-        return headers.length  # type: ignore[return-value]
-    length = None
+    if type(headers) is HeaderBlock:
+        return headers.content_length
     for name, value in headers:
         if name == b"content-length":
-            length = int(value) if value.isdigit() else -1
-            break
-    if type(headers) is HeaderBlock:
-        headers.length = length
-    return length
+            return int(value) if value.isdigit() else -1
+    return None

@@ -12,29 +12,78 @@ encoded blocks can be cached by their header list on every connection alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import cached_property
+
 import hpack
 from hpack.hpack import encode_integer
 from hpack.struct import NeverIndexedHeaderTuple
 from hpack.table import HeaderTable
 
 Header = tuple[bytes, bytes]
-HeaderList = list[Header]
+# What the core takes and gives: a list the relay built, or a decoded HeaderBlock.
+HeaderList = Sequence[Header]
+HeaderCheck = Callable[[HeaderList], "str | None"]
 
 
-class HeaderBlock(list):  # type: ignore[type-arg]
-    """A decoded header list that remembers work done on it. Cached blocks
-    come back as the same object, so checks, field scans and the re-encoding
-    are done once per distinct block, not once per call."""
+class HeaderBlock(tuple[Header, ...]):
+    """A decoded header list, immutable. The decode cache hands the same
+    object back for the same bytes, so what is derived from it is computed
+    once per distinct block, not once per call, and kept with it: the RFC
+    9113 check (``check``), the content-length, the re-encoding, and
+    ``info``, the relay's summary of a request, which the relay sets once
+    (a second assignment, or any other, raises AttributeError).
 
-    __slots__ = ("checked", "error", "encoded", "info", "length")
+    A tuple subclass cannot have ``__slots__``: the derived values live in
+    the instance ``__dict__``, written only here (``cached_property`` and
+    ``check``), never through attribute assignment. It compares equal to a
+    list with the same headers, as the list it replaces did."""
 
-    def __init__(self, headers: HeaderList) -> None:
-        super().__init__(headers)
-        self.checked: object = None  # which check produced ``error``
-        self.error: str | None = None
-        self.encoded: bytes | None = None
-        self.info: object = None
-        self.length: int | None | bool = False  # content-length; False: not read yet
+    info: object = None  # the relay's, write-once
+    _checked: HeaderCheck | None = None  # which check produced _error
+    _error: str | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name != "info" or "info" in self.__dict__:
+            raise AttributeError(f"HeaderBlock is immutable: cannot set {name}")
+        self.__dict__["info"] = value
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"HeaderBlock is immutable: cannot delete {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+    def check(self, check: HeaderCheck) -> str | None:
+        """``check(self)`` (an error message or None), remembered for the
+        last check applied: a block is checked as what it is (a request, a
+        response, trailers) once."""
+        if self._checked is not check:
+            d = self.__dict__
+            d["_error"] = check(self)
+            d["_checked"] = check
+        return self._error
+
+    @cached_property
+    def content_length(self) -> int | None:
+        """The content-length value (-1 if malformed), or None."""
+        for name, value in self:
+            if name == b"content-length":
+                return int(value) if value.isdigit() else -1
+        return None
+
+    @cached_property
+    def encoded(self) -> bytes:
+        """The block re-encoded as ``encode_headers`` does any list."""
+        return _encode(self)
+
 
 _CACHE_LIMIT = 512
 
@@ -82,9 +131,9 @@ class HeaderDecoder:
         except (hpack.HPACKError, IndexError, ValueError, TypeError) as e:
             raise HeaderDecodeError(str(e) or type(e).__name__) from None
         headers = HeaderBlock(
-            [NeverIndexedHeaderTuple(n, v) if isinstance(h, NeverIndexedHeaderTuple) else (n, v)
-             for h in decoded
-             for n, v in (h,)]
+            NeverIndexedHeaderTuple(n, v) if isinstance(h, NeverIndexedHeaderTuple) else (n, v)
+            for h in decoded
+            for n, v in (h,)
         )
         marker = self._table_marker()
         if marker[0] is self._marker[0] and marker[1:] == self._marker[1:]:
@@ -101,7 +150,7 @@ def _string(data: bytes) -> bytes:
     return bytes(encode_integer(len(data), 7)) + data
 
 
-def _encode(headers: tuple[Header, ...] | list[Header]) -> bytes:
+def _encode(headers: HeaderList) -> bytes:
     out = bytearray()
     for h in headers:
         name, value = h
@@ -130,10 +179,8 @@ def _encode(headers: tuple[Header, ...] | list[Header]) -> bytes:
 _encode_cache: dict[tuple[Header, ...], bytes] = {}
 
 
-def encode_headers(headers: list[Header] | tuple[Header, ...]) -> bytes:
+def encode_headers(headers: HeaderList) -> bytes:
     if type(headers) is HeaderBlock:
-        if headers.encoded is None:
-            headers.encoded = _encode(headers)
         return headers.encoded
     key = tuple(headers)
     block = _encode_cache.get(key)

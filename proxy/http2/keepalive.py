@@ -102,7 +102,6 @@ class ConnectionTimers:
             return []
         acts = self._pending
         self._pending = []
-        s = self.s
         active = rx != self._rx
         if active:
             self._rx = rx
@@ -115,51 +114,69 @@ class ConnectionTimers:
                 self._header_deadline = None
             elif now >= self._header_deadline:
                 return self._close(acts, "client_header_timeout")
-
-        if s.keepalive_time:
-            if self._ping_at is not None:
-                if active:  # anything after our PING proves the peer alive
-                    self._ping_at = None
-                elif now >= self._ping_at + s.keepalive_timeout:
-                    self.closed = True
-                    self.reason = "keepalive timeout"
-                    return [Action.DEAD]
-            if (self._ping_at is None and (open_streams or s.ping_idle)
-                    and now - self._last_rx >= s.keepalive_time):
-                acts.append(Action.PING)
-                self._ping_at = now
-                self._last_rx = now
-
+        keepalive = self.s.keepalive_time
+        if keepalive and self._keepalive(now, keepalive, active, open_streams, acts):
+            self.closed = True
+            self.reason = "keepalive timeout"
+            return [Action.DEAD]
         if not self.draining:
-            if open_streams:
-                self._idle_since = None
-            elif self._idle_since is None or new_streams:
-                self._idle_since = now
-            if s.idle_timeout and self._idle_since is not None and \
-                    now - self._idle_since >= s.idle_timeout:
-                self.drain(now, None, "idle_timeout")
-                acts.extend(self._pending)
-                self._pending = []
-            elif self._age_deadline is not None and now >= self._age_deadline:
-                grace = now + s.max_age_grace if s.max_age_grace else None
-                self.drain(now, grace, "max_connection_age")
-                acts.extend(self._pending)
-                self._pending = []
-
-        if self.draining:
-            # The notice goes out in this batch; the real GOAWAY on a later poll.
-            if not self._final and Action.NOTICE not in acts and (
-                    last_ack == DRAIN_OPAQUE or now >= self._notice_at + NOTICE_WAIT):
-                self._final = True
-                acts.append(Action.GOAWAY)
-            if self._final:
-                if not open_streams:
-                    return self._close(acts, self.reason)
-                if self._grace_deadline is not None and now >= self._grace_deadline:
-                    acts.append(Action.END_STREAMS)
-                    return self._close(acts, self.reason)
+            self._idle_and_age(now, open_streams, new_streams, acts)
+        if self.draining and self._drain_step(now, open_streams, last_ack, acts):
+            return self._close(acts, self.reason)
         self._wake = self._next_wake(now, open_streams)
         return acts
+
+    def _keepalive(self, now: float, keepalive_time: float, active: bool, open_streams: int,
+                   acts: list[Action]) -> bool:
+        """PING after keepalive_time of silence; True: no answer in time."""
+        s = self.s
+        if self._ping_at is not None:
+            if active:  # anything after our PING proves the peer alive
+                self._ping_at = None
+            elif now >= self._ping_at + s.keepalive_timeout:
+                return True
+        if (self._ping_at is None and (open_streams or s.ping_idle)
+                and now - self._last_rx >= keepalive_time):
+            acts.append(Action.PING)
+            self._ping_at = now
+            self._last_rx = now
+        return False
+
+    def _idle_and_age(self, now: float, open_streams: int, new_streams: bool,
+                      acts: list[Action]) -> None:
+        """Start draining when idle too long, or old enough."""
+        s = self.s
+        if open_streams:
+            self._idle_since = None
+        elif self._idle_since is None or new_streams:
+            self._idle_since = now
+        if s.idle_timeout and self._idle_since is not None and \
+                now - self._idle_since >= s.idle_timeout:
+            self.drain(now, None, "idle_timeout")
+        elif self._age_deadline is not None and now >= self._age_deadline:
+            grace = now + s.max_age_grace if s.max_age_grace else None
+            self.drain(now, grace, "max_connection_age")
+        else:
+            return
+        acts.extend(self._pending)
+        self._pending = []
+
+    def _drain_step(self, now: float, open_streams: int, last_ack: bytes,
+                    acts: list[Action]) -> bool:
+        """The notice goes out in this batch, the real GOAWAY on a later poll;
+        True once the connection is to close."""
+        if not self._final and Action.NOTICE not in acts and (
+                last_ack == DRAIN_OPAQUE or now >= self._notice_at + NOTICE_WAIT):
+            self._final = True
+            acts.append(Action.GOAWAY)
+        if not self._final:
+            return False
+        if not open_streams:
+            return True
+        if self._grace_deadline is not None and now >= self._grace_deadline:
+            acts.append(Action.END_STREAMS)
+            return True
+        return False
 
     def _close(self, acts: list[Action], reason: str) -> list[Action]:
         self.closed = True

@@ -22,6 +22,8 @@ from proxy.http2.events import (
     StreamReset,
     WindowOpened,
 )
+from proxy.http2.headers import check_request
+from proxy.http2.hpack_codec import HeaderBlock, encode_headers
 from tests.unit.frame_factory import REQUEST, FrameFactory, parse_frames
 
 E = f.ErrorCode
@@ -528,3 +530,31 @@ def test_outgoing_headers_split_into_continuation() -> None:
     got = peer.receive_data(out)
     req = next(e for e in got if isinstance(e, h2.events.RequestReceived))
     assert req.headers == big
+
+
+def test_decoded_header_block_is_immutable_and_shared() -> None:
+    """The decode cache hands every call the same HeaderBlock: nothing may
+    change it, except the relay's ``info``, set once."""
+    ff = FrameFactory()
+    core = started(server(), ff)
+    core.receive_data(ff.headers(1, end_stream=True))  # fills the dynamic table
+    first = core.receive_data(ff.headers(3, end_stream=True))[0].headers
+    again = core.receive_data(ff.headers(5, end_stream=True))[0].headers
+    assert again is first and isinstance(first, HeaderBlock)
+    assert first == REQUEST and [*REQUEST] == first and first != REQUEST[:-1]
+    assert first == tuple(REQUEST) and first != [*REQUEST, (b"x", b"y")]
+    with pytest.raises(AttributeError):
+        first.encoded = b""  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        first.append((b"x", b"y"))  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        first[0] = (b"x", b"y")  # type: ignore[index]
+    assert first.info is None
+    first.info = ("summary",)
+    with pytest.raises(AttributeError):
+        first.info = ("another",)
+    with pytest.raises(AttributeError):
+        del first.info
+    assert again.info == ("summary",)
+    assert first.check(check_request) is None and first.content_length is None
+    assert encode_headers(first) is first.encoded is encode_headers(again)

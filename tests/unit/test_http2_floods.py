@@ -340,7 +340,7 @@ def test_continuation_flood_without_end_headers() -> None:
     ev = failed(feed(c, frames))
     assert ev is not None and ev.code == E.ENHANCE_YOUR_CALM and ev.kind == "header_size"
     assert b"CONTINUATION" in c.take_output()
-    assert len(c._hb_parts) <= 1 + 8
+    assert len(c._blocks.parts) <= 1 + 8
 
 
 def test_one_mib_header_block_is_refused_without_buffering_it() -> None:
@@ -352,7 +352,7 @@ def test_one_mib_header_block_is_refused_without_buffering_it() -> None:
         ff.continuation(1, chunk, end_headers=False)] * 63
     ev = failed(feed(c, frames))
     assert ev is not None and ev.kind == "header_size"
-    assert c._hb_size <= 2 * 16384  # refused at the first frame past 16k
+    assert c._blocks.size <= 2 * 16384  # refused at the first frame past 16k
     frames_out = parse_frames(c.take_output())
     assert frames_out[-1].error_code == E.ENHANCE_YOUR_CALM
     assert b"http2_max_header_size" in frames_out[-1].additional_data
@@ -386,4 +386,4 @@ def test_header_size_is_advertised_with_max_frame_size() -> None:
 
 def test_upstream_connections_are_not_flood_limited() -> None:
     c = Connection(client=True)
-    assert c.limits.max_control_frames > 10**9 and c._max_block == 64 << 10
+    assert c.limits.max_control_frames > 10**9 and c._blocks.max_size == 64 << 10

@@ -48,7 +48,7 @@ def _feed(conn: Connection, chunks: list[bytes]) -> list[Event]:
                 conn.send_headers(ev.stream, [(b":status", b"200")], False)  # type: ignore
         _frames(conn.take_output())
         assert len(conn._buf) <= conn.local_max_frame_size + 9
-        assert conn._hb_size <= conn._max_block + f.DEFAULT_MAX_FRAME_SIZE
+        assert conn._blocks.size <= conn._blocks.max_size + f.DEFAULT_MAX_FRAME_SIZE
     failures = [i for i, ev in enumerate(events) if isinstance(ev, ConnectionFailed)]
     assert len(failures) <= 1
     if failures:

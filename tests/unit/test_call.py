@@ -11,6 +11,7 @@ from proxy.balancing.endpoint import EndpointState
 from proxy.balancing.pool import PoolSnapshot
 from proxy.config.model import Address, Location
 from proxy.http2.connection import Connection, Stream
+from proxy.http2.stream import StreamState
 from proxy.relay.call import (
     MAX_REFUSALS,
     REPLAY_LIMIT,
@@ -28,12 +29,12 @@ EP = EndpointState(Address("127.0.0.1", 1))
 def _call() -> RelayStream:
     down = Link(Connection(client=False))
     pool = PoolSnapshot("u", (EP,), (), 1.0)
-    return RelayStream(down, Stream(1, 65535, 65535), "/a.S/M", Location("/", False, "u"),
-                       pool, REQUEST, 0.0)
+    stream = Stream(1, 65535, 65535, StreamState.OPEN_UNANSWERED)
+    return RelayStream(down, stream, "/a.S/M", Location("/", False, "u"), pool, REQUEST, 0.0)
 
 
 def _up() -> tuple[Link, Stream]:
-    return Link(Connection(client=True)), Stream(1, 65535, 65535)
+    return Link(Connection(client=True)), Stream(1, 65535, 65535, StreamState.OPEN_UNANSWERED)
 
 
 # Each move, by the method that makes it.

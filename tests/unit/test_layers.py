@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "proxy"
 
@@ -56,10 +54,7 @@ CLI = "cli"
 DEMO_PACKAGE = "grpc_proxy_demo"  # shipped beside proxy/, with the demo extra
 
 # Edges that other branches are removing, (importer, imported) as modules.
-KNOWN_VIOLATIONS = {
-    # Http2Limits lives in config/model.py; the http2 restructuring moves it down.
-    ("proxy.http2.connection", "proxy.config.model"),
-}
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -174,8 +169,6 @@ def test_the_parser_sees_every_kind_of_import() -> None:
     assert ("proxy.__main__", "proxy.cli", False) in found
 
 
-@pytest.mark.xfail(strict=True, reason="known violations owned by other branches: "
-                   + "; ".join(f"{a} -> {b}" for a, b in sorted(KNOWN_VIOLATIONS)))
 def test_imports_follow_the_layers() -> None:
     bad = _violations()
     assert not bad, f"{len(bad)} import(s) against the layers:\n" + \

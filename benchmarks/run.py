@@ -4,8 +4,10 @@
 
 Builds the C++ echo backend and stream client (benchmarks/build/), starts the
 backends, nginx, Envoy and grpc-proxy (one worker each, all against the same
-backends), then runs each scenario against each target back to back. Prints a
-markdown table and writes benchmarks/results/latest.md and latest.json.
+backends; plus grpc-proxy with 2 workers for one scenario), then runs, for each
+round, each scenario in each pinning mode against each target in turn (direct,
+nginx, Envoy, grpc-proxy), so that the proxies' runs are interleaved. Prints
+markdown tables and writes benchmarks/results/latest.md and latest.json.
 Installs nothing: when a tool is missing it prints the command that installs it
 (benchmarks/setup.sh installs everything).
 """
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness import loads, procs, profiling, report, targets
+from harness import loads, probe, procs, profiling, report, targets
 from harness.memory import MemoryResult, hold_streams
 from harness.scenarios import (
     SCENARIO_KEYS,
@@ -37,25 +39,40 @@ from harness.scenarios import (
     best_row,
     measure,
 )
-from harness.targets import DIRECT, ENVOY, GRPC_PROXY, NGINX, LaunchContext, Target
+from harness.targets import (
+    DIRECT,
+    ENVOY,
+    GRPC_PROXY,
+    GRPC_PROXY_W2,
+    NGINX,
+    LaunchContext,
+    Target,
+)
 from harness.tools import BENCH_DIR, BUILD_DIR, REPO_DIR, Tools, find_tools, version
 
 RESULTS_DIR = BENCH_DIR / "results"
-PROXIES = [NGINX, ENVOY, GRPC_PROXY]
+PROXIES = [NGINX, ENVOY, GRPC_PROXY, GRPC_PROXY_W2]
+PINNING_MODES = ["unpinned", "pinned"]
 HOLD_CHANNELS = 4
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="short runs (2 s each)")
+    p.add_argument("--quick", action="store_true",
+                   help="short runs (1.25 s each after a 0.3 s warm-up)")
     p.add_argument("--seconds", type=float, help="measured seconds per run (default 8)")
     p.add_argument("--warmup", type=float, help="warm-up seconds before each run (default 1)")
+    p.add_argument("--pinning", choices=["both", *PINNING_MODES], default="both",
+                   help="unpinned: no process pinned; pinned: the proxy alone on "
+                        "--proxy-cpus, everything else on --load-cpus; both (default): "
+                        "every scenario in both modes, one after the other")
     p.add_argument("--scenarios", default=",".join(SCENARIO_KEYS),
                    help=f"comma-separated subset of: {', '.join(SCENARIO_KEYS)}")
     p.add_argument("--proxies", default=",".join(PROXIES),
                    help=f"comma-separated subset of: {', '.join(PROXIES)}")
     p.add_argument("--repeat", type=int, default=1,
-                   help="rounds of all runs; each row is then the run with the least CPU/call")
+                   help="rounds of all runs (each round: every scenario, pinning mode and "
+                        "target in turn); each row is then the run with the least CPU/call")
     p.add_argument("--no-direct", action="store_true", help="skip the proxy-less baseline")
     p.add_argument("--streams", type=int, default=1000,
                    help="long-lived streams held open for the memory test (0: skip it)")
@@ -63,7 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--proxy-cpus", default="1", help="taskset CPU list for the proxies")
     p.add_argument("--load-cpus", default="0",
                    help="taskset CPU list for the backends and the load generators")
-    p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--no-pin", action="store_true", help="the same as --pinning unpinned")
     p.add_argument("--grpc-proxy-cmd", metavar="CMD",
                    help="command that runs grpc-proxy, {config} is replaced by the config "
                         "file (default: .venv/bin/python -m proxy -c {config}, in the repo)")
@@ -72,14 +89,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "the unary-load scenario, into benchmarks/results/")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
-    args.seconds = args.seconds or (2.0 if args.quick else 8.0)
-    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
+    args.seconds = args.seconds or (1.25 if args.quick else 8.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     args.scenarios = _subset(p, args.scenarios, SCENARIO_KEYS)
     args.proxies = _subset(p, args.proxies, PROXIES)
-    if args.no_pin or (os.cpu_count() or 1) < 2:
-        args.proxy_cpus = args.load_cpus = None
+    if args.no_pin or len(os.sched_getaffinity(0)) < 2:
+        args.pinning = "unpinned"
+    args.pinning_modes = PINNING_MODES if args.pinning == "both" else [args.pinning]
     return args
 
 
@@ -110,20 +128,21 @@ class Lab:
         self.tools, self.args, self.workdir = tools, args, workdir
         self.backends: list[procs.Proc] = []
         self.targets: list[Target] = []
+        self.all_cpus = os.sched_getaffinity(0)
 
     def start_backends(self) -> list[int]:
         ports = procs.free_ports(self.args.backends)
         for i, port in enumerate(ports):
             proc = procs.start(f"backend{i}", [str(self.tools.echo_server), str(port), "1"],
-                               self.workdir, cpus=self.args.load_cpus)
+                               self.workdir)
             self.backends.append(proc)
             if not procs.wait_port(port, 10.0, proc):
                 raise RuntimeError(f"echo backend on {port} did not start: {proc.log_tail()}")
         return ports
 
     def launch(self, names: Sequence[str], backend_ports: list[int]) -> None:
-        ctx = LaunchContext(self.workdir, backend_ports, self.args.proxy_cpus,
-                            self.tools.stream_client, self.args.load_cpus)
+        # Started unpinned; place() moves them for each pinning mode.
+        ctx = LaunchContext(self.workdir, backend_ports, None, self.tools.stream_client, None)
         for name in names:
             log(f"starting {name} ...")
             # Ports already taken by running proxies are not handed out again.
@@ -132,17 +151,37 @@ class Lab:
                 target = targets.launch_nginx(ctx, self.tools.nginx, port)
             elif name == ENVOY:
                 target = targets.launch_envoy(ctx, self.tools.envoy, port, admin_port)
+            elif name == GRPC_PROXY_W2:
+                target = targets.launch_grpc_proxy(ctx, port, self.args.grpc_proxy_cmd, 2)
             else:
                 target = targets.launch_grpc_proxy(ctx, port, self.args.grpc_proxy_cmd)
             targets.settle_and_measure_idle(target)
             status = target.error or f"serving on 127.0.0.1:{target.port}"
+            if target.info.get("package"):
+                status += f" (package {target.info['package']})"
             log(f"  {name}: {status}")
             self.targets.append(target)
 
-    def env(self) -> BenchEnv:
+    def env(self, pinning: str) -> BenchEnv:
+        """The environment of the runs in one pinning mode, after placing the processes."""
+        self.place(pinning)
         body = self.workdir / "unary-body.bin"
-        body.write_bytes(loads.grpc_unary_body(UNARY_PAYLOAD))
-        return BenchEnv(self.tools, self.workdir, body, self.args.load_cpus, self.backends)
+        if not body.exists():
+            body.write_bytes(loads.grpc_unary_body(UNARY_PAYLOAD))
+        load_cpus = self.args.load_cpus if pinning == "pinned" else None
+        return BenchEnv(self.tools, self.workdir, body, load_cpus, self.backends, pinning)
+
+    def place(self, pinning: str) -> None:
+        """Pin (or unpin) every thread of the running proxies and backends; the load
+        generators are started with taskset for each run."""
+        if pinning == "pinned":
+            proxy_cpus = procs.parse_cpus(self.args.proxy_cpus)
+            load_cpus = procs.parse_cpus(self.args.load_cpus)
+        else:
+            proxy_cpus = load_cpus = self.all_cpus
+        for target in self.targets:
+            procs.set_affinity(target.pids(), proxy_cpus)
+        procs.set_affinity([pid for b in self.backends for pid in b.tree()], load_cpus)
 
     def stop(self) -> None:
         for target in reversed(self.targets):
@@ -156,35 +195,43 @@ class Lab:
 # Running
 
 
-def run_memory(lab: Lab) -> list[MemoryResult]:
+def run_memory(lab: Lab, env: BenchEnv) -> list[MemoryResult]:
     results = []
     for target in lab.targets:
+        if target.only_scenarios is not None:
+            continue  # the 2-worker grpc-proxy: one load scenario only
         log(f"[memory] {target.name}: holding {lab.args.streams} streams open ...")
         m = hold_streams(target, lab.tools.stream_client, lab.args.streams, HOLD_CHANNELS,
-                         lab.args.load_cpus)
+                         env.load_cpus)
         log(f"  {m.streams_open} open; RSS {report.fmt_mib(m.idle_rss_kib)} MiB idle, "
             f"{report.fmt_mib(m.open_rss_kib)} MiB with streams {m.error or ''}")
         results.append(m)
     return results
 
 
-def run_loads(lab: Lab, env: BenchEnv, order: list[Target]) -> list[Row]:
-    """Every scenario against every target, back to back; --repeat rounds of that."""
+def run_loads(lab: Lab, order: list[Target]) -> list[Row]:
+    """--repeat rounds; each round runs every scenario, in every pinning mode, against
+    every target in turn (direct, nginx, Envoy, grpc-proxy), so that the runs of the
+    proxies compared in one row of the ratio table are minutes apart at most."""
     scenarios = [s for s in SCENARIOS if s.key in lab.args.scenarios]
-    runs: dict[tuple[str, str], list[Row]] = {}
+    runs: dict[tuple[str, str, str], list[Row]] = {}
     for round_no in range(1, lab.args.repeat + 1):
         prefix = f"round {round_no}/{lab.args.repeat} " if lab.args.repeat > 1 else ""
         for scenario in scenarios:
-            for target in order:
-                log(f"{prefix}[{scenario.key}] {target.name} ...")
-                row = measure(target, scenario, env, lab.args.seconds, lab.args.warmup)
-                log(f"  {report.fmt_num(row.rate, 0)} {scenario.unit}s/s, p50 "
-                    f"{report.fmt_num(row.p50_ms, 3)} ms, p99 "
-                    f"{report.fmt_num(row.p99_ms, 3)} ms, CPU "
-                    f"{report.fmt_num(row.cpu_us_per_unit)} us/{scenario.unit} "
-                    f"{row.error or ''}")
-                runs.setdefault((scenario.key, target.name), []).append(row)
-    return [best_row(runs[(s.key, t.name)]) for s in scenarios for t in order]
+            for pinning in lab.args.pinning_modes:
+                env = lab.env(pinning)
+                for target in order:
+                    if not target.runs(scenario.key, pinning):
+                        continue
+                    log(f"{prefix}[{scenario.key}, {pinning}] {target.name} ...")
+                    row = measure(target, scenario, env, lab.args.seconds, lab.args.warmup)
+                    log(f"  {report.fmt_num(row.rate, 0)} {scenario.unit}s/s, p50 "
+                        f"{report.fmt_num(row.p50_ms, 3)} ms, p99 "
+                        f"{report.fmt_num(row.p99_ms, 3)} ms, CPU "
+                        f"{report.fmt_num(row.cpu_us_per_unit)} us/{scenario.unit}, other "
+                        f"CPU {report.fmt_num(row.other_cpu_pct, 0)} % {row.error or ''}")
+                    runs.setdefault((scenario.key, pinning, target.name), []).append(row)
+    return [best_row(rows) for rows in runs.values()]
 
 
 def metadata(args: argparse.Namespace, tools: Tools) -> dict[str, Any]:
@@ -193,9 +240,10 @@ def metadata(args: argparse.Namespace, tools: Tools) -> dict[str, Any]:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    pinning = ("no CPU pinning" if args.proxy_cpus is None else
-               f"proxies on CPU {args.proxy_cpus}, backends and load generators on CPU "
-               f"{args.load_cpus}")
+    pinning = " and ".join(
+        "unpinned (no process pinned)" if mode == "unpinned" else
+        f"pinned (proxy on CPU {args.proxy_cpus}, backends and load generators on CPU "
+        f"{args.load_cpus})" for mode in args.pinning_modes)
     grpc_version = subprocess.run(["pkg-config", "--modversion", "grpc++"], capture_output=True,
                                   text=True, check=False).stdout.strip()
     versions = {"nginx": version([tools.nginx, "-v"]), "envoy": version([tools.envoy,
@@ -204,6 +252,8 @@ def metadata(args: argparse.Namespace, tools: Tools) -> dict[str, Any]:
                 "python": platform.python_version()}
     return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu, "cpus": os.cpu_count(), "pinning": pinning,
+            "pinning_modes": args.pinning_modes, "proxy_cpus": args.proxy_cpus,
+            "load_cpus": args.load_cpus,
             "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
             "seconds": args.seconds, "warmup": args.warmup, "backends": args.backends,
             "repeat": args.repeat,
@@ -216,9 +266,23 @@ def _git_head() -> str | None:
     return out.stdout.strip() or None
 
 
+def machine_load(probes: list[dict[str, Any]], rows: list[Row]) -> str:
+    """How busy the machine was: the probes at start and end, and the CPU other
+    programs used during the runs."""
+    other = sorted(r.other_cpu_pct for r in rows if r.other_cpu_pct is not None)
+    text = "; ".join(f"{'start' if i == 0 else 'end'} {probe.describe(p)}"
+                     for i, p in enumerate(probes))
+    if other:
+        text += (f"; CPU used by other programs during the runs: median "
+                 f"{other[len(other) // 2]:.0f} %, max {other[-1]:.0f} % of one core")
+    return text
+
+
 def write_results(args: argparse.Namespace, tools: Tools, lab: Lab, rows: list[Row],
-                  memory: list[MemoryResult]) -> str:
+                  memory: list[MemoryResult], probes: list[dict[str, Any]]) -> str:
     meta = metadata(args, tools)
+    meta["machine"] = machine_load(probes, rows)
+    meta["probes"] = probes
     checks = report.target_checks(rows, memory)
     text = report.markdown(meta, rows, memory, checks)
     target_info = {t.name: {"port": t.port, "error": t.error, **t.info} for t in lab.targets}
@@ -268,22 +332,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         backend_ports = lab.start_backends()
         lab.launch([GRPC_PROXY] if args.profile else args.proxies, backend_ports)
-        env = lab.env()
         if args.profile:
-            return run_profile(lab, env)
-        memory = run_memory(lab) if args.streams > 0 else []
+            return run_profile(lab, lab.env(args.pinning_modes[0]))
+        probes = [probe.machine_probe()]
+        log(f"machine: {probe.describe(probes[0])}")
+        memory = run_memory(lab, lab.env("unpinned")) if args.streams > 0 else []
         direct = [] if args.no_direct else [Target(DIRECT, backend_ports[0])]
         started = time.monotonic()
-        rows = run_loads(lab, env, direct + lab.targets)
+        rows = run_loads(lab, direct + lab.targets)
         log(f"load scenarios took {time.monotonic() - started:.0f} s")
+        probes.append(probe.machine_probe())
+        log(f"machine: {probe.describe(probes[-1])}")
     except (KeyboardInterrupt, SystemExit):
         log("interrupted: stopping the processes started")
         raise
     finally:
         lab.stop()
-    print(write_results(args, found, lab, rows, memory))
+    print(write_results(args, found, lab, rows, memory, probes))
     log(f"wrote {args.results_dir / 'latest.md'} and latest.json (logs in {workdir})")
-    broken = [r for r in rows if r.error and r.target != GRPC_PROXY]
+    broken = [r for r in rows if r.error and r.target not in (GRPC_PROXY, GRPC_PROXY_W2)]
     return 1 if broken else 0
 
 

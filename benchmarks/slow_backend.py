@@ -41,7 +41,8 @@ def _grpc_proxy_conf(method: str) -> Callable[[int, list[int]], str]:
 
 def _start(name: str, cmd: list[str], port: int, ctx: LaunchContext, workdir: Path,
            cwd: Path | None = None) -> Target:
-    proc = procs.start(name, cmd, workdir, cpus=ctx.proxy_cpus, cwd=cwd)
+    env = targets.grpc_proxy_env() if cwd is not None else None
+    proc = procs.start(name, cmd, workdir, cpus=ctx.proxy_cpus, cwd=cwd, env=env)
     target = Target(name, port, proc)
     if not procs.wait_port(port, targets.START_TIMEOUT, proc):
         target.error = f"did not start: {proc.log_tail(5)}"

@@ -131,7 +131,7 @@ class H2loadRun:
 
 
 def run_h2load(run: H2loadRun, log_file: Path | None) -> LoadResult:
-    cmd = [run.h2load, "-D", f"{run.duration:g}", "-c", str(run.connections),
+    cmd = [run.h2load, "-D", f"{round(run.duration * 1000)}ms", "-c", str(run.connections),
            "-m", str(run.streams), "-t", "1", "--data", str(run.body_file), *GRPC_HEADERS]
     if run.rps_per_connection:
         cmd += ["--rps", str(run.rps_per_connection)]

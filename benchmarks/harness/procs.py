@@ -50,6 +50,28 @@ def pinned(cmd: Sequence[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *cmd] if cpus else list(cmd)
 
 
+def parse_cpus(cpus: str) -> set[int]:
+    """A taskset-style CPU list ("0", "1,3", "0-2") as a set."""
+    out: set[int] = set()
+    for part in cpus.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def set_affinity(pids: Iterable[int], cpus: set[int]) -> None:
+    """Move every thread of each process onto cpus (threads and children started
+    later inherit it). Threads that exit meanwhile are skipped."""
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+                os.sched_setaffinity(int(tid), cpus)
+
+
 def start(
     name: str,
     cmd: Sequence[str],
@@ -120,20 +142,70 @@ def tree_pids(root: int) -> list[int]:
     return result
 
 
-def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
-    """utime+stime of each process (all its threads), in seconds."""
-    out: dict[int, float] = {}
+@dataclass
+class CpuSample:
+    """One process's CPU time at one moment, read two ways."""
+
+    stat_s: float  # utime+stime from /proc/PID/stat: whole process, clock ticks (10 ms)
+    threads_ns: dict[int, int]  # TID -> run time from /proc/PID/task/TID/schedstat (ns)
+
+
+# The scheduler's run time of exited threads is only in /proc/PID/stat; when the
+# tick-based delta exceeds the schedstat one by more than this, a thread died in
+# between and the tick-based figure is used.
+_STAT_SLACK_S = 3.0 / CLOCK_TICKS
+
+
+def _schedstat_ns(pid: int, tid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_sample(pids: Iterable[int]) -> dict[int, CpuSample]:
+    """CPU time of each process: per-thread schedstat (ns) and the stat tick count."""
+    out: dict[int, CpuSample] = {}
     for pid in pids:
         fields = _read_stat(pid)
-        if fields:
-            # utime and stime are fields 14 and 15 of the full line.
-            out[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if not fields:
+            continue
+        # utime and stime are fields 14 and 15 of the full line.
+        stat_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        threads: dict[int, int] = {}
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            tids = []
+        for tid in tids:
+            ns = _schedstat_ns(pid, tid)
+            if ns is not None:
+                threads[int(tid)] = ns
+        out[pid] = CpuSample(stat_s, threads)
     return out
 
 
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds used between two snapshots; processes born in between count whole."""
-    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+def cpu_used(before: dict[int, CpuSample], after: dict[int, CpuSample],
+             source: str = "schedstat") -> float:
+    """CPU seconds used between two samples; processes (threads) born in between count whole.
+
+    source "schedstat": the sum over every thread of /proc/PID/task/*/schedstat
+    (nanoseconds), falling back to /proc/PID/stat for a process without schedstat
+    or one that lost a thread in between; "stat": /proc/PID/stat only (utime +
+    stime, counted in clock ticks).
+    """
+    total = 0.0
+    for pid, a in after.items():
+        b = before.get(pid)
+        stat_delta = a.stat_s - (b.stat_s if b else 0.0)
+        if source == "stat" or not a.threads_ns:
+            total += stat_delta
+            continue
+        old = b.threads_ns if b else {}
+        sched_delta = sum(ns - old.get(tid, 0) for tid, ns in a.threads_ns.items()) / 1e9
+        total += stat_delta if stat_delta > sched_delta + _STAT_SLACK_S else sched_delta
+    return total
 
 
 def system_busy_seconds() -> float:

@@ -8,32 +8,46 @@ from typing import Any
 
 from harness.memory import MemoryResult
 from harness.scenarios import SCENARIOS, Row
-from harness.targets import GRPC_PROXY, NGINX
+from harness.targets import ENVOY, GRPC_PROXY, GRPC_PROXY_W2, NGINX
 
 MIB = 1024.0
-# scenario -> highest acceptable grpc-proxy CPU/call as a multiple of nginx's
-CPU_RATIO_TARGETS = {"unary-load": 1.0, "unary-fixed-rate": 1.0, "unary-serial": 3.0,
-                     "server-stream": 3.0}
+# scenario -> highest acceptable grpc-proxy CPU/call as a multiple of nginx's, in the
+# unpinned runs (the pinned ones are shown next to them, without a verdict).
+CPU_RATIO_TARGETS = {"unary-load": 1.0, "unary-1conn": 1.0, "unary-serial": 3.0,
+                     "bidi-pingpong": 3.0, "server-stream": 2.0}
+TARGET_PINNING = "unpinned"
 # The targets are in MB (10^6 bytes); tables show MiB.
 IDLE_RSS_TARGET_MIB = 50e6 / 2**20
 STREAMS_RSS_TARGET_MIB = 10e6 / 2**20  # per 1000 open streams
 # Rows taken while other programs used this much CPU (% of one core) get a note.
 BUSY_WARNING_PCT = 15.0
+PINNING_ORDER = {"unpinned": 0, "pinned": 1}
 
 
 def fmt_num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def cpu_ratios(rows: Sequence[Row]) -> dict[tuple[str, str], float]:
-    """(target, scenario) -> CPU per call divided by nginx's in the same scenario."""
-    nginx = {r.scenario: r.cpu_us_per_unit for r in rows if r.target == NGINX}
+Key = tuple[str, str, str]  # target, scenario, pinning
+
+
+def cpu_ratios(rows: Sequence[Row]) -> dict[Key, float]:
+    """(target, scenario, pinning) -> CPU per call over nginx's in the same scenario
+    and pinning mode."""
+    nginx = {(r.scenario, r.pinning): r.cpu_us_per_unit for r in rows if r.target == NGINX}
     out = {}
     for r in rows:
-        base = nginx.get(r.scenario)
+        base = nginx.get((r.scenario, r.pinning))
         if r.cpu_us_per_unit is not None and base:
-            out[(r.target, r.scenario)] = r.cpu_us_per_unit / base
+            out[(r.target, r.scenario, r.pinning)] = r.cpu_us_per_unit / base
     return out
+
+
+def ordered(rows: Sequence[Row]) -> list[Row]:
+    """Rows grouped by pinning mode (unpinned first), then scenario, then target."""
+    scen = {s.key: i for i, s in enumerate(SCENARIOS)}
+    return sorted(rows, key=lambda r: (PINNING_ORDER.get(r.pinning, 9),
+                                       scen.get(r.scenario, 99)))
 
 
 def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
@@ -49,28 +63,61 @@ def _load_side(r: Row) -> float | None:
     return r.backend_cpu_pct + r.generator_cpu_pct
 
 
+def _notes(r: Row) -> str:
+    notes = [(r.error or "").replace("|", "/").replace("\n", " ")[:160]]
+    if r.errors and not r.error:
+        notes.append(f"{r.errors} failed")
+    if r.note:
+        notes.append(r.note)
+    if r.other_cpu_pct is not None and r.other_cpu_pct >= BUSY_WARNING_PCT:
+        notes.append(f"other CPU use {r.other_cpu_pct:.0f} %")
+    runs = int(str(r.extra.get("runs", 1)))
+    if runs > 1:
+        worst = r.extra.get("cpu_us_per_unit_max")
+        spread = ("" if worst is None or r.cpu_us_per_unit is None else
+                  f" (CPU/call up to {float(str(worst)):.1f})")
+        notes.append(f"best of {runs} runs{spread}")
+    return "; ".join(n for n in notes if n)
+
+
 def load_table(rows: Sequence[Row]) -> list[str]:
     titles = {s.key: f"{s.title} ({s.unit}s/s)" for s in SCENARIOS}
     ratios = cpu_ratios(rows)
-    header = ["proxy", "scenario", "calls/s", "p50 ms", "p99 ms", "CPU us/call",
+    header = ["proxy", "pinning", "scenario", "calls/s", "p50 ms", "p99 ms", "CPU us/call",
               "CPU ratio vs nginx", "proxy CPU %", "load-side CPU %", "notes"]
     lines = []
-    for r in rows:
-        ratio = ratios.get((r.target, r.scenario))
-        notes = [(r.error or "").replace("|", "/").replace("\n", " ")[:160]]
-        if r.errors and not r.error:
-            notes.append(f"{r.errors} failed")
-        if r.note:
-            notes.append(r.note)
-        if r.other_cpu_pct is not None and r.other_cpu_pct >= BUSY_WARNING_PCT:
-            notes.append(f"other CPU use {r.other_cpu_pct:.0f} %")
-        if int(str(r.extra.get("runs", 1))) > 1:
-            notes.append(f"best of {r.extra['runs']} runs")
-        note = "; ".join(n for n in notes if n)
-        lines.append([r.target, titles.get(r.scenario, r.scenario), fmt_num(r.rate, 0),
-                      fmt_num(r.p50_ms, 3), fmt_num(r.p99_ms, 3), fmt_num(r.cpu_us_per_unit, 1),
+    for r in ordered(rows):
+        ratio = ratios.get((r.target, r.scenario, r.pinning))
+        lines.append([r.target, r.pinning, titles.get(r.scenario, r.scenario),
+                      fmt_num(r.rate, 0), fmt_num(r.p50_ms, 3), fmt_num(r.p99_ms, 3),
+                      fmt_num(r.cpu_us_per_unit, 1),
                       "-" if ratio is None else f"{ratio:.2f}x", fmt_num(r.proxy_cpu_pct, 0),
-                      fmt_num(_load_side(r), 0), note])
+                      fmt_num(_load_side(r), 0), _notes(r)])
+    return _table(header, lines)
+
+
+def ratio_table(rows: Sequence[Row]) -> list[str]:
+    """Per scenario: nginx's CPU/call and each proxy's ratio to it, per pinning mode."""
+    ratios = cpu_ratios(rows)
+    modes = sorted({r.pinning for r in rows}, key=lambda m: PINNING_ORDER.get(m, 9))
+    proxies = {m: [t for t in (ENVOY, GRPC_PROXY, GRPC_PROXY_W2)
+                   if any(r.target == t and r.pinning == m and r.cpu_us_per_unit is not None
+                          for r in rows)] for m in modes}
+    nginx = {(r.scenario, r.pinning): r.cpu_us_per_unit for r in rows if r.target == NGINX}
+    header = ["scenario"]
+    for m in modes:
+        header += [f"nginx us ({m})"] + [f"{p} ({m})" for p in proxies[m]]
+    lines = []
+    for sc in SCENARIOS:
+        if not any(r.scenario == sc.key for r in rows):
+            continue
+        line = [f"{sc.title} (per {sc.unit})"]
+        for m in modes:
+            line.append(fmt_num(nginx.get((sc.key, m)), 1))
+            for p in proxies[m]:
+                ratio = ratios.get((p, sc.key, m))
+                line.append("" if ratio is None else f"{ratio:.2f}x")
+        lines.append(line)
     return _table(header, lines)
 
 
@@ -88,33 +135,54 @@ def memory_table(results: Sequence[MemoryResult]) -> list[str]:
     return _table(header, lines)
 
 
-def _verdict(value: float | None, limit: float) -> str:
+def _verdict(value: float | None, limit: float, below: bool = True) -> str:
     if value is None:
         return "not measured"
-    return "met" if value <= limit else "missed"
+    return "met" if (value <= limit if below else value > limit) else "missed"
+
+
+def best_rate(r: Row) -> float | None:
+    """The highest calls/s of a row's runs (the least disturbed for throughput)."""
+    runs = r.extra.get("all_runs")
+    if isinstance(runs, list):
+        rates = [float(x["rate"]) for x in runs if x.get("rate") and not x.get("error")]
+        return max(rates) if rates else None
+    return None if r.error else r.rate
 
 
 def target_checks(rows: Sequence[Row], memory: Sequence[MemoryResult]) -> list[dict[str, Any]]:
-    """grpc-proxy against the README's targets."""
+    """grpc-proxy against the README's targets (CPU ratios: the unpinned runs; the
+    pinned ratio is shown for information)."""
     ratios = cpu_ratios(rows)
     checks: list[dict[str, Any]] = []
     for scenario, limit in CPU_RATIO_TARGETS.items():
-        value = ratios.get((GRPC_PROXY, scenario))
+        value = ratios.get((GRPC_PROXY, scenario, TARGET_PINNING))
+        pinned = ratios.get((GRPC_PROXY, scenario, "pinned"))
         checks.append({"what": f"CPU/call vs nginx, {scenario}", "limit": f"<= {limit:.1f}x",
                        "value": None if value is None else f"{value:.2f}x",
+                       "pinned": None if pinned is None else f"{pinned:.2f}x",
                        "verdict": _verdict(value, limit)})
+    rates = {r.target: best_rate(r) for r in rows
+             if r.scenario == "unary-load" and r.pinning == TARGET_PINNING}
+    one, two = rates.get(GRPC_PROXY), rates.get(GRPC_PROXY_W2)
+    gain = two / one if one and two else None
+    checks.append({"what": "worker_processes 2 vs 1, calls/s under load (unary-load)",
+                   "limit": "> 1.0x",
+                   "value": None if gain is None else
+                   f"{gain:.2f}x ({two:,.0f} vs {one:,.0f} calls/s)",
+                   "pinned": None, "verdict": _verdict(gain, 1.0, below=False)})
     mem = next((m for m in memory if m.target == GRPC_PROXY), None)
     idle = None if mem is None or mem.idle_rss_kib is None else mem.idle_rss_kib / MIB
     checks.append({"what": "idle RSS", "limit": f"< 50 MB ({IDLE_RSS_TARGET_MIB:.1f} MiB)",
-                   "value": None if idle is None else f"{idle:.1f} MiB",
+                   "value": None if idle is None else f"{idle:.1f} MiB", "pinned": None,
                    "verdict": _verdict(idle, IDLE_RSS_TARGET_MIB)})
     per_1000 = None
     if mem is not None and mem.delta_rss_kib is not None and mem.streams_open:
         per_1000 = mem.delta_rss_kib / MIB * 1000.0 / mem.streams_open
     checks.append({"what": "RSS per 1000 open streams", "limit":
                    f"< 10 MB ({STREAMS_RSS_TARGET_MIB:.1f} MiB)",
-                   "value": None if per_1000 is None else f"{per_1000:.1f} MiB",
-                   "verdict": _verdict(per_1000, STREAMS_RSS_TARGET_MIB)})
+                   "value": None if per_1000 is None else f"+{per_1000:.1f} MiB",
+                   "pinned": None, "verdict": _verdict(per_1000, STREAMS_RSS_TARGET_MIB)})
     return checks
 
 
@@ -126,6 +194,13 @@ def markdown(meta: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryR
            f"- {meta['seconds']:g} s per run after a {meta['warmup']:g} s warm-up, "
            f"{meta['repeat']} round(s); "
            f"{meta['backends']} single-threaded C++ echo backends", ""]
+    if meta.get("machine"):
+        out.insert(-1, f"- machine load: {meta['machine']}")
+    out += ["## Proxy CPU per call, as a ratio to nginx's", ""] + ratio_table(rows)
+    out += ["", "Each proxy's CPU per call (message) over nginx's in the same scenario and "
+            "pinning mode; unpinned: no process is pinned; pinned: the proxy alone on "
+            f"CPU(s) {meta.get('proxy_cpus')}, backends and load generators on "
+            f"{meta.get('load_cpus')}.", ""]
     out += ["## Throughput, latency, proxy CPU", ""] + load_table(rows)
     out += ["", "CPU us/call: user+system CPU of all the proxy's processes during the run, "
             "divided by the calls (messages for stream scenarios) completed. proxy CPU % is "
@@ -135,8 +210,10 @@ def markdown(meta: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryR
     if memory:
         out += ["## Memory", ""] + memory_table(memory) + [""]
     out += ["## grpc-proxy targets", ""]
-    out += _table(["target", "limit", "measured", "verdict"],
-                  [[c["what"], c["limit"], c["value"] or "-", c["verdict"]] for c in checks])
+    out += _table(["target", "limit", f"measured ({TARGET_PINNING})", "verdict",
+                   "pinned (for information)"],
+                  [[c["what"], c["limit"], c["value"] or "-", c["verdict"],
+                    c.get("pinned") or "-"] for c in checks])
     return "\n".join(out) + "\n"
 
 
@@ -144,9 +221,9 @@ def document(meta: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryR
              checks: Sequence[dict[str, Any]], targets: dict[str, Any]) -> dict[str, Any]:
     ratios = cpu_ratios(rows)
     row_dicts = []
-    for r in rows:
+    for r in ordered(rows):
         d = asdict(r)
-        d["cpu_ratio_vs_nginx"] = ratios.get((r.target, r.scenario))
+        d["cpu_ratio_vs_nginx"] = ratios.get((r.target, r.scenario, r.pinning))
         row_dicts.append(d)
     mem_dicts = [asdict(m) | {"delta_rss_kib": m.delta_rss_kib} for m in memory]
     return {"meta": meta, "targets": targets, "scenarios": [

@@ -12,9 +12,10 @@ from harness.targets import Target, check_serving
 from harness.tools import Tools
 
 UNARY_PAYLOAD = 32
-# Offered load of the fixed-rate unary scenario: below what every proxy sustains here,
-# so that all of them do the same work per second and CPU per call compares directly.
-UNARY_FIXED_RATE = 5000
+# Offered load of the paced unary scenario: light load, well below what every proxy
+# sustains even on a busy machine, so that all of them do the same work per second
+# and CPU per call compares directly (few calls per wake-up, unlike unary-load).
+UNARY_FIXED_RATE = 2000
 STREAM_MESSAGE_SIZE = 1024
 STREAM_MESSAGES = 100  # per call (server-stream) or round trips per call (bidi)
 STREAM_CONCURRENCY = 10
@@ -28,8 +29,9 @@ class BenchEnv:
     tools: Tools
     workdir: Path
     body_file: Path
-    load_cpus: str | None
+    load_cpus: str | None  # taskset list for the load generators; None: unpinned
     backends: list[procs.Proc]
+    pinning: str = "unpinned"  # "pinned" or "unpinned": what load_cpus stands for
 
 
 # A load run: (env, port, seconds, keep per-request latencies) -> result.
@@ -73,9 +75,12 @@ SCENARIOS = [
     Scenario("unary-load", "unary, 10 conns x 10 streams", "call",
              f"h2load -c 10 -m 10, {UNARY_PAYLOAD}-byte payload: throughput under load; "
              "latency is per call", _unary(10, 10)),
-    Scenario("unary-fixed-rate", f"unary, 10 x 10 at {UNARY_FIXED_RATE // 1000}k calls/s",
-             "call", f"h2load -c 10 -m 10 --rps {UNARY_FIXED_RATE // 10}: the same offered load "
-             f"({UNARY_FIXED_RATE} calls/s) for every proxy, so CPU per call is compared at "
+    Scenario("unary-1conn", "unary, 1 conn x 100 streams", "call",
+             f"h2load -c 1 -m 100, {UNARY_PAYLOAD}-byte payload: one client connection "
+             "multiplexing 100 calls, as fast as it goes", _unary(1, 100)),
+    Scenario("unary-fixed-rate", f"unary, 10 x 10 paced at {UNARY_FIXED_RATE // 1000}k calls/s",
+             "call", f"h2load -c 10 -m 10 --rps {UNARY_FIXED_RATE // 10}: the same light offered "
+             f"load ({UNARY_FIXED_RATE} calls/s) for every proxy, so CPU per call is compared at "
              "equal work", _unary(10, 10, UNARY_FIXED_RATE)),
     Scenario("unary-serial", "unary, 1 call at a time", "call",
              "h2load -c 1 -m 1: one call in flight; latency is the round trip through "
@@ -98,6 +103,7 @@ class Row:
     target: str
     scenario: str
     unit: str
+    pinning: str = "unpinned"
     rate: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
@@ -116,14 +122,24 @@ class Row:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def _snapshot(target: Target, env: BenchEnv) -> tuple[dict[int, float], dict[int, float]]:
+Snapshot = tuple[dict[int, procs.CpuSample], dict[int, procs.CpuSample]]
+
+
+def _snapshot(target: Target, env: BenchEnv) -> Snapshot:
     backend_pids = [pid for b in env.backends for pid in b.tree()]
-    return procs.cpu_seconds(target.pids()), procs.cpu_seconds(backend_pids)
+    return procs.cpu_sample(target.pids()), procs.cpu_sample(backend_pids)
 
 
 def measure(target: Target, scenario: Scenario, env: BenchEnv, seconds: float,
             warmup: float) -> Row:
-    row = Row(target.name, scenario.key, scenario.unit)
+    """One run: check, warm up, then the measured load.
+
+    The proxy's CPU is read (per thread, from schedstat) just before the measured
+    load generator starts and just after it exits: the window holds the whole
+    measured load and nothing else, as the proxy is idle between runs (connection
+    set-up and teardown of the generator are inside it, a few ms in seconds).
+    """
+    row = Row(target.name, scenario.key, scenario.unit, env.pinning)
     if not target.usable:
         row.error = target.error
         return row
@@ -182,6 +198,10 @@ def best_row(rows: list[Row]) -> Row:
          "p99_ms": r.p99_ms, "other_cpu_pct": r.other_cpu_pct, "error": r.error}
         for r in rows
     ]
+    cpus = sorted(r.cpu_us_per_unit for r in good if r.cpu_us_per_unit is not None)
+    if cpus:
+        chosen.extra["cpu_us_per_unit_median"] = cpus[len(cpus) // 2]
+        chosen.extra["cpu_us_per_unit_max"] = cpus[-1]
     if len(good) < len(rows):
         failed = f"{len(rows) - len(good)} of {len(rows)} runs failed"
         chosen.note = f"{chosen.note}; {failed}" if chosen.note else failed

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +17,9 @@ from harness import procs
 from harness.tools import REPO_DIR, VENV_PYTHON
 
 NGINX, ENVOY, GRPC_PROXY, DIRECT = "nginx", "envoy", "grpc-proxy", "direct"
+# grpc-proxy with worker_processes 2: only in the unpinned unary-load runs, to check
+# that a second worker adds calls/s.
+GRPC_PROXY_W2 = "grpc-proxy-w2"
 START_TIMEOUT = 20.0
 
 
@@ -27,6 +32,13 @@ class Target:
     proc: procs.Proc | None = None
     error: str | None = None
     info: dict[str, object] = field(default_factory=dict)
+    # Scenario keys and pinning modes this target runs in (None: all).
+    only_scenarios: tuple[str, ...] | None = None
+    only_pinning: tuple[str, ...] | None = None
+
+    def runs(self, scenario: str, pinning: str) -> bool:
+        return ((self.only_scenarios is None or scenario in self.only_scenarios)
+                and (self.only_pinning is None or pinning in self.only_pinning))
 
     @property
     def is_proxy(self) -> bool:
@@ -48,11 +60,20 @@ class Target:
 
 
 def nginx_config(workdir: Path, port: int, backends: Sequence[int]) -> str:
-    """nginx, one worker, gRPC to the backends over reused (keepalive) connections.
+    """nginx as its users run it for gRPC: `grpc_pass grpc://` to an upstream with a
+    pool of idle connections (`keepalive`), an `http2` listener, access log off.
 
-    nginx sends each call on its own upstream connection, so the idle-connection cache
-    (keepalive) must exceed the calls in flight: with 100 it churned connections
-    under the 100-stream load (a TIME_WAIT socket every ~50 calls, ~10 % more CPU).
+    One worker, like grpc-proxy's and Envoy's one worker (CPU per call is compared;
+    `worker_processes auto` gives 2 here and leaves the load side no core of its own).
+    Timeouts and buffers are nginx's defaults. Raised from the defaults, because the
+    benchmark needs it:
+    - `keepalive 1000`: nginx sends each call on its own upstream connection; the pool
+      holds more idle connections than calls in flight (100 in the load scenarios),
+      or nginx closes and reopens upstream connections under load.
+    - `keepalive_requests` (client and upstream): the default 1000 makes nginx close
+      a connection (GOAWAY) after 1000 calls; gRPC clients keep theirs for hours.
+    - `http2_max_concurrent_streams 1000`: the memory test opens 250 streams per
+      connection (default 128).
     """
     servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backends)
     temp_paths = "\n".join(
@@ -70,20 +91,16 @@ http {{
     access_log off;
 {temp_paths}
     keepalive_requests 1000000;
-    keepalive_timeout 300s;
     http2_max_concurrent_streams 1000;
     upstream bench {{
 {servers}
         keepalive 1000;
         keepalive_requests 1000000;
-        keepalive_timeout 300s;
     }}
     server {{
         listen 127.0.0.1:{port} http2;
         location / {{
             grpc_pass grpc://bench;
-            grpc_read_timeout 300s;
-            grpc_send_timeout 300s;
         }}
     }}
 }}
@@ -153,9 +170,9 @@ def envoy_config(port: int, admin_port: int, backends: Sequence[int]) -> dict[st
     }
 
 
-def grpc_proxy_config(port: int, backends: Sequence[int]) -> str:
+def grpc_proxy_config(port: int, backends: Sequence[int], workers: int = 1) -> str:
     servers = " ".join(f"server 127.0.0.1:{p};" for p in backends)
-    return f"""worker_processes 1;
+    return f"""worker_processes {workers};
 upstream bench {{ {servers} }}
 server {{
     listen 127.0.0.1:{port} http2;
@@ -237,16 +254,42 @@ def launch_envoy(ctx: LaunchContext, envoy: str, port: int, admin_port: int) -> 
 def grpc_proxy_command(conf: Path, override: str | None) -> list[str]:
     if override:
         return [part.replace("{config}", str(conf)) for part in shlex.split(override)]
-    python = str(VENV_PYTHON) if VENV_PYTHON.is_file() else "python3"
+    # The repo's venv, else the Python running the harness (e.g. another checkout's venv).
+    python = str(VENV_PYTHON) if VENV_PYTHON.is_file() else sys.executable
     return [python, "-m", "proxy", "-c", str(conf)]
 
 
-def launch_grpc_proxy(ctx: LaunchContext, port: int, override: str | None) -> Target:
-    conf = ctx.workdir / "grpc-proxy.conf"
-    conf.write_text(grpc_proxy_config(port, ctx.backends))
+def grpc_proxy_env() -> dict[str, str]:
+    """The environment grpc-proxy runs in: this checkout's `proxy` package first on
+    sys.path (the venv may hold an editable install of another checkout)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def proxy_package(cmd: Sequence[str]) -> str | None:
+    """Where `python -m proxy` in cmd imports the package from (None: not that form)."""
+    if len(cmd) < 3 or list(cmd[1:3]) != ["-m", "proxy"]:
+        return None
+    out = subprocess.run([cmd[0], "-c", "import proxy; print(proxy.__file__)"],
+                         capture_output=True, text=True, cwd=REPO_DIR, env=grpc_proxy_env(),
+                         timeout=30, check=False)
+    return out.stdout.strip() or out.stderr.strip()[-200:]
+
+
+def launch_grpc_proxy(ctx: LaunchContext, port: int, override: str | None,
+                      workers: int = 1) -> Target:
+    name = GRPC_PROXY if workers == 1 else GRPC_PROXY_W2
+    conf = ctx.workdir / f"{name}.conf"
+    conf.write_text(grpc_proxy_config(port, ctx.backends, workers))
     cmd = grpc_proxy_command(conf, override)
-    proc = procs.start(GRPC_PROXY, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=REPO_DIR)
-    target = Target(GRPC_PROXY, port, proc, info={"config": str(conf), "command": cmd})
+    proc = procs.start(name, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=REPO_DIR,
+                       env=grpc_proxy_env())
+    target = Target(name, port, proc, info={"config": str(conf), "command": cmd,
+                                            "package": proxy_package(cmd)})
+    if workers != 1:
+        target.only_scenarios, target.only_pinning = ("unary-load",), ("unpinned",)
     return _await_ready(target, ctx)
 
 

@@ -4,6 +4,7 @@ where a grpc-status can be given."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from urllib.parse import quote
@@ -187,7 +188,7 @@ HTTP_TO_STATUS: dict[bytes, GrpcStatus] = {
 _STATUS_VALUES: dict[bytes, GrpcStatus] = {str(int(s)).encode(): s for s in GrpcStatus}
 
 
-def status_of_final_headers(headers: list[tuple[bytes, bytes]] | None) -> GrpcStatus:
+def status_of_final_headers(headers: Sequence[tuple[bytes, bytes]] | None) -> GrpcStatus:
     """The call's status from the upstream's trailers (or trailers-only
     headers): grpc-status, else the HTTP status mapping; no final headers at
     all (DATA ended the stream) is what clients report as INTERNAL."""

@@ -131,7 +131,7 @@ async def _read_request(conn: h11.Connection, stream: trio.abc.Stream
             if conn.they_are_waiting_for_100_continue:
                 return None, _error(417, "expectation failed")
             data = await stream.receive_some(READ_SIZE)
-            conn.receive_data(data)  # b"" is EOF
+            conn.receive_data(bytes(data))  # b"" is EOF
             continue
         if isinstance(event, h11.Request):
             request = event

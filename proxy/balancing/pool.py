@@ -82,11 +82,11 @@ class PoolSnapshot:
              ctx: PickContext | None = None) -> EndpointState | None:
         """Primaries first; backups only when no primary can take the call
         (nginx). ``ctx`` is needed when ``needs_context``."""
-        group = self.group
+        group: Group | None = self.group
         if self.subset is not None and ctx is not None:
             group = self._subset_group(ctx) or (group if self.subset_fallback else None)
-            if group is None:
-                return None
+        if group is None:
+            return None
         capped = self.capped
         candidates = [ep for ep in group.primaries if ep not in exclude and ep.available(now)
                       and not (capped and ep.max_conns and ep.active >= ep.max_conns)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -24,6 +25,7 @@ from prometheus_client import (
     generate_latest,
     values,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from proxy.metrics import names
@@ -249,7 +251,7 @@ class SettledFilesCollector(MultiProcessCollector):
         super().__init__(registry, path)
         self._pattern = pattern
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterable[Metric]:
         files = []
         for path in glob.glob(os.path.join(self._path, self._pattern)):
             try:
@@ -257,7 +259,8 @@ class SettledFilesCollector(MultiProcessCollector):
                     files.append(path)
             except OSError:  # removed meanwhile (a dead worker's, cleaned up)
                 pass
-        return self.merge(files, accumulate=True)
+        merged: Iterable[Metric] = self.merge(files, accumulate=True)
+        return merged
 
 
 def endpoint_healthy(ep: Any, now: float) -> bool:

@@ -5,6 +5,11 @@ describes each, and a unit test checks the dashboard uses only these."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+# prometheus-client's multiprocess modes for gauges ("live": dead workers' series drop out).
+GaugeMode = Literal["all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum",
+                    "mostrecent", "livemostrecent"]
 
 # Call duration buckets, seconds: 0.5 ms to 60 s.
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -21,7 +26,7 @@ class MetricDef:
     help: str
     # How a gauge merges across worker processes (prometheus-client's
     # multiprocess_mode); "live" modes drop the series of dead workers.
-    multiprocess_mode: str = ""
+    multiprocess_mode: GaugeMode = "all"
 
 
 REQUESTS = MetricDef(

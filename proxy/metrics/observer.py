@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.metrics.names import DURATION_BUCKETS
 from proxy.status import GrpcStatus, status_of_final_headers
@@ -65,11 +65,11 @@ class AccessLogQueue:
 
     def __init__(self, json: bool, limit: int) -> None:
         self.json = json
-        self.records: list[tuple] = []  # type: ignore[type-arg]
+        self.records: list[Record] = []
         self.limit = limit
         self.dropped = 0
 
-    def take(self) -> list[tuple]:  # type: ignore[type-arg]
+    def take(self) -> list[Record]:
         records = self.records
         self.records = []
         return records
@@ -79,7 +79,7 @@ class AccessLogQueue:
 # or None, http status, grpc status, seconds, request bytes, response bytes,
 # request messages, response messages, error, request headers, bearer token
 # name, TLS client certificate subject).
-Record = tuple
+Record = tuple[Any, ...]
 
 
 class CallRecorder:
@@ -218,7 +218,7 @@ class CallRecorder:
 def _subject(link: Link) -> str | None:
     """The verified TLS client subject of a client link (ssl_verify_client)."""
     client = link.client
-    return client.subject if client is not None else None  # type: ignore[attr-defined]
+    return client.subject if client is not None else None
 
 
 def _split_path(path: str) -> tuple[str, str]:

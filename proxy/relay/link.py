@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from proxy.config.model import Server
     from proxy.relay.call import RelayStream
     from proxy.relay.reply import Reply
+    from proxy.security.access import ClientIdentity
 
 # Above this many queued bytes a link takes no more DATA until its writer has
 # flushed: the bound on a connection's output buffer.
@@ -34,7 +35,7 @@ class Link:
         self.endpoint = endpoint  # upstream links
         self.peer = peer
         # Client links: a proxy.security.access.ClientIdentity (address, TLS subject).
-        self.client: object = None
+        self.client: ClientIdentity | None = None
 
     def writable(self) -> bool:
         return self.core.out_size < OUTPUT_HIGH_WATER

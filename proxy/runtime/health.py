@@ -64,23 +64,22 @@ class Probe:
         return stream
 
     def on_event(self, ev: Event) -> None:
-        t = type(ev)
-        if t is HeadersReceived:
-            if ev.trailers:  # type: ignore[attr-defined]
-                self.trailers = list(ev.headers)  # type: ignore[attr-defined]
+        if type(ev) is HeadersReceived:
+            if ev.trailers:
+                self.trailers = list(ev.headers)
             else:
-                self.response = list(ev.headers)  # type: ignore[attr-defined]
-            if ev.end_stream:  # type: ignore[attr-defined]
+                self.response = list(ev.headers)
+            if ev.end_stream:
                 self.finish()
-        elif t is DataReceived:
-            if len(self.data) + len(ev.data) > health.MAX_BODY:  # type: ignore[attr-defined]
+        elif type(ev) is DataReceived:
+            if len(self.data) + len(ev.data) > health.MAX_BODY:
                 self.fail("response too large")
                 return
-            self.data += ev.data  # type: ignore[attr-defined]
-            if ev.end_stream:  # type: ignore[attr-defined]
+            self.data += ev.data
+            if ev.end_stream:
                 self.finish()
-        elif t is StreamReset:
-            self.fail(f"stream reset ({ev.code})")  # type: ignore[attr-defined]
+        elif type(ev) is StreamReset:
+            self.fail(f"stream reset ({ev.code})")
 
     def finish(self) -> None:
         if not self.done:

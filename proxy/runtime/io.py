@@ -99,7 +99,7 @@ class LinkIO:
             return data
 
     async def _receive_stream(self) -> bytes:
-        return await self.stream.receive_some(READ_SIZE)
+        return bytes(await self.stream.receive_some(READ_SIZE))
 
     async def _send_fd(self, data: bytes) -> None:
         fd = self._fd

@@ -69,7 +69,7 @@ class LinkWatch:
 
     async def run(self) -> None:
         core = self.link.core
-        started = (lambda: core.next_stream_id // 2) if core.client else (
+        started: Callable[[], int] = (lambda: core.next_stream_id // 2) if core.client else (
             lambda: core.last_peer_stream)
         while True:
             with trio.move_on_at(self.timers.next_wake):

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Awaitable
 
 import trio
 
@@ -110,7 +111,7 @@ class Master:
 
     async def start_worker(self, slot: int) -> Worker | None:
         """Start slot's worker and wait until it serves (None: it failed)."""
-        spec = [[a.host, a.port, [s.fileno() for s in socks[slot]]]
+        spec = [(a.host, a.port, [s.fileno() for s in socks[slot]])
                 for a, socks in self.sockets.items()]
         fds = [fd for _, _, fdl in spec for fd in fdl]
         r, w = os.pipe()
@@ -180,7 +181,7 @@ class Master:
         old_sockets, self.sockets = self.sockets, sockets
         old_workers = dict(self.workers)
         self.config = config
-        results = []
+        results: list[bool] = []
         async with trio.open_nursery() as nursery:
             for slot in range(config.worker_processes):
                 nursery.start_soon(_collect, self.replace(slot), results)
@@ -215,8 +216,8 @@ class Master:
                 await w.proc.wait()
 
 
-async def _collect(coro: object, results: list[bool]) -> None:
-    results.append(await coro)  # type: ignore[misc]
+async def _collect(coro: Awaitable[bool], results: list[bool]) -> None:
+    results.append(await coro)
 
 
 async def _master(config: Config) -> int:
@@ -298,7 +299,7 @@ class _quiet:
         return None
 
     def __exit__(self, kind: object, exc: object, tb: object) -> bool:
-        return kind is not None and issubclass(kind, ProcessLookupError)  # type: ignore[arg-type]
+        return isinstance(kind, type) and issubclass(kind, ProcessLookupError)
 
 
 def worker_sockets(spec: str) -> dict[Address, list[socket.socket]]:

@@ -14,6 +14,7 @@ import trio
 from proxy.balancing.endpoint import EndpointState
 from proxy.config.model import Address, UpstreamTls
 from proxy.http2.connection import Connection
+from proxy.http2.events import Event
 from proxy.http2.keepalive import TimerSettings
 from proxy.relay.call import RelayStream
 from proxy.relay.link import Link
@@ -113,9 +114,9 @@ class Upstreams:
         if type(waiter) is RelayStream:
             self.relay.attach(waiter, link)
         else:
-            stream = waiter.attach(link)  # type: ignore[union-attr]
+            stream = waiter.attach(link)
             if stream is not None:
-                el.probes[stream] = waiter  # type: ignore[assignment]
+                el.probes[stream] = waiter
 
     def _fail_waiters(self, el: EndpointLinks, reason: str) -> None:
         waiters = list(el.waiters)
@@ -124,18 +125,21 @@ class Upstreams:
             if type(w) is RelayStream:
                 self.relay.connect_failed(w, el.endpoint, reason)
             else:
-                w.fail(reason)  # type: ignore[union-attr]
+                w.fail(reason)
         self.relay.flush()
 
     @staticmethod
-    def _probe_events(el: EndpointLinks, events: list) -> None:
+    def _probe_events(el: EndpointLinks, events: list[Event]) -> None:
         probes = el.probes
         for ev in events:
-            probe = probes.get(getattr(ev, "stream", None))  # type: ignore[arg-type]
+            stream: Stream | None = getattr(ev, "stream", None)
+            if stream is None:
+                continue
+            probe = probes.get(stream)
             if probe is not None:
                 probe.on_event(ev)
                 if probe.done:
-                    del probes[ev.stream]
+                    del probes[stream]
 
     def _grow(self, el: EndpointLinks) -> None:
         """Open one more connection for the waiters, unless one is on its way."""
@@ -173,7 +177,7 @@ class Upstreams:
         link = Link(core, endpoint=endpoint, peer=str(addr))
         relay = self.relay
 
-        def on_events(lk: Link, events: list) -> None:
+        def on_events(lk: Link, events: list[Event]) -> None:
             relay.on_upstream_events(lk, events)
             if el.probes:
                 self._probe_events(el, events)

@@ -36,7 +36,7 @@ def client_of(link: Link) -> ClientIdentity:
     client = link.client
     if client is None:
         client = link.client = ClientIdentity(parse_ip(link.peer))
-    return client  # type: ignore[return-value]
+    return client
 
 
 def check(access: Access, link: Link, headers: HeaderList

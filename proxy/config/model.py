@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.security.acl import Rule
-from proxy.security.tokens import BearerTokens
+from proxy.config.acl import Rule
+from proxy.config.tokens import BearerTokens
 
 # Defaults, documented in docs/configuration.md.
 DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default; nginx's 60s hides dead backends

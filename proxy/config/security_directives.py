@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from proxy.config.acl import Rule, parse_network
 from proxy.config.errors import ConfigError, quote
 from proxy.config.model import (
     DEFAULT_GRPC_SSL_VERIFY,
@@ -25,8 +26,7 @@ from proxy.config.model import (
     UpstreamTls,
 )
 from proxy.config.parser import Directive
-from proxy.security.acl import Rule, parse_network
-from proxy.security.tls import (
+from proxy.config.tls import (
     OLD_PROTOCOLS,
     PROTOCOLS,
     VERIFY_CLIENT,
@@ -34,7 +34,7 @@ from proxy.security.tls import (
     client_context,
     server_context,
 )
-from proxy.security.tokens import BearerTokens, TokenFileError, parse_tokens
+from proxy.config.tokens import BearerTokens, TokenFileError, parse_tokens
 
 # name -> (min args, max args (None: any), unique)
 ACCESS = {

@@ -122,9 +122,10 @@ class Table:
     def __init__(self, rows: Iterable[Command], drafts: Mapping[Context, type[Draft]]) -> None:
         self.rows = tuple(rows)
         self._index: dict[tuple[Context, str], Command] = {}
+        fields = _Fields()
         for row in self.rows:
             for context in row.contexts:
-                _check_row(row, drafts[context])
+                _check_row(row, drafts[context], fields)
                 if (context, row.name) in self._index:
                     raise ValueError(f"{row.name!r} has two rows in {context.name}")
                 self._index[context, row.name] = row
@@ -165,7 +166,15 @@ class Table:
         return command
 
 
-def _check_row(row: Command, draft: type[Draft]) -> None:
+class _Fields(dict[type, dict[str, Any]]):
+    """A dataclass's field types, by class: each read once."""
+
+    def __missing__(self, cls: type) -> dict[str, Any]:
+        hints = self[cls] = get_type_hints(cls)
+        return hints
+
+
+def _check_row(row: Command, draft: type[Draft], fields: _Fields) -> None:
     """A row must have a parser whose declared result fits the field it
     names in ``draft``: caught at import, not when a file uses it."""
     where = f"directive {row.name!r} ({draft.__name__})"
@@ -174,8 +183,8 @@ def _check_row(row: Command, draft: type[Draft]) -> None:
     owner_name, _, name = row.field.rpartition(".")
     owner: type = draft
     if owner_name:
-        owner = get_type_hints(draft).get(owner_name, type(None))
-    slot = get_type_hints(owner).get(name) if hasattr(owner, "__dataclass_fields__") else None
+        owner = fields[draft].get(owner_name, type(None))
+    slot = fields[owner].get(name) if hasattr(owner, "__dataclass_fields__") else None
     if slot is None:
         raise TypeError(f"{where}: no field {row.field!r}")
     result = get_type_hints(row.parse).get("return")

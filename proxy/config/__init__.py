@@ -1,7 +1,11 @@
 """The nginx-style configuration: ``load(path)`` -> ``Config`` or ``ConfigError``.
 
 Pipeline: ``lexer`` (tokens with lines) -> ``parser`` (directive tree,
-includes expanded) -> ``builder`` (checks, typed ``model``).
+includes expanded) -> ``builder`` (the directive table, ``builder.TABLE``:
+checks, typed ``model``). The directives' parsers are ``core_directives``,
+``security_directives``, ``http2_directives`` and ``etcd_directives``; the
+values the file names are read by ``tls`` (certificates), ``tokens`` and
+``acl``. Nothing here imports proxy.security, which builds on this.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.config.acl import Rule
+from proxy.config.tokens import BearerTokens
+
 # HTTP/2 limits of client connections (issue 8) live with the core that
 # enforces them (proxy/http2/limits.py); re-exported here with every other default.
 from proxy.http2.limits import (  # noqa: F401
@@ -20,8 +23,6 @@ from proxy.http2.limits import (  # noqa: F401
     DEFAULT_HTTP2_MAX_WINDOW_UPDATES_PER_DATA_FRAME,
     Http2Limits,
 )
-from proxy.security.acl import Rule
-from proxy.security.tokens import BearerTokens
 
 # Defaults, documented in docs/configuration.md.
 DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default; nginx's 60s hides dead backends

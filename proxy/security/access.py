@@ -34,7 +34,7 @@ class ClientIdentity:
 
 def client_of(link: Link) -> ClientIdentity:
     client = link.client
-    if client is None:
+    if not isinstance(client, ClientIdentity):  # None: not set by the listener
         client = link.client = ClientIdentity(parse_ip(link.peer))
     return client
 

@@ -1,71 +1,17 @@
-"""``auth_bearer_tokens FILE``: the token file, and the constant-time check.
+"""The constant-time bearer token check (the token file itself is read with
+the configuration: proxy/config/tokens.py).
 
-The file holds one token per line, or ``name:token``; blank lines and lines
-starting with ``#`` are ignored. Only SHA-256 digests of the tokens are kept,
-so comparing digests with ``hmac.compare_digest`` takes the same time whatever
-the presented token's length or content, and every entry is compared (no early
-exit), so the time does not say which entry matched either.
+Only digests of the known tokens are kept, so comparing digests with
+``hmac.compare_digest`` takes the same time whatever the presented token's
+length or content, and every entry is compared (no early exit), so the time
+does not say which entry matched either.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
-from dataclasses import dataclass, field
 
-# RFC 6750 b64token.
-_TOKEN = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
-_NAME = re.compile(r"[A-Za-z0-9_.@-]+")
-
-
-class TokenFileError(ValueError):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class BearerTokens:
-    """``entries``: (name, sha256 of the token). Unnamed tokens are named
-    ``#LINE`` (their line in the file) for the access log."""
-
-    path: str
-    entries: tuple[tuple[str, bytes], ...] = field(repr=False)
-
-
-def parse_tokens(text: str, path: str) -> BearerTokens:
-    entries: list[tuple[str, bytes]] = []
-    names: set[str] = set()
-    digests: set[bytes] = set()
-    for n, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, colon, token = line.partition(":")
-        if not colon:
-            name, token = f"#{n}", line
-        else:
-            name, token = name.strip(), token.strip()
-            if not _NAME.fullmatch(name):
-                raise TokenFileError(n, "invalid token name, use letters, digits, "
-                                        "\"_\", \".\", \"@\" and \"-\"")
-        encoded = token.encode("utf-8", "replace")
-        if not _TOKEN.fullmatch(encoded):
-            # Never echo the token itself: this message reaches logs.
-            raise TokenFileError(n, "invalid bearer token (RFC 6750 token characters only)")
-        if name in names:
-            raise TokenFileError(n, f"duplicate token name \"{name}\"")
-        digest = hashlib.sha256(encoded).digest()
-        if digest in digests:
-            raise TokenFileError(n, "duplicate token")
-        names.add(name)
-        digests.add(digest)
-        entries.append((name, digest))
-    if not entries:
-        raise TokenFileError(0, "no tokens")
-    return BearerTokens(path, tuple(entries))
+from proxy.config.tokens import BearerTokens, token_digest
 
 
 def authenticate(tokens: BearerTokens, authorization: bytes | None) -> str | None:
@@ -76,7 +22,7 @@ def authenticate(tokens: BearerTokens, authorization: bytes | None) -> str | Non
     scheme, _, credentials = authorization.partition(b" ")
     if scheme.lower() != b"bearer":  # auth schemes are case-insensitive (RFC 9110)
         return None
-    digest = hashlib.sha256(credentials.strip()).digest()
+    digest = token_digest(credentials.strip())
     found: str | None = None
     for name, known in tokens.entries:
         if hmac.compare_digest(digest, known) and found is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config.builder import _SPECS
+from proxy.config.builder import TABLE
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -36,7 +36,7 @@ def _names_in(heading: str) -> set[str]:
     return set(re.findall(r"[a-z0-9_]+", re.sub(r"\(.*?\)", "", heading.replace("`", ""))))
 
 
-DIRECTIVES = sorted({(ctx, name) for ctx, specs in _SPECS.items() for name in specs})
+DIRECTIVES = sorted({(str(ctx.name).lower(), row.name) for row in TABLE for ctx in row.contexts})
 
 
 @pytest.mark.parametrize(("context", "name"), DIRECTIVES, ids=[f"{c}.{n}" for c, n in DIRECTIVES])

@@ -14,13 +14,15 @@ import pytest
 import trustme
 
 from proxy.config import ConfigError, parse_string
+from proxy.config.acl import Rule, parse_network
 from proxy.config.model import Access, Location, Server
+from proxy.config.tokens import TokenFileError, parse_tokens
 from proxy.http2.connection import Connection
 from proxy.relay.link import Link
 from proxy.security.access import BAD_TOKEN, FORBIDDEN, NO_TOKEN, check
-from proxy.security.acl import Rule, allowed, parse_ip, parse_network
+from proxy.security.acl import allowed, parse_ip
 from proxy.security.tls import subject_of
-from proxy.security.tokens import TokenFileError, authenticate, parse_tokens
+from proxy.security.tokens import authenticate
 from proxy.status import GrpcStatus
 from tests.unit.test_relay import REQUEST, Rig
 

@@ -34,8 +34,11 @@ REQUEST = [
     (b"grpc-accept-encoding", b"identity,deflate,gzip"),
     (b"grpc-timeout", b"9999m"),
 ]
-RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc"),
-            (b"grpc-accept-encoding", b"identity,deflate,gzip")]
+RESPONSE = [
+    (b":status", b"200"),
+    (b"content-type", b"application/grpc"),
+    (b"grpc-accept-encoding", b"identity,deflate,gzip"),
+]
 TRAILERS = [(b"grpc-status", b"0"), (b"grpc-message", b"")]
 MESSAGE = b"\x00\x00\x00\x00\x64" + b"m" * 100
 CREDIT = f.window_update(0, len(MESSAGE))  # a peer's credit for one message
@@ -95,9 +98,11 @@ def main() -> None:
     times = [wall for wall, _ in runs]
     best = min(times)
     cpu = min(c for _, c in runs)
-    print(f"{args.calls} unary calls, {args.batch} per round trip: best of {args.repeat} "
-          f"{best:.4f} s ({best / args.calls * 1e6:.2f} us/call; CPU {cpu:.4f} s); "
-          f"all: {' '.join(f'{t:.4f}' for t in times)}")
+    print(
+        f"{args.calls} unary calls, {args.batch} per round trip: best of {args.repeat} "
+        f"{best:.4f} s ({best / args.calls * 1e6:.2f} us/call; CPU {cpu:.4f} s); "
+        f"all: {' '.join(f'{t:.4f}' for t in times)}"
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,7 @@ class Bench:
         self.up = Link(Connection(client=True), endpoint=self.ep)
         self.relay.connector = Connector(self.relay, self.up)
         self.client = Connection(client=True, limits=TRUSTED_LIMITS)
-        self.backend = Connection(client=False, limits=TRUSTED_LIMITS,
-                                  max_concurrent_streams=1000)
+        self.backend = Connection(client=False, limits=TRUSTED_LIMITS, max_concurrent_streams=1000)
         self.down.core.initiate()
         self.up.core.initiate()
         self.client.initiate()

@@ -53,15 +53,21 @@ VARIANTS = [
     Variant("old", "old harness: nginx pinned alone on CPU 1, the rest on CPU 0"),
     Variant("unpinned", "no pinning (only change)", None, None),
     Variant("one-cpu", "everything pinned to CPU 0 (no cross-CPU wake-up)", "0", "0"),
-    Variant("steady", "pinned; CPU read 1 s into the load, calls counted in the window",
-            window="steady"),
+    Variant(
+        "steady", "pinned; CPU read 1 s into the load, calls counted in the window", window="steady"
+    ),
     Variant("no-warmup", "pinned; no warm-up run", warmup=0.0),
     Variant("ka4096", "pinned; upstream keepalive 4096", keepalive=4096),
     Variant("workers-auto", "pinned to CPU 1; worker_processes auto (2)", workers="auto"),
     Variant("backend-1", "pinned; one backend process", backends=1),
     Variant("backend-2t", "pinned; backends with 2 polling threads", backend_threads=2),
-    Variant("independent", "unpinned, keepalive 4096 (the independent run's settings)",
-            None, None, keepalive=4096),
+    Variant(
+        "independent",
+        "unpinned, keepalive 4096 (the independent run's settings)",
+        None,
+        None,
+        keepalive=4096,
+    ),
 ]
 
 
@@ -75,10 +81,29 @@ def nginx_conf(workdir: Path, port: int, backends: Sequence[int], v: Variant) ->
     return text.replace("keepalive 1000;", f"keepalive {v.keepalive};")
 
 
-def h2load_cmd(h2load: str, port: int, conns: int, streams: int, seconds: float,
-               body: Path, log_file: Path | None) -> list[str]:
-    cmd = [h2load, "-D", f"{round(seconds * 1000)}ms", "-c", str(conns), "-m", str(streams),
-           "-t", "1", "--data", str(body), *loads.GRPC_HEADERS]
+def h2load_cmd(
+    h2load: str,
+    port: int,
+    conns: int,
+    streams: int,
+    seconds: float,
+    body: Path,
+    log_file: Path | None,
+) -> list[str]:
+    cmd = [
+        h2load,
+        "-D",
+        f"{round(seconds * 1000)}ms",
+        "-c",
+        str(conns),
+        "-m",
+        str(streams),
+        "-t",
+        "1",
+        "--data",
+        str(body),
+        *loads.GRPC_HEADERS,
+    ]
     if log_file is not None:
         cmd += ["--log-file", str(log_file)]
     return [*cmd, f"http://127.0.0.1:{port}{loads.UNARY_PATH}"]
@@ -95,19 +120,32 @@ def completed_between(log_file: Path, t0: float, t1: float) -> int:
     return count
 
 
-def measure(h2load: str, port: int, scenario: str, v: Variant, seconds: float, body: Path,
-            nginx_pids: list[int], backend_pids: list[int]) -> dict[str, Any]:
+def measure(
+    h2load: str,
+    port: int,
+    scenario: str,
+    v: Variant,
+    seconds: float,
+    body: Path,
+    nginx_pids: list[int],
+    backend_pids: list[int],
+) -> dict[str, Any]:
     conns, streams = SCENARIOS[scenario]
     log_file = WORKDIR / "h2load.log"
     if v.warmup > 0:
-        subprocess.run(procs.pinned(h2load_cmd(h2load, port, conns, streams, v.warmup, body,
-                                               None), v.load_cpus),
-                       capture_output=True, check=False)
+        subprocess.run(
+            procs.pinned(
+                h2load_cmd(h2load, port, conns, streams, v.warmup, body, None), v.load_cpus
+            ),
+            capture_output=True,
+            check=False,
+        )
     if v.window == "steady":
         # The load runs 2 s longer; CPU is read 1 s after it starts and 1 s before it ends.
         cmd = h2load_cmd(h2load, port, conns, streams, seconds + 2.0, body, log_file)
-        gen = subprocess.Popen(procs.pinned(cmd, v.load_cpus), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        gen = subprocess.Popen(
+            procs.pinned(cmd, v.load_cpus), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(1.0)
         ours = [*backend_pids, gen.pid]
         busy0, t0 = procs.system_busy_seconds(), time.time()
@@ -132,10 +170,12 @@ def measure(h2load: str, port: int, scenario: str, v: Variant, seconds: float, b
     if not calls:
         return {"error": "no calls"}
     sched = procs.cpu_used(before, after, "schedstat")
-    return {"calls_per_s": calls / (t1 - t0),
-            "schedstat_us": sched / calls * 1e6,
-            "stat_us": procs.cpu_used(before, after, "stat") / calls * 1e6,
-            "other_cpu_pct": max(0.0, 100.0 * (busy1 - busy0 - sched - ours_s) / (t1 - t0))}
+    return {
+        "calls_per_s": calls / (t1 - t0),
+        "schedstat_us": sched / calls * 1e6,
+        "stat_us": procs.cpu_used(before, after, "stat") / calls * 1e6,
+        "other_cpu_pct": max(0.0, 100.0 * (busy1 - busy0 - sched - ours_s) / (t1 - t0)),
+    }
 
 
 def run_variant(tools: Any, v: Variant, seconds: float, body: Path) -> dict[str, Any]:
@@ -145,8 +185,12 @@ def run_variant(tools: Any, v: Variant, seconds: float, body: Path) -> dict[str,
     try:
         ports = procs.free_ports(v.backends)
         for i, port in enumerate(ports):
-            proc = procs.start(f"backend{i}", [str(tools.echo_server), str(port),
-                                               str(v.backend_threads)], WORKDIR, cpus=v.load_cpus)
+            proc = procs.start(
+                f"backend{i}",
+                [str(tools.echo_server), str(port), str(v.backend_threads)],
+                WORKDIR,
+                cpus=v.load_cpus,
+            )
             backends.append(proc)
             if not procs.wait_port(port, 10.0, proc):
                 raise RuntimeError(f"backend did not start: {proc.log_tail()}")
@@ -156,16 +200,21 @@ def run_variant(tools: Any, v: Variant, seconds: float, body: Path) -> dict[str,
         conf_dir.mkdir()
         conf = conf_dir / "nginx.conf"
         conf.write_text(nginx_conf(conf_dir, port, ports, v))
-        nginx = procs.start("nginx", [tools.nginx, "-p", str(conf_dir), "-c", str(conf), "-g",
-                                      "daemon off;"], WORKDIR, cpus=v.proxy_cpus)
+        nginx = procs.start(
+            "nginx",
+            [tools.nginx, "-p", str(conf_dir), "-c", str(conf), "-g", "daemon off;"],
+            WORKDIR,
+            cpus=v.proxy_cpus,
+        )
         if not procs.wait_port(port, 10.0, nginx):
             raise RuntimeError(f"nginx did not start: {nginx.log_tail()}")
         time.sleep(0.5)
         pids = nginx.tree()
         backend_pids = [pid for b in backends for pid in b.tree()]
         for scenario in SCENARIOS:
-            out[scenario] = measure(tools.h2load, port, scenario, v, seconds, body, pids,
-                                    backend_pids)
+            out[scenario] = measure(
+                tools.h2load, port, scenario, v, seconds, body, pids, backend_pids
+            )
     finally:
         if nginx is not None:
             procs.stop(nginx)
@@ -201,17 +250,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         for v in variants:
             res = run_variant(found, v, args.seconds, body)
             results[v.key].append(res)
-            log(f"round {round_no} {v.key}: " + ", ".join(
-                f"{s} {r.get('schedstat_us', 0):.1f} us ({r.get('calls_per_s', 0):,.0f}/s)"
-                for s, r in res.items()))
+            log(
+                f"round {round_no} {v.key}: "
+                + ", ".join(
+                    f"{s} {r.get('schedstat_us', 0):.1f} us ({r.get('calls_per_s', 0):,.0f}/s)"
+                    for s, r in res.items()
+                )
+            )
     probes.append(probe.machine_probe())
     log(f"machine: {probe.describe(probes[-1])}")
-    (WORKDIR / "results.json").write_text(json.dumps(
-        {"probes": probes, "seconds": args.seconds, "rounds": args.rounds,
-         "variants": {v.key: {"what": v.what, "runs": results[v.key]} for v in variants}},
-        indent=1) + "\n")
-    header = ["setting"] + [f"{s} us/call (schedstat / stat)" for s in SCENARIOS] + [
-        "other programs' CPU %"]
+    (WORKDIR / "results.json").write_text(
+        json.dumps(
+            {
+                "probes": probes,
+                "seconds": args.seconds,
+                "rounds": args.rounds,
+                "variants": {v.key: {"what": v.what, "runs": results[v.key]} for v in variants},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    header = (
+        ["setting"]
+        + [f"{s} us/call (schedstat / stat)" for s in SCENARIOS]
+        + ["other programs' CPU %"]
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for v in variants:
@@ -225,8 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells.append("-" if sched is None or stat is None else f"{sched:.1f} / {stat:.1f}")
         cells.append(f"{median(busy):.0f}" if busy else "-")
         print("| " + " | ".join(cells) + " |")
-    print(f"\nmedians of {args.rounds} round(s) of {args.seconds:g} s runs; "
-          + "; ".join(probe.describe(p) for p in probes))
+    print(
+        f"\nmedians of {args.rounds} round(s) of {args.seconds:g} s runs; "
+        + "; ".join(probe.describe(p) for p in probes)
+    )
     return 0
 
 

@@ -58,35 +58,61 @@ HOLD_CHANNELS = 4
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="short runs (1.25 s each after a 0.3 s warm-up)")
+    p.add_argument(
+        "--quick", action="store_true", help="short runs (1.25 s each after a 0.3 s warm-up)"
+    )
     p.add_argument("--seconds", type=float, help="measured seconds per run (default 8)")
     p.add_argument("--warmup", type=float, help="warm-up seconds before each run (default 1)")
-    p.add_argument("--pinning", choices=["both", *PINNING_MODES], default="both",
-                   help="unpinned: no process pinned; pinned: the proxy alone on "
-                        "--proxy-cpus, everything else on --load-cpus; both (default): "
-                        "every scenario in both modes, one after the other")
-    p.add_argument("--scenarios", default=",".join(SCENARIO_KEYS),
-                   help=f"comma-separated subset of: {', '.join(SCENARIO_KEYS)}")
-    p.add_argument("--proxies", default=",".join(PROXIES),
-                   help=f"comma-separated subset of: {', '.join(PROXIES)}")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="rounds of all runs (each round: every scenario, pinning mode and "
-                        "target in turn); each row is then the run with the least CPU/call")
+    p.add_argument(
+        "--pinning",
+        choices=["both", *PINNING_MODES],
+        default="both",
+        help="unpinned: no process pinned; pinned: the proxy alone on "
+        "--proxy-cpus, everything else on --load-cpus; both (default): "
+        "every scenario in both modes, one after the other",
+    )
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIO_KEYS),
+        help=f"comma-separated subset of: {', '.join(SCENARIO_KEYS)}",
+    )
+    p.add_argument(
+        "--proxies",
+        default=",".join(PROXIES),
+        help=f"comma-separated subset of: {', '.join(PROXIES)}",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of all runs (each round: every scenario, pinning mode and "
+        "target in turn); each row is then the run with the least CPU/call",
+    )
     p.add_argument("--no-direct", action="store_true", help="skip the proxy-less baseline")
-    p.add_argument("--streams", type=int, default=1000,
-                   help="long-lived streams held open for the memory test (0: skip it)")
+    p.add_argument(
+        "--streams",
+        type=int,
+        default=1000,
+        help="long-lived streams held open for the memory test (0: skip it)",
+    )
     p.add_argument("--backends", type=int, default=2, help="echo backend processes")
     p.add_argument("--proxy-cpus", default="1", help="taskset CPU list for the proxies")
-    p.add_argument("--load-cpus", default="0",
-                   help="taskset CPU list for the backends and the load generators")
+    p.add_argument(
+        "--load-cpus", default="0", help="taskset CPU list for the backends and the load generators"
+    )
     p.add_argument("--no-pin", action="store_true", help="the same as --pinning unpinned")
-    p.add_argument("--grpc-proxy-cmd", metavar="CMD",
-                   help="command that runs grpc-proxy, {config} is replaced by the config "
-                        "file (default: .venv/bin/python -m proxy -c {config}, in the repo)")
-    p.add_argument("--profile", action="store_true",
-                   help="instead of the comparison: profile grpc-proxy with py-spy during "
-                        "the unary-load scenario, into benchmarks/results/")
+    p.add_argument(
+        "--grpc-proxy-cmd",
+        metavar="CMD",
+        help="command that runs grpc-proxy, {config} is replaced by the config "
+        "file (default: .venv/bin/python -m proxy -c {config}, in the repo)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the comparison: profile grpc-proxy with py-spy during "
+        "the unary-load scenario, into benchmarks/results/",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
     args.seconds = args.seconds or (1.25 if args.quick else 8.0)
@@ -133,8 +159,9 @@ class Lab:
     def start_backends(self) -> list[int]:
         ports = procs.free_ports(self.args.backends)
         for i, port in enumerate(ports):
-            proc = procs.start(f"backend{i}", [str(self.tools.echo_server), str(port), "1"],
-                               self.workdir)
+            proc = procs.start(
+                f"backend{i}", [str(self.tools.echo_server), str(port), "1"], self.workdir
+            )
             self.backends.append(proc)
             if not procs.wait_port(port, 10.0, proc):
                 raise RuntimeError(f"echo backend on {port} did not start: {proc.log_tail()}")
@@ -201,10 +228,13 @@ def run_memory(lab: Lab, env: BenchEnv) -> list[MemoryResult]:
         if target.only_scenarios is not None:
             continue  # the 2-worker grpc-proxy: one load scenario only
         log(f"[memory] {target.name}: holding {lab.args.streams} streams open ...")
-        m = hold_streams(target, lab.tools.stream_client, lab.args.streams, HOLD_CHANNELS,
-                         env.load_cpus)
-        log(f"  {m.streams_open} open; RSS {report.fmt_mib(m.idle_rss_kib)} MiB idle, "
-            f"{report.fmt_mib(m.open_rss_kib)} MiB with streams {m.error or ''}")
+        m = hold_streams(
+            target, lab.tools.stream_client, lab.args.streams, HOLD_CHANNELS, env.load_cpus
+        )
+        log(
+            f"  {m.streams_open} open; RSS {report.fmt_mib(m.idle_rss_kib)} MiB idle, "
+            f"{report.fmt_mib(m.open_rss_kib)} MiB with streams {m.error or ''}"
+        )
         results.append(m)
     return results
 
@@ -225,11 +255,13 @@ def run_loads(lab: Lab, order: list[Target]) -> list[Row]:
                         continue
                     log(f"{prefix}[{scenario.key}, {pinning}] {target.name} ...")
                     row = measure(target, scenario, env, lab.args.seconds, lab.args.warmup)
-                    log(f"  {report.fmt_num(row.rate, 0)} {scenario.unit}s/s, p50 "
+                    log(
+                        f"  {report.fmt_num(row.rate, 0)} {scenario.unit}s/s, p50 "
                         f"{report.fmt_num(row.p50_ms, 3)} ms, p99 "
                         f"{report.fmt_num(row.p99_ms, 3)} ms, CPU "
                         f"{report.fmt_num(row.cpu_us_per_unit)} us/{scenario.unit}, other "
-                        f"CPU {report.fmt_num(row.other_cpu_pct, 0)} % {row.error or ''}")
+                        f"CPU {report.fmt_num(row.other_cpu_pct, 0)} % {row.error or ''}"
+                    )
                     runs.setdefault((scenario.key, pinning, target.name), []).append(row)
     return [best_row(rows) for rows in runs.values()]
 
@@ -241,28 +273,47 @@ def metadata(args: argparse.Namespace, tools: Tools) -> dict[str, Any]:
             cpu = line.split(":", 1)[1].strip()
             break
     pinning = " and ".join(
-        "unpinned (no process pinned)" if mode == "unpinned" else
-        f"pinned (proxy on CPU {args.proxy_cpus}, backends and load generators on CPU "
-        f"{args.load_cpus})" for mode in args.pinning_modes)
-    grpc_version = subprocess.run(["pkg-config", "--modversion", "grpc++"], capture_output=True,
-                                  text=True, check=False).stdout.strip()
-    versions = {"nginx": version([tools.nginx, "-v"]), "envoy": version([tools.envoy,
-                "--version"]).split("version:")[-1].strip(),
-                "h2load": version([tools.h2load, "--version"]), "grpc++": grpc_version,
-                "python": platform.python_version()}
-    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "cpu": cpu, "cpus": os.cpu_count(), "pinning": pinning,
-            "pinning_modes": args.pinning_modes, "proxy_cpus": args.proxy_cpus,
-            "load_cpus": args.load_cpus,
-            "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
-            "seconds": args.seconds, "warmup": args.warmup, "backends": args.backends,
-            "repeat": args.repeat,
-            "quick": args.quick, "git": _git_head()}
+        "unpinned (no process pinned)"
+        if mode == "unpinned"
+        else f"pinned (proxy on CPU {args.proxy_cpus}, backends and load generators on CPU "
+        f"{args.load_cpus})"
+        for mode in args.pinning_modes
+    )
+    grpc_version = subprocess.run(
+        ["pkg-config", "--modversion", "grpc++"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    versions = {
+        "nginx": version([tools.nginx, "-v"]),
+        "envoy": version([tools.envoy, "--version"]).split("version:")[-1].strip(),
+        "h2load": version([tools.h2load, "--version"]),
+        "grpc++": grpc_version,
+        "python": platform.python_version(),
+    }
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "pinning": pinning,
+        "pinning_modes": args.pinning_modes,
+        "proxy_cpus": args.proxy_cpus,
+        "load_cpus": args.load_cpus,
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "backends": args.backends,
+        "repeat": args.repeat,
+        "quick": args.quick,
+        "git": _git_head(),
+    }
 
 
 def _git_head() -> str | None:
-    out = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return out.stdout.strip() or None
 
 
@@ -270,16 +321,25 @@ def machine_load(probes: list[dict[str, Any]], rows: list[Row]) -> str:
     """How busy the machine was: the probes at start and end, and the CPU other
     programs used during the runs."""
     other = sorted(r.other_cpu_pct for r in rows if r.other_cpu_pct is not None)
-    text = "; ".join(f"{'start' if i == 0 else 'end'} {probe.describe(p)}"
-                     for i, p in enumerate(probes))
+    text = "; ".join(
+        f"{'start' if i == 0 else 'end'} {probe.describe(p)}" for i, p in enumerate(probes)
+    )
     if other:
-        text += (f"; CPU used by other programs during the runs: median "
-                 f"{other[len(other) // 2]:.0f} %, max {other[-1]:.0f} % of one core")
+        text += (
+            f"; CPU used by other programs during the runs: median "
+            f"{other[len(other) // 2]:.0f} %, max {other[-1]:.0f} % of one core"
+        )
     return text
 
 
-def write_results(args: argparse.Namespace, tools: Tools, lab: Lab, rows: list[Row],
-                  memory: list[MemoryResult], probes: list[dict[str, Any]]) -> str:
+def write_results(
+    args: argparse.Namespace,
+    tools: Tools,
+    lab: Lab,
+    rows: list[Row],
+    memory: list[MemoryResult],
+    probes: list[dict[str, Any]],
+) -> str:
     meta = metadata(args, tools)
     meta["machine"] = machine_load(probes, rows)
     meta["probes"] = probes
@@ -305,8 +365,9 @@ def run_profile(lab: Lab, env: BenchEnv) -> int:
     lab.args.results_dir.mkdir(parents=True, exist_ok=True)
     seconds = max(lab.args.seconds, 5.0)
     log(f"profiling grpc-proxy under {scenario.key} for {seconds:g} s (twice) ...")
-    errors = profiling.profile(lab.tools.py_spy, target, env, scenario, seconds,
-                               lab.args.results_dir)
+    errors = profiling.profile(
+        lab.tools.py_spy, target, env, scenario, seconds, lab.args.results_dir
+    )
     for error in errors:
         log(f"  {error}")
     top = lab.args.results_dir / f"profile-{scenario.key}-top.txt"

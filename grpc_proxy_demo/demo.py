@@ -108,11 +108,16 @@ class Phase:
     title: str
     outcomes: list[Outcome] = field(default_factory=list)
 
-    def count(self, backend: str | None | object = ANY, kind: str | object = ANY,
-              status: str | object = ANY) -> int:
+    def count(
+        self,
+        backend: str | None | object = ANY,
+        kind: str | object = ANY,
+        status: str | object = ANY,
+    ) -> int:
         """Calls matching every given field (``backend=None``: no backend reached)."""
         return sum(
-            1 for o in self.outcomes
+            1
+            for o in self.outcomes
             if (backend is ANY or o.backend == backend)
             and (kind is ANY or o.kind == kind)
             and (status is ANY or o.status == status)
@@ -147,14 +152,18 @@ def _pick(config: Config) -> tuple[Listen, Upstream]:
             continue
         listens = [li for li in server.listens if not li.ssl]
         if not listens:
-            raise DemoError("the server routing /echo.Echo/ listens only with ssl; "
-                            "the demo needs a plain (h2c) listen address")
+            raise DemoError(
+                "the server routing /echo.Echo/ listens only with ssl; "
+                "the demo needs a plain (h2c) listen address"
+            )
         upstream = config.upstreams.get(loc.upstream)
         if upstream is None:
             raise DemoError(f"location {loc.path} names unknown upstream {loc.upstream!r}")
         return listens[0], upstream
-    raise DemoError(f"no location in {config.file} routes /echo.Echo/Unary; add e.g. "
-                    "'location /echo.Echo/ { grpc_pass NAME; }'")
+    raise DemoError(
+        f"no location in {config.file} routes /echo.Echo/Unary; add e.g. "
+        "'location /echo.Echo/ { grpc_pass NAME; }'"
+    )
 
 
 def _connect_host(host: str) -> str:
@@ -198,19 +207,25 @@ class ProxyChild:
 
     def start(self, host: str, port: int) -> None:
         self.proc = subprocess.Popen(
-            self.command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
             env=subprocess_env(),
         )
         deadline = time.monotonic() + PROXY_START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise DemoError(f"the proxy exited with code {self.proc.returncode}:\n"
-                                f"{self.tail()}")
+                raise DemoError(
+                    f"the proxy exited with code {self.proc.returncode}:\n{self.tail()}"
+                )
             if _accepts(host, port):
                 return
             time.sleep(0.05)
-        raise DemoError(f"the proxy did not accept connections on {host}:{port} within "
-                        f"{PROXY_START_TIMEOUT:.0f}s:\n{self.tail()}")
+        raise DemoError(
+            f"the proxy did not accept connections on {host}:{port} within "
+            f"{PROXY_START_TIMEOUT:.0f}s:\n{self.tail()}"
+        )
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -263,7 +278,8 @@ def one_call(stubs: Stubs, kind: str, i: int) -> Outcome:
             good = reply == payload
         elif kind == "server stream":
             call = stubs.server_stream(
-                payload, timeout=CALL_TIMEOUT,
+                payload,
+                timeout=CALL_TIMEOUT,
                 metadata=(("x-count", str(STREAM_MESSAGES)), ("x-size", "64")),
             )
             good = list(call) == [pattern(j, 64) for j in range(STREAM_MESSAGES)]
@@ -275,8 +291,9 @@ def one_call(stubs: Stubs, kind: str, i: int) -> Outcome:
             good = list(call) == msgs
     except grpc.RpcError as e:
         err: Any = e
-        return Outcome(kind, _backend_of(err.initial_metadata(), err.trailing_metadata()),
-                       err.code().name)
+        return Outcome(
+            kind, _backend_of(err.initial_metadata(), err.trailing_metadata()), err.code().name
+        )
     backend = _backend_of(call.initial_metadata(), call.trailing_metadata())
     return Outcome(kind, backend, "OK" if good else "BAD_REPLY")
 
@@ -360,12 +377,15 @@ def explain_weights(phase: Phase, backends: Sequence[DemoBackend]) -> list[str]:
             f" (expected {100.0 * b.weight / weights:.0f}%)"
             for b in primaries
         ]
-        lines.append("Weighted round robin per call, all on one client connection: "
-                     + ", ".join(parts) + ".")
+        lines.append(
+            "Weighted round robin per call, all on one client connection: " + ", ".join(parts) + "."
+        )
     for b in backends:
         if b.backup:
-            lines.append(f"Backup {b.name} got {phase.count(backend=b.name)} calls "
-                         "while the primaries were up.")
+            lines.append(
+                f"Backup {b.name} got {phase.count(backend=b.name)} calls "
+                "while the primaries were up."
+            )
         elif b.down:
             lines.append(f"{b.name} is marked down: never called.")
     return lines
@@ -379,11 +399,22 @@ def _parser() -> argparse.ArgumentParser:
         prog="grpc-proxy demo",
         description="Start echo backends and the proxy, send traffic, show the balancing.",
     )
-    p.add_argument("-c", dest="config", default=PACKAGED_CONFIG, metavar="FILE",
-                   help="configuration file (default: the example shipped in the package, "
-                        "a copy of conf/grpc-proxy.conf)")
-    p.add_argument("-n", dest="calls", type=int, default=200, metavar="CALLS",
-                   help="calls of each kind in the first phase (default: 200)")
+    p.add_argument(
+        "-c",
+        dest="config",
+        default=PACKAGED_CONFIG,
+        metavar="FILE",
+        help="configuration file (default: the example shipped in the package, "
+        "a copy of conf/grpc-proxy.conf)",
+    )
+    p.add_argument(
+        "-n",
+        dest="calls",
+        type=int,
+        default=200,
+        metavar="CALLS",
+        help="calls of each kind in the first phase (default: 200)",
+    )
     return p
 
 
@@ -402,19 +433,29 @@ def main(argv: list[str]) -> int:
         listen, upstream = _pick(config)
         host, port = _connect_host(listen.address.host), listen.address.port
         for i, s in enumerate(upstream.servers, 1):
-            backends.append(DemoBackend(
-                name=f"{upstream.name}-{i}", host=s.address.host, port=s.address.port,
-                weight=s.weight, backup=s.backup, down=s.down,
-            ))
+            backends.append(
+                DemoBackend(
+                    name=f"{upstream.name}-{i}",
+                    host=s.address.host,
+                    port=s.address.port,
+                    weight=s.weight,
+                    backup=s.backup,
+                    down=s.down,
+                )
+            )
         if not _port_free(listen.address.host, port):
-            raise DemoError(f"port {port} is already in use (listen {listen.address} in "
-                            f"{args.config}); stop what uses it or pass -c with another config")
+            raise DemoError(
+                f"port {port} is already in use (listen {listen.address} in "
+                f"{args.config}); stop what uses it or pass -c with another config"
+            )
         for b in backends:
             if b.down:
                 continue
             if not _port_free(b.host, b.port):
-                raise DemoError(f"port {b.port} for backend {b.name} ({b.address}) is "
-                                "already in use; stop what uses it")
+                raise DemoError(
+                    f"port {b.port} for backend {b.name} ({b.address}) is "
+                    "already in use; stop what uses it"
+                )
             server = EchoBackend(b.name, b.port, b.host)
             try:
                 server.start()
@@ -435,9 +476,11 @@ def main(argv: list[str]) -> int:
         def call(kind: str, i: int) -> Outcome:
             return one_call(stubs, kind, i)
 
-        console.print(f"[bold]grpc-proxy demo[/]: proxy on {escape(target)} "
-                      f"({escape(args.config)}), upstream [bold]{escape(upstream.name)}[/]: "
-                      + escape(", ".join(f"{b.name} {b.address} {b.role}" for b in backends)))
+        console.print(
+            f"[bold]grpc-proxy demo[/]: proxy on {escape(target)} "
+            f"({escape(args.config)}), upstream [bold]{escape(upstream.name)}[/]: "
+            + escape(", ".join(f"{b.name} {b.address} {b.role}" for b in backends))
+        )
         phase1 = Phase(f"Phase 1: all backends up, {args.calls} calls of each kind")
         run_phase(phase1, call, args.calls, console)
         phases = [phase1]
@@ -467,16 +510,21 @@ def main(argv: list[str]) -> int:
             console.print()
             render(phase2, backends, console, frozenset(b.name for b in primaries))
             by_backup = sum(phase2.count(backend=b.name) for b in backups)
-            console.print(f"  Primaries stopped: the backup served {by_backup} of "
-                          f"{len(phase2.outcomes)} calls.")
+            console.print(
+                f"  Primaries stopped: the backup served {by_backup} of "
+                f"{len(phase2.outcomes)} calls."
+            )
             if by_backup < len(phase2.outcomes) - len(phase2.failures):
                 problems.append("calls reached a stopped primary in phase 2")
         for ph in phases:
             fails = ph.failures
             if fails:
                 counts = Counter(f"{o.kind} {o.status}" for o in fails)
-                problems.append(f"{ph.title.split(':')[0]}: {len(fails)} calls failed ("
-                                + ", ".join(f"{n}x {k}" for k, n in counts.most_common()) + ")")
+                problems.append(
+                    f"{ph.title.split(':')[0]}: {len(fails)} calls failed ("
+                    + ", ".join(f"{n}x {k}" for k, n in counts.most_common())
+                    + ")"
+                )
         console.print()
         if problems:
             for p in problems:

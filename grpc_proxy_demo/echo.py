@@ -220,9 +220,7 @@ class EventLog:
         with self._cond:
             self._calls.clear()
 
-    def wait_for(
-        self, predicate: Callable[[list[CallRecord]], bool], timeout: float
-    ) -> bool:
+    def wait_for(self, predicate: Callable[[list[CallRecord]], bool], timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until ``predicate(snapshot)`` is true."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -469,8 +467,7 @@ class EchoBackend:
         host = f"[{self.host}]" if ":" in self.host else self.host
         try:
             if self._credentials is not None:
-                port = server.add_secure_port(f"{host}:{self._requested_port}",
-                                              self._credentials)
+                port = server.add_secure_port(f"{host}:{self._requested_port}", self._credentials)
             else:
                 port = server.add_insecure_port(f"{host}:{self._requested_port}")
         except RuntimeError as e:
@@ -482,8 +479,10 @@ class EchoBackend:
             server.stop(None)
             self._pool.shutdown(wait=False)
             self._pool = None
-            raise OSError(f"echo backend {self.name}: cannot listen on "
-                          f"{host}:{self._requested_port}" + (f" ({err})" if err else ""))
+            raise OSError(
+                f"echo backend {self.name}: cannot listen on "
+                f"{host}:{self._requested_port}" + (f" ({err})" if err else "")
+            )
         self.port = port
         server.start()
         self._server = server
@@ -506,8 +505,11 @@ class EchoBackend:
         """What grpc.health.v1.Health/Check answers, for "" and echo.Echo."""
         from grpc_health.v1 import health_pb2
 
-        status = health_pb2.HealthCheckResponse.SERVING if serving \
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for service in ("", SERVICE):
             self._health.set(service, status)
 
@@ -547,9 +549,7 @@ class EchoBackend:
         finally:
             call.close()
 
-    def server_stream(
-        self, request: bytes, context: grpc.ServicerContext
-    ) -> Iterator[bytes]:
+    def server_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         call = _Call(self, "ServerStream", context)
         try:
             call.got(request)
@@ -566,9 +566,7 @@ class EchoBackend:
         finally:
             call.close()
 
-    def client_stream(
-        self, requests: Iterator[bytes], context: grpc.ServicerContext
-    ) -> bytes:
+    def client_stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         call = _Call(self, "ClientStream", context)
         try:
             call.begin()
@@ -591,9 +589,7 @@ class EchoBackend:
         finally:
             call.close()
 
-    def bidi(
-        self, requests: Iterator[bytes], context: grpc.ServicerContext
-    ) -> Iterator[bytes]:
+    def bidi(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         call = _Call(self, "Bidi", context)
         try:
             call.begin()
@@ -639,18 +635,27 @@ def echo_file_descriptor() -> Any:
 
     f = d.FileDescriptorProto(name=PROTO_FILE, package="echo", syntax="proto3")
     msg = f.message_type.add(name="EchoMessage")
-    msg.field.add(name="payload", number=1, json_name="payload",
-                  type=d.FieldDescriptorProto.TYPE_BYTES,
-                  label=d.FieldDescriptorProto.LABEL_OPTIONAL)
+    msg.field.add(
+        name="payload",
+        number=1,
+        json_name="payload",
+        type=d.FieldDescriptorProto.TYPE_BYTES,
+        label=d.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     service = f.service.add(name="Echo")
     for method, client_streaming, server_streaming in (
-        ("Unary", False, False), ("ServerStream", False, True),
-        ("ClientStream", True, False), ("Bidi", True, True),
+        ("Unary", False, False),
+        ("ServerStream", False, True),
+        ("ClientStream", True, False),
+        ("Bidi", True, True),
     ):
-        service.method.add(name=method, input_type=".echo.EchoMessage",
-                           output_type=".echo.EchoMessage",
-                           client_streaming=client_streaming,
-                           server_streaming=server_streaming)
+        service.method.add(
+            name=method,
+            input_type=".echo.EchoMessage",
+            output_type=".echo.EchoMessage",
+            client_streaming=client_streaming,
+            server_streaming=server_streaming,
+        )
     return f
 
 
@@ -674,12 +679,20 @@ def _enable_reflection(server: grpc.Server, health: bool) -> None:
     # grpcurl asks v1 first): the same servicer answers both. v1 is not listed,
     # as grpcio-reflection has no descriptor for it.
     for service in (REFLECTION_SERVICE, REFLECTION_V1_SERVICE):
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {
-            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-                servicer.ServerReflectionInfo,
-                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
-            )}),))
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    service,
+                    {
+                        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                            servicer.ServerReflectionInfo,
+                            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+                        )
+                    },
+                ),
+            )
+        )
 
 
 # --------------------------------------------------------------------------- subprocess
@@ -727,8 +740,17 @@ class EchoProcess:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> EchoProcess:
-        cmd = [sys.executable, "-m", "grpc_proxy_demo.echo", "--port", str(self.port),
-               "--name", self.name, "--host", self.host]
+        cmd = [
+            sys.executable,
+            "-m",
+            "grpc_proxy_demo.echo",
+            "--port",
+            str(self.port),
+            "--name",
+            self.name,
+            "--host",
+            self.host,
+        ]
         if self.health:
             cmd.append("--health")
         if self.delay_ms:
@@ -738,7 +760,10 @@ class EchoProcess:
             stderr = open(self._stderr_path, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=stderr, env=subprocess_env(),
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=subprocess_env(),
                 cwd=str(_ROOT),
             )
         finally:
@@ -788,9 +813,7 @@ class EchoProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
-def _read_lines_until(
-    proc: subprocess.Popen[bytes], stop: bytes, timeout: float
-) -> list[bytes]:
+def _read_lines_until(proc: subprocess.Popen[bytes], stop: bytes, timeout: float) -> list[bytes]:
     """Read stdout lines until ``stop``, EOF, or ``timeout``; bounded."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
@@ -822,16 +845,22 @@ def _read_lines_until(
 def parser() -> argparse.ArgumentParser:
     """The command line of ``python -m grpc_proxy_demo.echo`` (and of ``python -m
     proxy.echo``, its older name)."""
-    p = argparse.ArgumentParser(prog="python -m grpc_proxy_demo.echo",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m grpc_proxy_demo.echo", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     p.add_argument("--name", default="echo", help="value of the x-backend metadata")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--health", action="store_true", help="serve grpc.health.v1.Health")
-    p.add_argument("--delay-ms", type=int, default=0,
-                   help="sleep this long in each call without x-sleep-ms")
-    p.add_argument("--reflection", action=argparse.BooleanOptionalAction, default=True,
-                   help="serve gRPC server reflection (grpcurl needs no .proto)")
+    p.add_argument(
+        "--delay-ms", type=int, default=0, help="sleep this long in each call without x-sleep-ms"
+    )
+    p.add_argument(
+        "--reflection",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve gRPC server reflection (grpcurl needs no .proto)",
+    )
     return p
 
 
@@ -845,8 +874,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    backend = EchoBackend(args.name, args.port, args.host, health=args.health,
-                          delay_ms=args.delay_ms, reflection=args.reflection)
+    backend = EchoBackend(
+        args.name,
+        args.port,
+        args.host,
+        health=args.health,
+        delay_ms=args.delay_ms,
+        reflection=args.reflection,
+    )
     try:
         backend.start()
     except OSError as e:

@@ -44,17 +44,25 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="grpc-proxy echo",
         description="Run the echo backend: echo.Echo (Unary, ServerStream, ClientStream, "
-                    "Bidi) on raw bytes, for trying and testing the proxy.",
+        "Bidi) on raw bytes, for trying and testing the proxy.",
         epilog="Prints 'listening on HOST:PORT' and 'ready'; SIGTERM or SIGINT stops it.",
     )
-    p.add_argument("--listen", metavar="HOST:PORT", default=None,
-                   help=f"address to serve on; port 0 picks a free one (default: {DEFAULT_LISTEN})")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default=None,
+        help=f"address to serve on; port 0 picks a free one (default: {DEFAULT_LISTEN})",
+    )
     p.add_argument("--name", default="echo", help="value of the x-backend metadata (echo)")
-    p.add_argument("--health", action="store_true",
-                   help="serve grpc.health.v1.Health (SERVING)")
+    p.add_argument("--health", action="store_true", help="serve grpc.health.v1.Health (SERVING)")
     p.add_argument("--reflection", action="store_true", help="serve gRPC server reflection")
-    p.add_argument("--delay-ms", type=int, default=0, metavar="N",
-                   help="sleep N ms in each call without x-sleep-ms (a slow backend)")
+    p.add_argument(
+        "--delay-ms",
+        type=int,
+        default=0,
+        metavar="N",
+        help="sleep N ms in each call without x-sleep-ms (a slow backend)",
+    )
     # The spelling of `python -m proxy.echo`.
     p.add_argument("--host", default=None, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)

@@ -33,8 +33,24 @@ FLUSH_INTERVAL = 0.5
 QUEUE_LIMIT = 65536  # records per log between two flushes; above: dropped, counted
 
 # Record fields, in the order CallRecorder writes them.
-(TIME, PEER, PATH, UPSTREAM, ENDPOINT, HTTP_STATUS, GRPC_STATUS, SECONDS, REQ_BYTES,
- RES_BYTES, REQ_MSGS, RES_MSGS, ERROR, HEADERS, USER, SUBJECT) = range(16)
+(
+    TIME,
+    PEER,
+    PATH,
+    UPSTREAM,
+    ENDPOINT,
+    HTTP_STATUS,
+    GRPC_STATUS,
+    SECONDS,
+    REQ_BYTES,
+    RES_BYTES,
+    REQ_MSGS,
+    RES_MSGS,
+    ERROR,
+    HEADERS,
+    USER,
+    SUBJECT,
+) = range(16)
 
 
 # ------------------------------------------------------------------ formats
@@ -45,8 +61,7 @@ def _escape(text: str) -> str:
     characters become \\xHH, so a line stays one line and parseable."""
     if text.isprintable() and '"' not in text and "\\" not in text:
         return text
-    return "".join(c if c.isprintable() and c not in '"\\' else f"\\x{ord(c):02X}"
-                   for c in text)
+    return "".join(c if c.isprintable() and c not in '"\\' else f"\\x{ord(c):02X}" for c in text)
 
 
 def _user_agent(headers: Any) -> str:
@@ -120,7 +135,7 @@ def format_combined(r: Record) -> str:
     bytes, request messages, response messages, "error" ("-" when none)."""
     endpoint = r[ENDPOINT]
     return (
-        f'{_host(r[PEER])} - {_remote_user(r)} [{_local_time(r[TIME])}] '
+        f"{_host(r[PEER])} - {_remote_user(r)} [{_local_time(r[TIME])}] "
         f'"POST {_escape(r[PATH])} HTTP/2.0" '
         f'{r[HTTP_STATUS]} {r[RES_BYTES]} "-" "{_escape(_user_agent(r[HEADERS])) or "-"}" '
         f"{r[GRPC_STATUS]} {CODE_NAMES.get(r[GRPC_STATUS], 'UNKNOWN')} "
@@ -148,7 +163,7 @@ def format_json(r: Record) -> str:
         f'"request_bytes":{r[REQ_BYTES]},"response_bytes":{r[RES_BYTES]},'
         f'"request_messages":{r[REQ_MSGS]},"response_messages":{r[RES_MSGS]},'
         f'"error":{_js(r[ERROR])},"user_agent":{_js(_user_agent(r[HEADERS]))}'
-        f'{_identity(r)}}}\n'
+        f"{_identity(r)}}}\n"
     )
 
 
@@ -194,8 +209,9 @@ def effective(server: Server, config: Config) -> AccessLog | None:
     return setting if setting is not None and setting.enabled else None
 
 
-def open_logs(config: Config) -> tuple[dict[int, tuple[Server, AccessLogQueue]],
-                                       list[AccessLogFile]]:
+def open_logs(
+    config: Config,
+) -> tuple[dict[int, tuple[Server, AccessLogQueue]], list[AccessLogFile]]:
     """Open every log the servers use, as nginx does at start: an unwritable
     log is a startup error (``OSError`` with the directive's place in it)."""
     files: dict[str, AccessLogFile] = {}
@@ -235,14 +251,16 @@ def _open(setting: AccessLog) -> int:
         return os.open(setting.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as e:
         where = f"{setting.source}: " if setting.source is not None else ""
-        raise OSError(e.errno, f'{where}cannot open access log "{setting.path}": '
-                               f"{(e.strerror or str(e)).lower()}") from None
+        raise OSError(
+            e.errno,
+            f'{where}cannot open access log "{setting.path}": {(e.strerror or str(e)).lower()}',
+        ) from None
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _write(f: AccessLogFile) -> None:
@@ -264,8 +282,11 @@ async def run_writer(f: AccessLogFile) -> None:
                 await trio.to_thread.run_sync(_write_batches, f.fd, batches)
             dropped = sum(q.dropped for q in f.queues.values())
             if dropped > f.warned_dropped:
-                log.warning("access log %s: %d lines dropped, the log cannot keep up",
-                            f.path, dropped - f.warned_dropped)
+                log.warning(
+                    "access log %s: %d lines dropped, the log cannot keep up",
+                    f.path,
+                    dropped - f.warned_dropped,
+                )
                 f.warned_dropped = dropped
     finally:
         try:

@@ -25,14 +25,18 @@ if TYPE_CHECKING:
 CONFIG_ENV = "GRPC_PROXY_CONF"
 SYSTEM_CONFIG = "/etc/grpc-proxy/grpc-proxy.conf"
 PACKAGED_CONFIG = str(Path(__file__).resolve().parent / "conf" / "grpc-proxy.conf")
-DEFAULT_CONFIG_HELP = (f"${CONFIG_ENV}, else {SYSTEM_CONFIG} if it exists, "
-                       "else the example shipped in the package")
+DEFAULT_CONFIG_HELP = (
+    f"${CONFIG_ENV}, else {SYSTEM_CONFIG} if it exists, else the example shipped in the package"
+)
 
 log = logging.getLogger("grpc_proxy")
 
 
-def default_config(environ: Mapping[str, str] | None = None, system: str = SYSTEM_CONFIG,
-                   packaged: str = PACKAGED_CONFIG) -> str:
+def default_config(
+    environ: Mapping[str, str] | None = None,
+    system: str = SYSTEM_CONFIG,
+    packaged: str = PACKAGED_CONFIG,
+) -> str:
     """The configuration file when ``-c`` is not given."""
     environ = os.environ if environ is None else environ
     named = environ.get(CONFIG_ENV)
@@ -48,16 +52,26 @@ def _parser() -> argparse.ArgumentParser:
         prog="grpc-proxy",
         description="gRPC HTTP/2 reverse proxy and load balancer.",
         epilog="Subcommands: 'grpc-proxy demo [-c FILE]' runs backends, the proxy and traffic; "
-               "'grpc-proxy echo --help' runs an echo backend; "
-               "'grpc-proxy register --help' keeps a service registered in etcd.",
+        "'grpc-proxy echo --help' runs an echo backend; "
+        "'grpc-proxy register --help' keeps a service registered in etcd.",
     )
-    p.add_argument("-c", dest="config", default=None, metavar="FILE",
-                   help=f"configuration file (default: {DEFAULT_CONFIG_HELP})")
-    p.add_argument("-t", dest="test", action="store_true",
-                   help="check the configuration file and exit")
+    p.add_argument(
+        "-c",
+        dest="config",
+        default=None,
+        metavar="FILE",
+        help=f"configuration file (default: {DEFAULT_CONFIG_HELP})",
+    )
+    p.add_argument(
+        "-t", dest="test", action="store_true", help="check the configuration file and exit"
+    )
     p.add_argument("--version", action="version", version=f"grpc-proxy {__version__}")
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"], help="stderr log level")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="stderr log level",
+    )
     # Set by the master for its workers (worker_processes > 1).
     p.add_argument("--worker-fds", default=None, help=argparse.SUPPRESS)
     p.add_argument("--ready-fd", type=int, default=-1, help=argparse.SUPPRESS)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-_UNITS = {ord("H"): 3600.0, ord("M"): 60.0, ord("S"): 1.0, ord("m"): 1e-3, ord("u"): 1e-6,
-          ord("n"): 1e-9}
+_UNITS = {
+    ord("H"): 3600.0,
+    ord("M"): 60.0,
+    ord("S"): 1.0,
+    ord("m"): 1e-3,
+    ord("u"): 1e-6,
+    ord("n"): 1e-9,
+}
 
 
 def parse_grpc_timeout(value: bytes) -> float | None:

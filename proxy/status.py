@@ -65,18 +65,19 @@ class Answer:
 
 FAILURES: dict[Failure, Answer] = {
     Failure.NO_ROUTE: Answer(GrpcStatus.UNIMPLEMENTED, "no route for {path}"),
-    Failure.BAD_CONTENT_TYPE: Answer(GrpcStatus.UNKNOWN, "content-type is not application/grpc",
-                                     http_status=415),
+    Failure.BAD_CONTENT_TYPE: Answer(
+        GrpcStatus.UNKNOWN, "content-type is not application/grpc", http_status=415
+    ),
     Failure.BAD_METHOD: Answer(GrpcStatus.UNIMPLEMENTED, "gRPC requires POST", http_status=405),
     Failure.NO_ENDPOINT: Answer(GrpcStatus.UNAVAILABLE, "no healthy upstream in {upstream}"),
     Failure.NO_SERVERS: Answer(GrpcStatus.UNAVAILABLE, "upstream {upstream} has no servers"),
-    Failure.CONNECT_FAILED: Answer(GrpcStatus.UNAVAILABLE,
-                                   "upstream connect error: {detail}"),
+    Failure.CONNECT_FAILED: Answer(GrpcStatus.UNAVAILABLE, "upstream connect error: {detail}"),
     Failure.UPSTREAM_LOST: Answer(GrpcStatus.UNAVAILABLE, "upstream connection lost: {detail}"),
     # The status of UPSTREAM_RESET is RESET_TO_STATUS's for the code (answer_for_reset).
     Failure.UPSTREAM_RESET: Answer(GrpcStatus.INTERNAL, "upstream reset the stream: {code}"),
-    Failure.UPSTREAM_RESET_MIDSTREAM: Answer(GrpcStatus.CANCELLED,
-                                             "upstream reset the stream: {code}"),
+    Failure.UPSTREAM_RESET_MIDSTREAM: Answer(
+        GrpcStatus.CANCELLED, "upstream reset the stream: {code}"
+    ),
     # What metrics and the access log record; the client, gone, is sent nothing.
     Failure.CLIENT_CANCELLED: Answer(GrpcStatus.CANCELLED, "client cancelled"),
     Failure.READ_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE, "stream idle timeout"),
@@ -84,13 +85,16 @@ FAILURES: dict[Failure, Answer] = {
     Failure.DEADLINE: Answer(GrpcStatus.DEADLINE_EXCEEDED, "deadline exceeded at proxy"),
     # Graceful close ran out of grace (max_connection_age_grace, shutdown_timeout;
     # a drain says "shutdown").
-    Failure.CONNECTION_CLOSING: Answer(GrpcStatus.UNAVAILABLE,
-                                       "proxy closed the connection: {reason}"),
+    Failure.CONNECTION_CLOSING: Answer(
+        GrpcStatus.UNAVAILABLE, "proxy closed the connection: {reason}"
+    ),
     Failure.SUBSET_MISS: Answer(GrpcStatus.UNAVAILABLE, "no upstream endpoint matches {subset}"),
-    Failure.MAX_CONNS: Answer(GrpcStatus.UNAVAILABLE,
-                              "every endpoint of {upstream} is at max_conns"),
-    Failure.QUEUE_TIMEOUT: Answer(GrpcStatus.UNAVAILABLE,
-                                  "queue timeout: every endpoint of {upstream} is at max_conns"),
+    Failure.MAX_CONNS: Answer(
+        GrpcStatus.UNAVAILABLE, "every endpoint of {upstream} is at max_conns"
+    ),
+    Failure.QUEUE_TIMEOUT: Answer(
+        GrpcStatus.UNAVAILABLE, "queue timeout: every endpoint of {upstream} is at max_conns"
+    ),
     Failure.FORBIDDEN: Answer(GrpcStatus.PERMISSION_DENIED, "access forbidden by rule"),
     Failure.UNAUTHENTICATED: Answer(GrpcStatus.UNAUTHENTICATED, "{reason}"),
 }
@@ -162,15 +166,16 @@ def trailers_only(status: GrpcStatus, message: str) -> list[tuple[bytes, bytes]]
 
 
 def trailers(status: GrpcStatus, message: str) -> list[tuple[bytes, bytes]]:
-    return [(b"grpc-status", str(int(status)).encode()),
-            (b"grpc-message", encode_message(message))]
+    return [(b"grpc-status", str(int(status)).encode()), (b"grpc-message", encode_message(message))]
 
 
 def http_error(status: int, length: int) -> list[tuple[bytes, bytes]]:
     """Headers of a plain HTTP error whose body is ``length`` bytes of text."""
-    return [(b":status", str(status).encode()),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(length).encode())]
+    return [
+        (b":status", str(status).encode()),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(length).encode()),
+    ]
 
 
 # The gRPC status a client derives from a response without grpc-status, by

@@ -131,8 +131,20 @@ class H2loadRun:
 
 
 def run_h2load(run: H2loadRun, log_file: Path | None) -> LoadResult:
-    cmd = [run.h2load, "-D", f"{round(run.duration * 1000)}ms", "-c", str(run.connections),
-           "-m", str(run.streams), "-t", "1", "--data", str(run.body_file), *GRPC_HEADERS]
+    cmd = [
+        run.h2load,
+        "-D",
+        f"{round(run.duration * 1000)}ms",
+        "-c",
+        str(run.connections),
+        "-m",
+        str(run.streams),
+        "-t",
+        "1",
+        "--data",
+        str(run.body_file),
+        *GRPC_HEADERS,
+    ]
     if run.rps_per_connection:
         cmd += ["--rps", str(run.rps_per_connection)]
     if log_file is not None:
@@ -154,9 +166,15 @@ def _h2load_result(output: str, body_size: int, log_file: Path | None) -> LoadRe
         return LoadResult(error=f"h2load gave no summary: {tail}")
     ok = int(stats["succeeded"])
     bad = int(stats["total"] - stats["succeeded"])
-    result = LoadResult(units=ok, elapsed_s=stats["elapsed_s"], rate=stats["req_per_s"],
-                        mean_ms=stats.get("mean_ms"), max_ms=stats.get("max_ms"), errors=bad,
-                        extra={"h2load": stats})
+    result = LoadResult(
+        units=ok,
+        elapsed_s=stats["elapsed_s"],
+        rate=stats["req_per_s"],
+        mean_ms=stats.get("mean_ms"),
+        max_ms=stats.get("max_ms"),
+        errors=bad,
+        extra={"h2load": stats},
+    )
     # Every echoed response carries the request body back; a gRPC error
     # (trailers-only, HTTP 200) carries no data, and h2load would count it a success.
     if ok and stats.get("data_bytes", 0.0) < 0.99 * ok * body_size:
@@ -188,13 +206,25 @@ class StreamRun:
 
 
 def run_stream_client(run: StreamRun) -> LoadResult:
-    cmd = [str(run.stream_client), "--mode", run.mode, "--target", f"127.0.0.1:{run.port}",
-           "--duration", f"{run.duration:g}", "--concurrency", str(run.concurrency),
-           "--channels", str(run.channels), "--messages", str(run.messages),
-           "--size", str(run.size)]
+    cmd = [
+        str(run.stream_client),
+        "--mode",
+        run.mode,
+        "--target",
+        f"127.0.0.1:{run.port}",
+        "--duration",
+        f"{run.duration:g}",
+        "--concurrency",
+        str(run.concurrency),
+        "--channels",
+        str(run.channels),
+        "--messages",
+        str(run.messages),
+        "--size",
+        str(run.size),
+    ]
     try:
-        proc, cpu = run_measured(procs.pinned(cmd, run.cpus),
-                                 run.duration + EXTRA_TIMEOUT + 130)
+        proc, cpu = run_measured(procs.pinned(cmd, run.cpus), run.duration + EXTRA_TIMEOUT + 130)
     except subprocess.TimeoutExpired:
         return LoadResult(error="stream_client timed out")
     result = _stream_result(proc.stdout, proc.stderr)
@@ -212,10 +242,17 @@ def _stream_result(stdout: str, stderr: str) -> LoadResult:
     if "latency_ms" not in data:
         return LoadResult(error=str(data.get("error", data)))
     lat = data["latency_ms"]
-    result = LoadResult(units=int(data["messages"]), elapsed_s=float(data["elapsed_s"]),
-                        rate=float(data["messages_per_s"]), p50_ms=lat["p50"],
-                        p99_ms=lat["p99"], mean_ms=lat["mean"], max_ms=lat["max"],
-                        errors=int(data["errors"]), extra={"stream_client": data})
+    result = LoadResult(
+        units=int(data["messages"]),
+        elapsed_s=float(data["elapsed_s"]),
+        rate=float(data["messages_per_s"]),
+        p50_ms=lat["p50"],
+        p99_ms=lat["p99"],
+        mean_ms=lat["mean"],
+        max_ms=lat["max"],
+        errors=int(data["errors"]),
+        extra={"stream_client": data},
+    )
     if result.errors:
         result.error = f"{result.errors} calls failed: {data.get('first_error', '')}"
     return result

@@ -53,13 +53,31 @@ def _read_json_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, ob
     return None
 
 
-def _start_holder(stream_client: Path, port: int, streams: int, channels: int,
-                  cpus: str | None) -> subprocess.Popen[str]:
-    cmd = [str(stream_client), "--mode", "hold", "--target", f"127.0.0.1:{port}",
-           "--streams", str(streams), "--channels", str(channels), "--size", "64",
-           "--duration", f"{HOLD_LIMIT_S:g}"]
-    return subprocess.Popen(procs.pinned(cmd, cpus), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def _start_holder(
+    stream_client: Path, port: int, streams: int, channels: int, cpus: str | None
+) -> subprocess.Popen[str]:
+    cmd = [
+        str(stream_client),
+        "--mode",
+        "hold",
+        "--target",
+        f"127.0.0.1:{port}",
+        "--streams",
+        str(streams),
+        "--channels",
+        str(channels),
+        "--size",
+        "64",
+        "--duration",
+        f"{HOLD_LIMIT_S:g}",
+    ]
+    return subprocess.Popen(
+        procs.pinned(cmd, cpus),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def _release(holder: subprocess.Popen[str]) -> dict[str, object] | None:
@@ -77,8 +95,9 @@ def _release(holder: subprocess.Popen[str]) -> dict[str, object] | None:
     return final
 
 
-def hold_streams(target: Target, stream_client: Path, streams: int, channels: int,
-                 cpus: str | None) -> MemoryResult:
+def hold_streams(
+    target: Target, stream_client: Path, streams: int, channels: int, cpus: str | None
+) -> MemoryResult:
     """Open `streams` Bidi streams through the proxy, measure its memory, close them."""
     result = MemoryResult(target.name, streams_wanted=streams)
     result.idle_rss_kib = _int_or_none(target.info.get("idle_rss_kib"))

@@ -74,6 +74,8 @@ def describe(probe: dict[str, Any]) -> str:
         value = probe.get(key)
         return "-" if value is None else f"{value:.1f}"
 
-    return (f"{probe['time']} load average {probe['loadavg']}, ping-pong CPU per round "
-            f"trip and side {us('same_cpu_us')} us same CPU, {us('cross_cpu_us')} us "
-            "across CPUs")
+    return (
+        f"{probe['time']} load average {probe['loadavg']}, ping-pong CPU per round "
+        f"trip and side {us('same_cpu_us')} us same CPU, {us('cross_cpu_us')} us "
+        "across CPUs"
+    )

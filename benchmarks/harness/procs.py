@@ -186,8 +186,9 @@ def cpu_sample(pids: Iterable[int]) -> dict[int, CpuSample]:
     return out
 
 
-def cpu_used(before: dict[int, CpuSample], after: dict[int, CpuSample],
-             source: str = "schedstat") -> float:
+def cpu_used(
+    before: dict[int, CpuSample], after: dict[int, CpuSample], source: str = "schedstat"
+) -> float:
     """CPU seconds used between two samples; processes (threads) born in between count whole.
 
     source "schedstat": the sum over every thread of /proc/PID/task/*/schedstat

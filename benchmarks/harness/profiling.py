@@ -14,13 +14,33 @@ TOP_N = 40
 
 
 def _record(py_spy: str, pid: int, seconds: float, fmt: str, out: Path) -> subprocess.Popen[str]:
-    cmd = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "200",
-           "--duration", f"{max(1, round(seconds))}", "--format", fmt, "--output", str(out)]
+    cmd = [
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--rate",
+        "200",
+        "--duration",
+        f"{max(1, round(seconds))}",
+        "--format",
+        fmt,
+        "--output",
+        str(out),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _profile_once(py_spy: str, target: Target, env: BenchEnv, scenario: Scenario,
-                  seconds: float, fmt: str, out: Path) -> str | None:
+def _profile_once(
+    py_spy: str,
+    target: Target,
+    env: BenchEnv,
+    scenario: Scenario,
+    seconds: float,
+    fmt: str,
+    out: Path,
+) -> str | None:
     """Run the load while py-spy samples; None on success, else py-spy's complaint."""
     assert target.proc is not None
     spy = _record(py_spy, target.proc.pid, seconds, fmt, out)
@@ -72,8 +92,14 @@ def top_functions(raw: Path, limit: int = TOP_N) -> str:
     return "\n".join(lines) + "\n"
 
 
-def profile(py_spy: str, target: Target, env: BenchEnv, scenario: Scenario, seconds: float,
-            results_dir: Path) -> list[str]:
+def profile(
+    py_spy: str,
+    target: Target,
+    env: BenchEnv,
+    scenario: Scenario,
+    seconds: float,
+    results_dir: Path,
+) -> list[str]:
     """Writes profile-<scenario>.svg, .txt (collapsed stacks) and -top.txt; returns errors."""
     svg = results_dir / f"profile-{scenario.key}.svg"
     raw = results_dir / f"profile-{scenario.key}.txt"

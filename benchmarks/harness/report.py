@@ -13,8 +13,13 @@ from harness.targets import ENVOY, GRPC_PROXY, GRPC_PROXY_W2, NGINX
 MIB = 1024.0
 # scenario -> highest acceptable grpc-proxy CPU/call as a multiple of nginx's, in the
 # unpinned runs (the pinned ones are shown next to them, without a verdict).
-CPU_RATIO_TARGETS = {"unary-load": 1.0, "unary-1conn": 1.0, "unary-serial": 3.0,
-                     "bidi-pingpong": 3.0, "server-stream": 2.0}
+CPU_RATIO_TARGETS = {
+    "unary-load": 1.0,
+    "unary-1conn": 1.0,
+    "unary-serial": 3.0,
+    "bidi-pingpong": 3.0,
+    "server-stream": 2.0,
+}
 TARGET_PINNING = "unpinned"
 # The targets are in MB (10^6 bytes); tables show MiB.
 IDLE_RSS_TARGET_MIB = 50e6 / 2**20
@@ -46,8 +51,7 @@ def cpu_ratios(rows: Sequence[Row]) -> dict[Key, float]:
 def ordered(rows: Sequence[Row]) -> list[Row]:
     """Rows grouped by pinning mode (unpinned first), then scenario, then target."""
     scen = {s.key: i for i, s in enumerate(SCENARIOS)}
-    return sorted(rows, key=lambda r: (PINNING_ORDER.get(r.pinning, 9),
-                                       scen.get(r.scenario, 99)))
+    return sorted(rows, key=lambda r: (PINNING_ORDER.get(r.pinning, 9), scen.get(r.scenario, 99)))
 
 
 def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
@@ -74,8 +78,11 @@ def _notes(r: Row) -> str:
     runs = int(str(r.extra.get("runs", 1)))
     if runs > 1:
         worst = r.extra.get("cpu_us_per_unit_max")
-        spread = ("" if worst is None or r.cpu_us_per_unit is None else
-                  f" (CPU/call up to {float(str(worst)):.1f})")
+        spread = (
+            ""
+            if worst is None or r.cpu_us_per_unit is None
+            else f" (CPU/call up to {float(str(worst)):.1f})"
+        )
         notes.append(f"best of {runs} runs{spread}")
     return "; ".join(n for n in notes if n)
 
@@ -83,16 +90,37 @@ def _notes(r: Row) -> str:
 def load_table(rows: Sequence[Row]) -> list[str]:
     titles = {s.key: f"{s.title} ({s.unit}s/s)" for s in SCENARIOS}
     ratios = cpu_ratios(rows)
-    header = ["proxy", "pinning", "scenario", "calls/s", "p50 ms", "p99 ms", "CPU us/call",
-              "CPU ratio vs nginx", "proxy CPU %", "load-side CPU %", "notes"]
+    header = [
+        "proxy",
+        "pinning",
+        "scenario",
+        "calls/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU us/call",
+        "CPU ratio vs nginx",
+        "proxy CPU %",
+        "load-side CPU %",
+        "notes",
+    ]
     lines = []
     for r in ordered(rows):
         ratio = ratios.get((r.target, r.scenario, r.pinning))
-        lines.append([r.target, r.pinning, titles.get(r.scenario, r.scenario),
-                      fmt_num(r.rate, 0), fmt_num(r.p50_ms, 3), fmt_num(r.p99_ms, 3),
-                      fmt_num(r.cpu_us_per_unit, 1),
-                      "-" if ratio is None else f"{ratio:.2f}x", fmt_num(r.proxy_cpu_pct, 0),
-                      fmt_num(_load_side(r), 0), _notes(r)])
+        lines.append(
+            [
+                r.target,
+                r.pinning,
+                titles.get(r.scenario, r.scenario),
+                fmt_num(r.rate, 0),
+                fmt_num(r.p50_ms, 3),
+                fmt_num(r.p99_ms, 3),
+                fmt_num(r.cpu_us_per_unit, 1),
+                "-" if ratio is None else f"{ratio:.2f}x",
+                fmt_num(r.proxy_cpu_pct, 0),
+                fmt_num(_load_side(r), 0),
+                _notes(r),
+            ]
+        )
     return _table(header, lines)
 
 
@@ -100,9 +128,14 @@ def ratio_table(rows: Sequence[Row]) -> list[str]:
     """Per scenario: nginx's CPU/call and each proxy's ratio to it, per pinning mode."""
     ratios = cpu_ratios(rows)
     modes = sorted({r.pinning for r in rows}, key=lambda m: PINNING_ORDER.get(m, 9))
-    proxies = {m: [t for t in (ENVOY, GRPC_PROXY, GRPC_PROXY_W2)
-                   if any(r.target == t and r.pinning == m and r.cpu_us_per_unit is not None
-                          for r in rows)] for m in modes}
+    proxies = {
+        m: [
+            t
+            for t in (ENVOY, GRPC_PROXY, GRPC_PROXY_W2)
+            if any(r.target == t and r.pinning == m and r.cpu_us_per_unit is not None for r in rows)
+        ]
+        for m in modes
+    }
     nginx = {(r.scenario, r.pinning): r.cpu_us_per_unit for r in rows if r.target == NGINX}
     header = ["scenario"]
     for m in modes:
@@ -126,12 +159,31 @@ def fmt_mib(kib: int | None) -> str:
 
 
 def memory_table(results: Sequence[MemoryResult]) -> list[str]:
-    header = ["proxy", "idle RSS MiB", "idle PSS MiB", "RSS before MiB", "streams open",
-              "RSS with streams MiB", "PSS with streams MiB", "RSS delta MiB", "notes"]
-    lines = [[m.target, fmt_mib(m.idle_rss_kib), fmt_mib(m.idle_pss_kib), fmt_mib(m.before_rss_kib),
-              f"{m.streams_open}/{m.streams_wanted}", fmt_mib(m.open_rss_kib),
-              fmt_mib(m.open_pss_kib), fmt_mib(m.delta_rss_kib),
-              (m.error or "").replace("|", "/").replace("\n", " ")[:160]] for m in results]
+    header = [
+        "proxy",
+        "idle RSS MiB",
+        "idle PSS MiB",
+        "RSS before MiB",
+        "streams open",
+        "RSS with streams MiB",
+        "PSS with streams MiB",
+        "RSS delta MiB",
+        "notes",
+    ]
+    lines = [
+        [
+            m.target,
+            fmt_mib(m.idle_rss_kib),
+            fmt_mib(m.idle_pss_kib),
+            fmt_mib(m.before_rss_kib),
+            f"{m.streams_open}/{m.streams_wanted}",
+            fmt_mib(m.open_rss_kib),
+            fmt_mib(m.open_pss_kib),
+            fmt_mib(m.delta_rss_kib),
+            (m.error or "").replace("|", "/").replace("\n", " ")[:160],
+        ]
+        for m in results
+    ]
     return _table(header, lines)
 
 
@@ -158,67 +210,114 @@ def target_checks(rows: Sequence[Row], memory: Sequence[MemoryResult]) -> list[d
     for scenario, limit in CPU_RATIO_TARGETS.items():
         value = ratios.get((GRPC_PROXY, scenario, TARGET_PINNING))
         pinned = ratios.get((GRPC_PROXY, scenario, "pinned"))
-        checks.append({"what": f"CPU/call vs nginx, {scenario}", "limit": f"<= {limit:.1f}x",
-                       "value": None if value is None else f"{value:.2f}x",
-                       "pinned": None if pinned is None else f"{pinned:.2f}x",
-                       "verdict": _verdict(value, limit)})
-    rates = {r.target: best_rate(r) for r in rows
-             if r.scenario == "unary-load" and r.pinning == TARGET_PINNING}
+        checks.append(
+            {
+                "what": f"CPU/call vs nginx, {scenario}",
+                "limit": f"<= {limit:.1f}x",
+                "value": None if value is None else f"{value:.2f}x",
+                "pinned": None if pinned is None else f"{pinned:.2f}x",
+                "verdict": _verdict(value, limit),
+            }
+        )
+    rates = {
+        r.target: best_rate(r)
+        for r in rows
+        if r.scenario == "unary-load" and r.pinning == TARGET_PINNING
+    }
     one, two = rates.get(GRPC_PROXY), rates.get(GRPC_PROXY_W2)
     gain = two / one if one and two else None
-    checks.append({"what": "worker_processes 2 vs 1, calls/s under load (unary-load)",
-                   "limit": "> 1.0x",
-                   "value": None if gain is None else
-                   f"{gain:.2f}x ({two:,.0f} vs {one:,.0f} calls/s)",
-                   "pinned": None, "verdict": _verdict(gain, 1.0, below=False)})
+    checks.append(
+        {
+            "what": "worker_processes 2 vs 1, calls/s under load (unary-load)",
+            "limit": "> 1.0x",
+            "value": None if gain is None else f"{gain:.2f}x ({two:,.0f} vs {one:,.0f} calls/s)",
+            "pinned": None,
+            "verdict": _verdict(gain, 1.0, below=False),
+        }
+    )
     mem = next((m for m in memory if m.target == GRPC_PROXY), None)
     idle = None if mem is None or mem.idle_rss_kib is None else mem.idle_rss_kib / MIB
-    checks.append({"what": "idle RSS", "limit": f"< 50 MB ({IDLE_RSS_TARGET_MIB:.1f} MiB)",
-                   "value": None if idle is None else f"{idle:.1f} MiB", "pinned": None,
-                   "verdict": _verdict(idle, IDLE_RSS_TARGET_MIB)})
+    checks.append(
+        {
+            "what": "idle RSS",
+            "limit": f"< 50 MB ({IDLE_RSS_TARGET_MIB:.1f} MiB)",
+            "value": None if idle is None else f"{idle:.1f} MiB",
+            "pinned": None,
+            "verdict": _verdict(idle, IDLE_RSS_TARGET_MIB),
+        }
+    )
     per_1000 = None
     if mem is not None and mem.delta_rss_kib is not None and mem.streams_open:
         per_1000 = mem.delta_rss_kib / MIB * 1000.0 / mem.streams_open
-    checks.append({"what": "RSS per 1000 open streams", "limit":
-                   f"< 10 MB ({STREAMS_RSS_TARGET_MIB:.1f} MiB)",
-                   "value": None if per_1000 is None else f"+{per_1000:.1f} MiB",
-                   "pinned": None, "verdict": _verdict(per_1000, STREAMS_RSS_TARGET_MIB)})
+    checks.append(
+        {
+            "what": "RSS per 1000 open streams",
+            "limit": f"< 10 MB ({STREAMS_RSS_TARGET_MIB:.1f} MiB)",
+            "value": None if per_1000 is None else f"+{per_1000:.1f} MiB",
+            "pinned": None,
+            "verdict": _verdict(per_1000, STREAMS_RSS_TARGET_MIB),
+        }
+    )
     return checks
 
 
-def markdown(meta: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryResult],
-             checks: Sequence[dict[str, Any]]) -> str:
-    out = [f"# Benchmark results ({meta['date']})", "",
-           f"- machine: {meta['cpu']} x {meta['cpus']}; {meta['pinning']}",
-           f"- versions: {meta['versions']}",
-           f"- {meta['seconds']:g} s per run after a {meta['warmup']:g} s warm-up, "
-           f"{meta['repeat']} round(s); "
-           f"{meta['backends']} single-threaded C++ echo backends", ""]
+def markdown(
+    meta: dict[str, Any],
+    rows: Sequence[Row],
+    memory: Sequence[MemoryResult],
+    checks: Sequence[dict[str, Any]],
+) -> str:
+    out = [
+        f"# Benchmark results ({meta['date']})",
+        "",
+        f"- machine: {meta['cpu']} x {meta['cpus']}; {meta['pinning']}",
+        f"- versions: {meta['versions']}",
+        f"- {meta['seconds']:g} s per run after a {meta['warmup']:g} s warm-up, "
+        f"{meta['repeat']} round(s); "
+        f"{meta['backends']} single-threaded C++ echo backends",
+        "",
+    ]
     if meta.get("machine"):
         out.insert(-1, f"- machine load: {meta['machine']}")
     out += ["## Proxy CPU per call, as a ratio to nginx's", ""] + ratio_table(rows)
-    out += ["", "Each proxy's CPU per call (message) over nginx's in the same scenario and "
-            "pinning mode; unpinned: no process is pinned; pinned: the proxy alone on "
-            f"CPU(s) {meta.get('proxy_cpus')}, backends and load generators on "
-            f"{meta.get('load_cpus')}.", ""]
+    out += [
+        "",
+        "Each proxy's CPU per call (message) over nginx's in the same scenario and "
+        "pinning mode; unpinned: no process is pinned; pinned: the proxy alone on "
+        f"CPU(s) {meta.get('proxy_cpus')}, backends and load generators on "
+        f"{meta.get('load_cpus')}.",
+        "",
+    ]
     out += ["## Throughput, latency, proxy CPU", ""] + load_table(rows)
-    out += ["", "CPU us/call: user+system CPU of all the proxy's processes during the run, "
-            "divided by the calls (messages for stream scenarios) completed. proxy CPU % is "
-            "the same CPU over wall time (100 % = one core). load-side CPU %: the echo "
-            "backends plus the load generator; near 100 % x the load CPUs means the load "
-            "side, not the proxy, limited calls/s.", ""]
+    out += [
+        "",
+        "CPU us/call: user+system CPU of all the proxy's processes during the run, "
+        "divided by the calls (messages for stream scenarios) completed. proxy CPU % is "
+        "the same CPU over wall time (100 % = one core). load-side CPU %: the echo "
+        "backends plus the load generator; near 100 % x the load CPUs means the load "
+        "side, not the proxy, limited calls/s.",
+        "",
+    ]
     if memory:
         out += ["## Memory", ""] + memory_table(memory) + [""]
     out += ["## grpc-proxy targets", ""]
-    out += _table(["target", "limit", f"measured ({TARGET_PINNING})", "verdict",
-                   "pinned (for information)"],
-                  [[c["what"], c["limit"], c["value"] or "-", c["verdict"],
-                    c.get("pinned") or "-"] for c in checks])
+    out += _table(
+        ["target", "limit", f"measured ({TARGET_PINNING})", "verdict", "pinned (for information)"],
+        [
+            [c["what"], c["limit"], c["value"] or "-", c["verdict"], c.get("pinned") or "-"]
+            for c in checks
+        ],
+    )
     return "\n".join(out) + "\n"
 
 
-def document(meta: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryResult],
-             checks: Sequence[dict[str, Any]], targets: dict[str, Any]) -> dict[str, Any]:
+def document(
+    meta: dict[str, Any],
+    rows: Sequence[Row],
+    memory: Sequence[MemoryResult],
+    checks: Sequence[dict[str, Any]],
+    targets: dict[str, Any],
+) -> dict[str, Any]:
     ratios = cpu_ratios(rows)
     row_dicts = []
     for r in ordered(rows):
@@ -226,6 +325,14 @@ def document(meta: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryR
         d["cpu_ratio_vs_nginx"] = ratios.get((r.target, r.scenario, r.pinning))
         row_dicts.append(d)
     mem_dicts = [asdict(m) | {"delta_rss_kib": m.delta_rss_kib} for m in memory]
-    return {"meta": meta, "targets": targets, "scenarios": [
-        {"key": s.key, "title": s.title, "unit": s.unit, "description": s.description}
-        for s in SCENARIOS], "rows": row_dicts, "memory": mem_dicts, "checks": list(checks)}
+    return {
+        "meta": meta,
+        "targets": targets,
+        "scenarios": [
+            {"key": s.key, "title": s.title, "unit": s.unit, "description": s.description}
+            for s in SCENARIOS
+        ],
+        "rows": row_dicts,
+        "memory": mem_dicts,
+        "checks": list(checks),
+    }

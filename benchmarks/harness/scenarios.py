@@ -50,8 +50,9 @@ class Scenario:
 def _unary(connections: int, streams: int, rate: int | None = None) -> LoadFn:
     def run(env: BenchEnv, port: int, seconds: float, keep: bool) -> loads.LoadResult:
         rps = rate // connections if rate else None
-        spec = loads.H2loadRun(env.tools.h2load, port, connections, streams, seconds,
-                               env.body_file, env.load_cpus, rps)
+        spec = loads.H2loadRun(
+            env.tools.h2load, port, connections, streams, seconds, env.body_file, env.load_cpus, rps
+        )
         log = env.workdir / f"h2load-{port}.log" if keep else None
         result = loads.run_h2load(spec, log)
         if rate and result.units and result.rate < 0.95 * rate:
@@ -63,37 +64,74 @@ def _unary(connections: int, streams: int, rate: int | None = None) -> LoadFn:
 
 def _streams(mode: str) -> LoadFn:
     def run(env: BenchEnv, port: int, seconds: float, keep: bool) -> loads.LoadResult:
-        spec = loads.StreamRun(env.tools.stream_client, mode, port, seconds,
-                               STREAM_CONCURRENCY, STREAM_CHANNELS, STREAM_MESSAGES,
-                               STREAM_MESSAGE_SIZE, env.load_cpus)
+        spec = loads.StreamRun(
+            env.tools.stream_client,
+            mode,
+            port,
+            seconds,
+            STREAM_CONCURRENCY,
+            STREAM_CHANNELS,
+            STREAM_MESSAGES,
+            STREAM_MESSAGE_SIZE,
+            env.load_cpus,
+        )
         return loads.run_stream_client(spec)
 
     return run
 
 
 SCENARIOS = [
-    Scenario("unary-load", "unary, 10 conns x 10 streams", "call",
-             f"h2load -c 10 -m 10, {UNARY_PAYLOAD}-byte payload: throughput under load; "
-             "latency is per call", _unary(10, 10)),
-    Scenario("unary-1conn", "unary, 1 conn x 100 streams", "call",
-             f"h2load -c 1 -m 100, {UNARY_PAYLOAD}-byte payload: one client connection "
-             "multiplexing 100 calls, as fast as it goes", _unary(1, 100)),
-    Scenario("unary-fixed-rate", f"unary, 10 x 10 paced at {UNARY_FIXED_RATE // 1000}k calls/s",
-             "call", f"h2load -c 10 -m 10 --rps {UNARY_FIXED_RATE // 10}: the same light offered "
-             f"load ({UNARY_FIXED_RATE} calls/s) for every proxy, so CPU per call is compared at "
-             "equal work", _unary(10, 10, UNARY_FIXED_RATE)),
-    Scenario("unary-serial", "unary, 1 call at a time", "call",
-             "h2load -c 1 -m 1: one call in flight; latency is the round trip through "
-             "the proxy", _unary(1, 1)),
-    Scenario("server-stream", "server-stream 1 KiB msgs", "msg",
-             f"stream_client: ServerStream calls of {STREAM_MESSAGES} x {STREAM_MESSAGE_SIZE}-byte "
-             f"messages, {STREAM_CONCURRENCY} calls at a time on {STREAM_CHANNELS} connections; "
-             "rate and CPU are per message, latency is per whole call", _streams("server-stream")),
-    Scenario("bidi-pingpong", "bidi ping-pong 1 KiB", "msg",
-             f"stream_client: Bidi calls of {STREAM_MESSAGES} ping-pong round trips of "
-             f"{STREAM_MESSAGE_SIZE} bytes, {STREAM_CONCURRENCY} streams at a time on "
-             f"{STREAM_CHANNELS} connections; rate and CPU are per round trip, latency is per "
-             "round trip", _streams("bidi")),
+    Scenario(
+        "unary-load",
+        "unary, 10 conns x 10 streams",
+        "call",
+        f"h2load -c 10 -m 10, {UNARY_PAYLOAD}-byte payload: throughput under load; "
+        "latency is per call",
+        _unary(10, 10),
+    ),
+    Scenario(
+        "unary-1conn",
+        "unary, 1 conn x 100 streams",
+        "call",
+        f"h2load -c 1 -m 100, {UNARY_PAYLOAD}-byte payload: one client connection "
+        "multiplexing 100 calls, as fast as it goes",
+        _unary(1, 100),
+    ),
+    Scenario(
+        "unary-fixed-rate",
+        f"unary, 10 x 10 paced at {UNARY_FIXED_RATE // 1000}k calls/s",
+        "call",
+        f"h2load -c 10 -m 10 --rps {UNARY_FIXED_RATE // 10}: the same light offered "
+        f"load ({UNARY_FIXED_RATE} calls/s) for every proxy, so CPU per call is compared at "
+        "equal work",
+        _unary(10, 10, UNARY_FIXED_RATE),
+    ),
+    Scenario(
+        "unary-serial",
+        "unary, 1 call at a time",
+        "call",
+        "h2load -c 1 -m 1: one call in flight; latency is the round trip through the proxy",
+        _unary(1, 1),
+    ),
+    Scenario(
+        "server-stream",
+        "server-stream 1 KiB msgs",
+        "msg",
+        f"stream_client: ServerStream calls of {STREAM_MESSAGES} x {STREAM_MESSAGE_SIZE}-byte "
+        f"messages, {STREAM_CONCURRENCY} calls at a time on {STREAM_CHANNELS} connections; "
+        "rate and CPU are per message, latency is per whole call",
+        _streams("server-stream"),
+    ),
+    Scenario(
+        "bidi-pingpong",
+        "bidi ping-pong 1 KiB",
+        "msg",
+        f"stream_client: Bidi calls of {STREAM_MESSAGES} ping-pong round trips of "
+        f"{STREAM_MESSAGE_SIZE} bytes, {STREAM_CONCURRENCY} streams at a time on "
+        f"{STREAM_CHANNELS} connections; rate and CPU are per round trip, latency is per "
+        "round trip",
+        _streams("bidi"),
+    ),
 ]
 SCENARIO_KEYS = [s.key for s in SCENARIOS]
 
@@ -130,8 +168,9 @@ def _snapshot(target: Target, env: BenchEnv) -> Snapshot:
     return procs.cpu_sample(target.pids()), procs.cpu_sample(backend_pids)
 
 
-def measure(target: Target, scenario: Scenario, env: BenchEnv, seconds: float,
-            warmup: float) -> Row:
+def measure(
+    target: Target, scenario: Scenario, env: BenchEnv, seconds: float, warmup: float
+) -> Row:
     """One run: check, warm up, then the measured load.
 
     The proxy's CPU is read (per thread, from schedstat) just before the measured
@@ -194,8 +233,14 @@ def best_row(rows: list[Row]) -> Row:
         chosen = max(good, key=lambda r: r.rate or 0.0)
     chosen.extra["runs"] = len(rows)
     chosen.extra["all_runs"] = [
-        {"rate": r.rate, "cpu_us_per_unit": r.cpu_us_per_unit, "p50_ms": r.p50_ms,
-         "p99_ms": r.p99_ms, "other_cpu_pct": r.other_cpu_pct, "error": r.error}
+        {
+            "rate": r.rate,
+            "cpu_us_per_unit": r.cpu_us_per_unit,
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+            "other_cpu_pct": r.other_cpu_pct,
+            "error": r.error,
+        }
         for r in rows
     ]
     cpus = sorted(r.cpu_us_per_unit for r in good if r.cpu_us_per_unit is not None)

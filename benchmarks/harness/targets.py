@@ -37,8 +37,9 @@ class Target:
     only_pinning: tuple[str, ...] | None = None
 
     def runs(self, scenario: str, pinning: str) -> bool:
-        return ((self.only_scenarios is None or scenario in self.only_scenarios)
-                and (self.only_pinning is None or pinning in self.only_pinning))
+        return (self.only_scenarios is None or scenario in self.only_scenarios) and (
+            self.only_pinning is None or pinning in self.only_pinning
+        )
 
     @property
     def is_proxy(self) -> bool:
@@ -124,8 +125,9 @@ def envoy_config(port: int, admin_port: int, backends: Sequence[int]) -> dict[st
                     "name": "all",
                     "domains": ["*"],
                     # timeout 0s: no route timeout, streams may be long-lived.
-                    "routes": [{"match": {"prefix": "/"},
-                                "route": {"cluster": "bench", "timeout": "0s"}}],
+                    "routes": [
+                        {"match": {"prefix": "/"}, "route": {"cluster": "bench", "timeout": "0s"}}
+                    ],
                 }
             ],
         },
@@ -138,8 +140,7 @@ def envoy_config(port: int, admin_port: int, backends: Sequence[int]) -> dict[st
             }
         ],
     }
-    limits = {"max_connections": 100000, "max_pending_requests": 100000,
-              "max_requests": 100000}
+    limits = {"max_connections": 100000, "max_pending_requests": 100000, "max_requests": 100000}
     cluster = {
         "name": "bench",
         "type": "STATIC",
@@ -154,15 +155,24 @@ def envoy_config(port: int, admin_port: int, backends: Sequence[int]) -> dict[st
         },
         "load_assignment": {
             "cluster_name": "bench",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(p)}}
-                                            for p in backends]}],
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": address(p)}} for p in backends]}
+            ],
         },
     }
     listener = {
         "name": "grpc",
         "address": address(port),
-        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                        "typed_config": manager}]}],
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": manager,
+                    }
+                ]
+            }
+        ],
     }
     return {
         "admin": {"address": address(admin_port)},
@@ -197,8 +207,10 @@ class LaunchContext:
 
 def check_serving(stream_client: Path, port: int, cpus: str | None) -> str | None:
     """One call of each RPC kind through the port; None when all were echoed."""
-    cmd = procs.pinned([str(stream_client), "--mode", "check", "--target",
-                        f"127.0.0.1:{port}", "--size", "64"], cpus)
+    cmd = procs.pinned(
+        [str(stream_client), "--mode", "check", "--target", f"127.0.0.1:{port}", "--size", "64"],
+        cpus,
+    )
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
     except subprocess.TimeoutExpired:
@@ -245,8 +257,7 @@ def launch_nginx(ctx: LaunchContext, nginx: str, port: int) -> Target:
 def launch_envoy(ctx: LaunchContext, envoy: str, port: int, admin_port: int) -> Target:
     conf = ctx.workdir / "envoy.json"
     conf.write_text(json.dumps(envoy_config(port, admin_port, ctx.backends), indent=1))
-    cmd = [envoy, "-c", str(conf), "--concurrency", "1", "--disable-hot-restart",
-           "-l", "warning"]
+    cmd = [envoy, "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"]
     proc = procs.start(ENVOY, cmd, ctx.workdir, cpus=ctx.proxy_cpus)
     return _await_ready(Target(ENVOY, port, proc, info={"config": str(conf)}), ctx)
 
@@ -264,7 +275,8 @@ def grpc_proxy_env() -> dict[str, str]:
     sys.path (the venv may hold an editable install of another checkout)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        [str(REPO_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     return env
 
 
@@ -272,22 +284,31 @@ def proxy_package(cmd: Sequence[str]) -> str | None:
     """Where `python -m proxy` in cmd imports the package from (None: not that form)."""
     if len(cmd) < 3 or list(cmd[1:3]) != ["-m", "proxy"]:
         return None
-    out = subprocess.run([cmd[0], "-c", "import proxy; print(proxy.__file__)"],
-                         capture_output=True, text=True, cwd=REPO_DIR, env=grpc_proxy_env(),
-                         timeout=30, check=False)
+    out = subprocess.run(
+        [cmd[0], "-c", "import proxy; print(proxy.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        env=grpc_proxy_env(),
+        timeout=30,
+        check=False,
+    )
     return out.stdout.strip() or out.stderr.strip()[-200:]
 
 
-def launch_grpc_proxy(ctx: LaunchContext, port: int, override: str | None,
-                      workers: int = 1) -> Target:
+def launch_grpc_proxy(
+    ctx: LaunchContext, port: int, override: str | None, workers: int = 1
+) -> Target:
     name = GRPC_PROXY if workers == 1 else GRPC_PROXY_W2
     conf = ctx.workdir / f"{name}.conf"
     conf.write_text(grpc_proxy_config(port, ctx.backends, workers))
     cmd = grpc_proxy_command(conf, override)
-    proc = procs.start(name, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=REPO_DIR,
-                       env=grpc_proxy_env())
-    target = Target(name, port, proc, info={"config": str(conf), "command": cmd,
-                                            "package": proxy_package(cmd)})
+    proc = procs.start(
+        name, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=REPO_DIR, env=grpc_proxy_env()
+    )
+    target = Target(
+        name, port, proc, info={"config": str(conf), "command": cmd, "package": proxy_package(cmd)}
+    )
     if workers != 1:
         target.only_scenarios, target.only_pinning = ("unary-load",), ("unpinned",)
     return _await_ready(target, ctx)

@@ -21,18 +21,18 @@ async def main(etcd: str, port: int) -> None:
     # ... start the real server on `port` here (grpcio in threads, or any trio server) ...
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with register(
-            etcd,                            # "URL" or "URL,URL" or a list
-            "/services/users/",              # the upstream's prefix=
-            f"127.0.0.1:{port}",             # what the proxy connects to
-            id=f"users-{port}",              # key name under the prefix (default: address)
-            ttl=10,                          # keepalive every ttl/3
+            etcd,  # "URL" or "URL,URL" or a list
+            "/services/users/",  # the upstream's prefix=
+            f"127.0.0.1:{port}",  # what the proxy connects to
+            id=f"users-{port}",  # key name under the prefix (default: address)
+            ttl=10,  # keepalive every ttl/3
             weight=1,
-            meta={"version": "v1"},          # labels for subset routing
-            health=f"127.0.0.1:{port}",      # optional: only while grpc.health.v1 SERVING
+            meta={"version": "v1"},  # labels for subset routing
+            health=f"127.0.0.1:{port}",  # optional: only while grpc.health.v1 SERVING
         ) as reg:
             await reg.wait_registered()
             print(f"registered {reg.key}", flush=True)
-            async for _ in signals:          # serve until SIGTERM/SIGINT
+            async for _ in signals:  # serve until SIGTERM/SIGINT
                 break
     # the lease is revoked here: the key is gone at once
 

@@ -44,9 +44,12 @@ class AdminHandlers:
     serves the status page and /status.json (None: 404). Both run off the
     trio thread (see ``prepare``)."""
 
-    def __init__(self, sources: Sources,
-                 metrics: Callable[[], tuple[bytes, str]] | None = None,
-                 status: StatusBoard | None = None) -> None:
+    def __init__(
+        self,
+        sources: Sources,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
+        status: StatusBoard | None = None,
+    ) -> None:
         self.sources = sources
         self.metrics = metrics
         self.status = status
@@ -91,10 +94,15 @@ class AdminHandlers:
                 log.warning("status page failed: %s: %s", type(e).__name__, e)
                 return _text(500, "status unavailable, try again\n")
             if path == "/status.json":
-                return Response(200, JSON, json.dumps(doc, separators=(",", ":")).encode(),
-                                (NO_STORE,))
-            return Response(200, status_page.CONTENT_TYPE, status_page.render(doc),
-                            (NO_STORE, *status_page.HEADERS))
+                return Response(
+                    200, JSON, json.dumps(doc, separators=(",", ":")).encode(), (NO_STORE,)
+                )
+            return Response(
+                200,
+                status_page.CONTENT_TYPE,
+                status_page.render(doc),
+                (NO_STORE, *status_page.HEADERS),
+            )
 
         return render
 
@@ -134,24 +142,29 @@ class AdminHandlers:
         pools = []
         for name, pool in relay.pools.items():
             status = etcd.get(name)
-            pools.append({
-                "name": name,
-                "source": "etcd" if status is not None else _pool_source(pool),
-                "policy": pool.balance.directive,
-                "endpoints": [{
-                    "address": str(ep.address),
-                    "labels": dict(ep.meta),
-                    "weight": ep.weight,
-                    "backup": ep.backup,
-                    "down": ep.down,
-                    "healthy": endpoint_healthy(ep, now),
-                    "active": ep.active,
-                    "fails": ep.fails,
-                    "connections": conns.get(ep.address, 0),
-                    "source": ep.source,
-                } for ep in pool.endpoints],
-                "etcd": _etcd_json(status, now) if status is not None else None,
-            })
+            pools.append(
+                {
+                    "name": name,
+                    "source": "etcd" if status is not None else _pool_source(pool),
+                    "policy": pool.balance.directive,
+                    "endpoints": [
+                        {
+                            "address": str(ep.address),
+                            "labels": dict(ep.meta),
+                            "weight": ep.weight,
+                            "backup": ep.backup,
+                            "down": ep.down,
+                            "healthy": endpoint_healthy(ep, now),
+                            "active": ep.active,
+                            "fails": ep.fails,
+                            "connections": conns.get(ep.address, 0),
+                            "source": ep.source,
+                        }
+                        for ep in pool.endpoints
+                    ],
+                    "etcd": _etcd_json(status, now) if status is not None else None,
+                }
+            )
         return {"upstreams": pools}
 
 

@@ -31,8 +31,9 @@ class AdminServer:
     """``before_metrics`` runs on the trio thread before /metrics and the
     status page are rendered (it moves the latest counts into the metrics)."""
 
-    def __init__(self, handlers: AdminHandlers,
-                 before_metrics: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, handlers: AdminHandlers, before_metrics: Callable[[], None] | None = None
+    ) -> None:
         self.handlers = handlers
         self.before_metrics = before_metrics
         self.connections = 0
@@ -89,13 +90,22 @@ class AdminServer:
         # workers, their files): off the trio thread so calls keep moving.
         return await trio.to_thread.run_sync(self.handlers.prepare(target))
 
-    async def _send(self, conn: h11.Connection, stream: trio.abc.Stream,
-                    response: Response) -> None:
-        headers = [("Content-Type", response.content_type),
-                   ("Content-Length", str(len(response.body))), *response.headers]
+    async def _send(
+        self, conn: h11.Connection, stream: trio.abc.Stream, response: Response
+    ) -> None:
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            *response.headers,
+        ]
         try:
-            data = conn.send(h11.Response(status_code=response.status, headers=headers,
-                                          reason=reason_phrase(response.status)))
+            data = conn.send(
+                h11.Response(
+                    status_code=response.status,
+                    headers=headers,
+                    reason=reason_phrase(response.status),
+                )
+            )
             data += conn.send(h11.Data(data=response.body))
             data += conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
@@ -116,8 +126,9 @@ def _error(status: int, text: str) -> Response:
     return Response(status, TEXT, (text + "\n").encode(), (("Connection", "close"),))
 
 
-async def _read_request(conn: h11.Connection, stream: trio.abc.Stream
-                        ) -> tuple[h11.Request | None, Response | None]:
+async def _read_request(
+    conn: h11.Connection, stream: trio.abc.Stream
+) -> tuple[h11.Request | None, Response | None]:
     """The next whole request (its body read and dropped), or (None, an
     error response to send or None when the client just left)."""
     request: h11.Request | None = None

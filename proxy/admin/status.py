@@ -69,8 +69,15 @@ def etcd_feed(status: Any, now: float, pid: int) -> dict[str, Any]:
     }
 
 
-def upstream_snapshot(name: str, pool: Any, upstream: Any, etcd_status: Any,
-                      connections: Mapping[Any, int], now: float, pid: int) -> dict[str, Any]:
+def upstream_snapshot(
+    name: str,
+    pool: Any,
+    upstream: Any,
+    etcd_status: Any,
+    connections: Mapping[Any, int],
+    now: float,
+    pid: int,
+) -> dict[str, Any]:
     """One pool as this process sees it. ``upstream``: its config (the
     configured balancing method), or None; ``etcd_status``: its etcd feed's
     status, or None."""
@@ -78,19 +85,21 @@ def upstream_snapshot(name: str, pool: Any, upstream: Any, etcd_status: Any,
     endpoints = []
     for ep in pool.endpoints:
         state, why = endpoint_state(ep, now)
-        endpoints.append({
-            "address": str(ep.address),
-            "state": state,
-            "reason": why,
-            "active": int(ep.active),
-            "fails": int(ep.fails),
-            "connections": int(connections.get(ep.address, 0)),
-            "weight": int(ep.weight),
-            "backup": bool(ep.backup),
-            "source": str(ep.source),
-            "labels": dict(ep.meta),
-            "failed_in": 1 if state == FAILED else 0,
-        })
+        endpoints.append(
+            {
+                "address": str(ep.address),
+                "state": state,
+                "reason": why,
+                "active": int(ep.active),
+                "fails": int(ep.fails),
+                "connections": int(connections.get(ep.address, 0)),
+                "weight": int(ep.weight),
+                "backup": bool(ep.backup),
+                "source": str(ep.source),
+                "labels": dict(ep.meta),
+                "failed_in": 1 if state == FAILED else 0,
+            }
+        )
     health = upstream.health_check if upstream is not None else None
     return {
         "name": name,
@@ -104,16 +113,24 @@ def upstream_snapshot(name: str, pool: Any, upstream: Any, etcd_status: Any,
     }
 
 
-def local_snapshot(pools: Mapping[str, Any], upstreams: Mapping[str, Any],
-                   etcd: Mapping[str, Any], connections: Mapping[Any, int],
-                   now: float, pid: int) -> dict[str, Any]:
+def local_snapshot(
+    pools: Mapping[str, Any],
+    upstreams: Mapping[str, Any],
+    etcd: Mapping[str, Any],
+    connections: Mapping[Any, int],
+    now: float,
+    pid: int,
+) -> dict[str, Any]:
     """This process's view of every pool (``pools``: name -> PoolSnapshot;
     ``upstreams``: name -> config Upstream)."""
     return {
         "pid": pid,
-        "upstreams": [upstream_snapshot(name, pool, upstreams.get(name), etcd.get(name),
-                                        connections, now, pid)
-                      for name, pool in pools.items()],
+        "upstreams": [
+            upstream_snapshot(
+                name, pool, upstreams.get(name), etcd.get(name), connections, now, pid
+            )
+            for name, pool in pools.items()
+        ],
     }
 
 
@@ -155,17 +172,22 @@ def listeners(config: Any) -> list[dict[str, Any]]:
         return []
     out = []
     for server in config.servers:
-        out.append({
-            "addresses": [str(listen.address) for listen in server.listens],
-            "tls": any(listen.ssl for listen in server.listens),
-            "routes": [{"path": ("= " if loc.exact else "") + loc.path,
-                        "upstream": loc.upstream} for loc in server.locations],
-        })
+        out.append(
+            {
+                "addresses": [str(listen.address) for listen in server.listens],
+                "tls": any(listen.ssl for listen in server.listens),
+                "routes": [
+                    {"path": ("= " if loc.exact else "") + loc.path, "upstream": loc.upstream}
+                    for loc in server.locations
+                ],
+            }
+        )
     return out
 
 
-def calls(rows: Iterable[MethodRate], seconds: float, span: float,
-          limit: int = MAX_METHODS) -> dict[str, Any]:
+def calls(
+    rows: Iterable[MethodRate], seconds: float, span: float, limit: int = MAX_METHODS
+) -> dict[str, Any]:
     """Calls per service/method over the window (``seconds`` long, at most
     about ``span``; 0 while there is only one sample)."""
     rows = list(rows)
@@ -177,17 +199,20 @@ def calls(rows: Iterable[MethodRate], seconds: float, span: float,
         "per_second": _rate(window_calls, seconds),
         "error_ratio": round(window_errors / window_calls, 4) if window_calls else 0.0,
         "calls": int(window_calls),
-        "methods": [{
-            "service": r.service,
-            "method": r.method,
-            "upstream": r.upstream,
-            "per_second": _rate(r.calls, seconds),
-            "error_ratio": round(r.error_ratio, 4),
-            "calls": int(r.calls),
-            "errors": int(r.errors),
-            "total": int(r.total),
-            "codes": {code: int(n) for code, n in sorted(r.codes.items(), key=lambda c: -c[1])},
-        } for r in rows[:limit]],
+        "methods": [
+            {
+                "service": r.service,
+                "method": r.method,
+                "upstream": r.upstream,
+                "per_second": _rate(r.calls, seconds),
+                "error_ratio": round(r.error_ratio, 4),
+                "calls": int(r.calls),
+                "errors": int(r.errors),
+                "total": int(r.total),
+                "codes": {code: int(n) for code, n in sorted(r.codes.items(), key=lambda c: -c[1])},
+            }
+            for r in rows[:limit]
+        ],
         "omitted": max(0, len(rows) - limit),
     }
 
@@ -196,8 +221,16 @@ def _rate(n: float, seconds: float) -> float:
     return round(n / seconds, 3) if seconds > 0 else 0.0
 
 
-def document(*, config: Any, snapshots: Sequence[Mapping[str, Any]], calls_part: dict[str, Any],
-             pid: int, time: float, not_ready: str | None, draining: bool) -> dict[str, Any]:
+def document(
+    *,
+    config: Any,
+    snapshots: Sequence[Mapping[str, Any]],
+    calls_part: dict[str, Any],
+    pid: int,
+    time: float,
+    not_ready: str | None,
+    draining: bool,
+) -> dict[str, Any]:
     """The whole /status.json. ``snapshots``: the answering worker's first."""
     admin = getattr(config, "admin", None)
     return {

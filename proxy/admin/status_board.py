@@ -55,10 +55,17 @@ class StatusBoard:
     upstream, code) -> calls) from where /metrics reads them; ``share_dir``:
     the directory every worker writes its snapshot to (None: one process)."""
 
-    def __init__(self, sources: Sources, totals: Callable[[], Mapping[CallKey, float]], *,
-                 share_dir: str | None = None, pid: int | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, span: float = SPAN) -> None:
+    def __init__(
+        self,
+        sources: Sources,
+        totals: Callable[[], Mapping[CallKey, float]],
+        *,
+        share_dir: str | None = None,
+        pid: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        span: float = SPAN,
+    ) -> None:
         self.sources = sources
         self.totals = totals
         self.share_dir = share_dir
@@ -91,8 +98,14 @@ class StatusBoard:
         src = self.sources
         config = src.config()
         upstreams = config.upstreams if config is not None else {}
-        return status.local_snapshot(src.relay.pools, upstreams, src.etcd(),
-                                     src.upstream_connections(), src.relay.clock(), self.pid)
+        return status.local_snapshot(
+            src.relay.pools,
+            upstreams,
+            src.etcd(),
+            src.upstream_connections(),
+            src.relay.clock(),
+            self.pid,
+        )
 
     def publish(self, snapshot: Mapping[str, Any]) -> None:
         """Workers: write ``snapshot`` for the others (any thread)."""
@@ -118,7 +131,7 @@ class StatusBoard:
         out = []
         now = self.wall()
         for path in sorted(glob.glob(os.path.join(self.share_dir, f"{SNAPSHOT_PREFIX}*.json"))):
-            name = os.path.basename(path)[len(SNAPSHOT_PREFIX):-len(".json")]
+            name = os.path.basename(path)[len(SNAPSHOT_PREFIX) : -len(".json")]
             if not name.isdigit() or int(name) == self.pid or not _alive(int(name)):
                 continue
             try:
@@ -134,15 +147,21 @@ class StatusBoard:
 
     # ---------------------------------------------------------- document
 
-    def document(self, snapshot: Mapping[str, Any], not_ready: str | None,
-                 draining: bool) -> dict[str, Any]:
+    def document(
+        self, snapshot: Mapping[str, Any], not_ready: str | None, draining: bool
+    ) -> dict[str, Any]:
         """The whole /status.json (any thread): samples the counters first, so
         the rates are as fresh as the last flush."""
         self.sample()
-        return status.document(config=self.sources.config(),
-                               snapshots=[snapshot, *self.peers()], calls_part=self.calls(),
-                               pid=self.pid, time=self.wall(), not_ready=not_ready,
-                               draining=draining)
+        return status.document(
+            config=self.sources.config(),
+            snapshots=[snapshot, *self.peers()],
+            calls_part=self.calls(),
+            pid=self.pid,
+            time=self.wall(),
+            not_ready=not_ready,
+            draining=draining,
+        )
 
 
 def _alive(pid: int) -> bool:

@@ -14,10 +14,12 @@ PLACEHOLDER = "/*__STATUS__*/null"
 # Nothing but the page's own inline script and style, and fetches back to the
 # admin listener; never framed (the admin listener has no authentication).
 HEADERS: tuple[tuple[str, str], ...] = (
-    ("Content-Security-Policy",
-     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-     "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
-     "frame-ancestors 'none'"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'",
+    ),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
 )
@@ -35,8 +37,13 @@ def embed(doc: Any) -> str:
     """``doc`` as JSON that is safe inside a <script> element: no ``<``, ``>``
     or ``&`` (so no ``</script>`` or ``<!--``), no U+2028/U+2029."""
     text = json.dumps(doc, separators=(",", ":"))
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(char, escape)
     return text
 

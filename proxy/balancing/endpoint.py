@@ -87,10 +87,17 @@ class EndpointState:
     def snapshot(self) -> dict[str, object]:
         """What an admin page shows for this endpoint."""
         return {
-            "address": str(self.address), "source": self.source, "weight": self.weight,
-            "backup": self.backup, "down": self.down, "healthy": self.healthy,
-            "active": self.active, "max_conns": self.max_conns, "fails": self.fails,
-            "checks_failed": self.checks_failed, "latency": self.latency,
+            "address": str(self.address),
+            "source": self.source,
+            "weight": self.weight,
+            "backup": self.backup,
+            "down": self.down,
+            "healthy": self.healthy,
+            "active": self.active,
+            "max_conns": self.max_conns,
+            "fails": self.fails,
+            "checks_failed": self.checks_failed,
+            "latency": self.latency,
             "meta": dict(self.meta),
         }
 

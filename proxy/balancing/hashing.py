@@ -29,7 +29,7 @@ KeyReader = Callable[[PickContext | None], bytes]
 
 
 def remote_host(peer: str) -> str:
-    """"1.2.3.4:5" -> "1.2.3.4"; "::1:5" or "[::1]:5" -> "::1"."""
+    """ "1.2.3.4:5" -> "1.2.3.4"; "::1:5" or "[::1]:5" -> "::1"."""
     return peer.rpartition(":")[0].strip("[]") if ":" in peer else peer
 
 
@@ -82,8 +82,9 @@ class IpHash:
         self.group = group
         self.total = sum(ep.weight for ep in group)
 
-    def pick(self, candidates: list[EndpointState], ctx: PickContext | None,
-             now: float) -> EndpointState | None:
+    def pick(
+        self, candidates: list[EndpointState], ctx: PickContext | None, now: float
+    ) -> EndpointState | None:
         addr = ip_key(ctx.peer) if ctx is not None else b""
         h = 89
         for _ in range(MAX_TRIES):
@@ -103,8 +104,9 @@ class Hash:
         self.total = sum(ep.weight for ep in group)
         self.key = key
 
-    def pick(self, candidates: list[EndpointState], ctx: PickContext | None,
-             now: float) -> EndpointState | None:
+    def pick(
+        self, candidates: list[EndpointState], ctx: PickContext | None, now: float
+    ) -> EndpointState | None:
         key = self.key(ctx)
         h = 0
         for rehash in range(MAX_TRIES):
@@ -145,8 +147,9 @@ class ConsistentHash:
         self.hashes, self.owners = build_ring(group)
         self.key = key
 
-    def pick(self, candidates: list[EndpointState], ctx: PickContext | None,
-             now: float) -> EndpointState | None:
+    def pick(
+        self, candidates: list[EndpointState], ctx: PickContext | None, now: float
+    ) -> EndpointState | None:
         owners = self.owners
         n = len(owners)
         if not n:

@@ -94,7 +94,7 @@ def response_status(body: bytes) -> int:
 
 
 def verdict(headers: HeaderList | None, body: bytes, trailers: HeaderList | None) -> str:
-    """"" if the probe's answer says SERVING, else why not."""
+    """ "" if the probe's answer says SERVING, else why not."""
     if headers is None:
         return "no response"
     fields = dict(headers)

@@ -26,7 +26,8 @@ def least_loaded(candidates: list[EndpointState]) -> list[EndpointState]:
 class LeastConn:
     __slots__ = ()
 
-    def pick(self, candidates: list[EndpointState], ctx: object,
-             now: float) -> EndpointState | None:
+    def pick(
+        self, candidates: list[EndpointState], ctx: object, now: float
+    ) -> EndpointState | None:
         ties = least_loaded(candidates)
         return ties[0] if len(ties) == 1 else pick_smooth_weighted(ties)

@@ -15,8 +15,11 @@ from proxy.balancing.weighted_random import weighted_choice
 _REDRAWS = 20
 
 
-def two_choices(candidates: list[EndpointState], better: Callable[[EndpointState,
-                EndpointState], bool], rand: random.Random | None = None) -> EndpointState:
+def two_choices(
+    candidates: list[EndpointState],
+    better: Callable[[EndpointState, EndpointState], bool],
+    rand: random.Random | None = None,
+) -> EndpointState:
     """``a`` unless ``better(b, a)``, for two distinct weighted draws a, b."""
     a = weighted_choice(candidates, rand)
     if len(candidates) == 1:

@@ -26,8 +26,9 @@ class PickContext:
 
 
 class Policy(Protocol):
-    def pick(self, candidates: list[EndpointState], ctx: PickContext | None,
-             now: float) -> EndpointState | None:
+    def pick(
+        self, candidates: list[EndpointState], ctx: PickContext | None, now: float
+    ) -> EndpointState | None:
         """One of ``candidates`` (a non-empty subset of the group the policy
         was built for, in the group's order)."""
 

@@ -37,10 +37,15 @@ class Group:
     policies: tuple[Policy, Policy]
 
     @classmethod
-    def of(cls, primaries: tuple[EndpointState, ...], backups: tuple[EndpointState, ...],
-           balance: Balance) -> Group:
-        return cls(primaries, backups,
-                   (make_policy(balance, primaries), make_policy(balance, backups)))
+    def of(
+        cls,
+        primaries: tuple[EndpointState, ...],
+        backups: tuple[EndpointState, ...],
+        balance: Balance,
+    ) -> Group:
+        return cls(
+            primaries, backups, (make_policy(balance, primaries), make_policy(balance, backups))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +76,15 @@ class PoolSnapshot:
         else:
             init(self, "group", Group.of(self.primaries, self.backups, self.balance))
         init(self, "capped", any(ep.max_conns for ep in self.endpoints))
-        init(self, "needs_context",
-             self.subset is not None or self.balance.kind in CONTEXT_KINDS)
+        init(self, "needs_context", self.subset is not None or self.balance.kind in CONTEXT_KINDS)
         init(self, "timed", self.balance.kind == "least_time")
         # Only values some endpoint carries are cached: bounded by the labels.
         init(self, "_subsets", {})
         init(self, "_subset_key", (self.subset or "").encode())
 
-    def pick(self, now: float, exclude: Collection[EndpointState] = (),
-             ctx: PickContext | None = None) -> EndpointState | None:
+    def pick(
+        self, now: float, exclude: Collection[EndpointState] = (), ctx: PickContext | None = None
+    ) -> EndpointState | None:
         """Primaries first; backups only when no primary can take the call
         (nginx). ``ctx`` is needed when ``needs_context``."""
         group: Group | None = self.group
@@ -88,19 +93,30 @@ class PoolSnapshot:
         if group is None:
             return None
         capped = self.capped
-        candidates = [ep for ep in group.primaries if ep not in exclude and ep.available(now)
-                      and not (capped and ep.max_conns and ep.active >= ep.max_conns)]
+        candidates = [
+            ep
+            for ep in group.primaries
+            if ep not in exclude
+            and ep.available(now)
+            and not (capped and ep.max_conns and ep.active >= ep.max_conns)
+        ]
         if candidates:
             return group.policies[0].pick(candidates, ctx, now)
         if group.backups:
-            candidates = [ep for ep in group.backups if ep not in exclude and ep.available(now)
-                          and not (capped and ep.max_conns and ep.active >= ep.max_conns)]
+            candidates = [
+                ep
+                for ep in group.backups
+                if ep not in exclude
+                and ep.available(now)
+                and not (capped and ep.max_conns and ep.active >= ep.max_conns)
+            ]
             if candidates:
                 return group.policies[1].pick(candidates, ctx, now)
         return None
 
-    def miss(self, now: float, exclude: Collection[EndpointState] = (),
-             ctx: PickContext | None = None) -> tuple[Miss, str]:
+    def miss(
+        self, now: float, exclude: Collection[EndpointState] = (), ctx: PickContext | None = None
+    ) -> tuple[Miss, str]:
         """Why ``pick`` just returned None; for SUBSET also "KEY=VALUE"."""
         group = self.group
         if self.subset is not None and ctx is not None:
@@ -109,8 +125,9 @@ class PoolSnapshot:
                 value = request_value(ctx.headers, self._subset_key) or b""
                 return Miss.SUBSET, f"{self.subset}={value.decode('latin-1')}"
             group = sub or group
-        if self.capped and any(ep not in exclude and ep.available(now)
-                               for ep in group.primaries + group.backups):
+        if self.capped and any(
+            ep not in exclude and ep.available(now) for ep in group.primaries + group.backups
+        ):
             return Miss.FULL, ""
         return Miss.NO_ENDPOINT, ""
 
@@ -167,10 +184,18 @@ def build_pool(
         ep.max_conns = srv.max_conns
         ep.source = src
         (backups if srv.backup else primaries).append(ep)
-    return PoolSnapshot(upstream.name, tuple(primaries), tuple(backups), upstream.connect_timeout,
-                        upstream.balance, upstream.subset, upstream.subset_fallback,
-                        upstream.queue_timeout, upstream.keepalive_time,
-                        upstream.keepalive_timeout)
+    return PoolSnapshot(
+        upstream.name,
+        tuple(primaries),
+        tuple(backups),
+        upstream.connect_timeout,
+        upstream.balance,
+        upstream.subset,
+        upstream.subset_fallback,
+        upstream.queue_timeout,
+        upstream.keepalive_time,
+        upstream.keepalive_timeout,
+    )
 
 
 def build_pools(upstreams: dict[str, Upstream], registry: Registry) -> dict[str, PoolSnapshot]:

@@ -30,6 +30,7 @@ class RoundRobin:
 
     __slots__ = ()
 
-    def pick(self, candidates: list[EndpointState], ctx: object,
-             now: float) -> EndpointState | None:
+    def pick(
+        self, candidates: list[EndpointState], ctx: object, now: float
+    ) -> EndpointState | None:
         return pick_smooth_weighted(candidates)

@@ -21,6 +21,7 @@ def request_value(headers: HeaderList, key: bytes) -> bytes | None:
     return None
 
 
-def labelled(endpoints: tuple[EndpointState, ...], key: str,
-             value: str) -> tuple[EndpointState, ...]:
+def labelled(
+    endpoints: tuple[EndpointState, ...], key: str, value: str
+) -> tuple[EndpointState, ...]:
     return tuple(ep for ep in endpoints if (key, value) in ep.meta)

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from proxy.balancing.endpoint import EndpointState
 
 
-def weighted_choice(candidates: Sequence[EndpointState],
-                    rand: random.Random | None = None) -> EndpointState:
+def weighted_choice(
+    candidates: Sequence[EndpointState], rand: random.Random | None = None
+) -> EndpointState:
     r = (rand or random).random()
     total = 0
     for ep in candidates:

@@ -172,8 +172,9 @@ class LocationDraft(Draft):
 def _upstream(d: Directive, main: MainDraft) -> Upstream:
     name = d.args[0]
     if not _UPSTREAM_NAME.fullmatch(name):
-        raise error(d, f"invalid upstream name {quote(name)}, "
-                       "use letters, digits, \".\", \"-\" and \"_\"")
+        raise error(
+            d, f'invalid upstream name {quote(name)}, use letters, digits, ".", "-" and "_"'
+        )
     if any(u.name == name for u in main.upstreams):
         raise error(d, f"duplicate upstream {quote(name)}")
     up = UpstreamDraft(name=name)
@@ -205,8 +206,9 @@ def _server(d: Directive, main: MainDraft) -> Server:
         raise error(d, "server has no listen")
     tls = server_tls(d, server.tls, server.listens)
     server.finish()  # access control, then HTTP/2 limits
-    locations = tuple(replace(loc, access=effective_access(server.access, own))
-                      for loc, own in server.locations)
+    locations = tuple(
+        replace(loc, access=effective_access(server.access, own)) for loc, own in server.locations
+    )
     return Server(
         listens=tuple(server.listens),
         locations=locations,
@@ -237,9 +239,12 @@ def _check_admin_port(admin: Admin, servers: Sequence[Server]) -> None:
             if lst.address.port == admin.listen.port:
                 where = f" at {lst.source}" if lst.source is not None else ""
                 src = admin.source
-                raise ConfigError(src.file if src else "?", src.line if src else 0,
-                                  f"admin listen {admin.listen} shares port "
-                                  f"{admin.listen.port} with the server listen{where}")
+                raise ConfigError(
+                    src.file if src else "?",
+                    src.line if src else 0,
+                    f"admin listen {admin.listen} shares port "
+                    f"{admin.listen.port} with the server listen{where}",
+                )
 
 
 # upstream context
@@ -254,10 +259,12 @@ def _upstream_server(d: Directive, up: UpstreamDraft) -> UpstreamServer:
 
 def _method(parse: Callable[[Directive, object], Balance]) -> Parse:
     """A balancing method's parser: one method per upstream."""
+
     def checked(d: Directive, up: UpstreamDraft) -> Balance:
         if up.balance is not None:
             raise error(d, "load balancing method redefined")
         return parse(d, up)
+
     return checked
 
 
@@ -336,88 +343,154 @@ NOARGS, TAKE1, TAKE12 = Arity.NOARGS, Arity.TAKE1, Arity.TAKE12
 ONEMORE, ANY, FLAG = Arity.ONEMORE, Arity.ANY, Arity.FLAG
 C = Command
 
-TABLE = Table((
-    # main
-    C("worker_processes", MAIN, TAKE1, core.worker_processes, "worker_processes"),
-    C("shutdown_timeout", MAIN, TAKE1, core.shutdown_timeout, "shutdown_timeout"),
-    C("upstream", MAIN, TAKE1, _upstream, "upstreams", block=True, multiple=True),
-    C("server", MAIN, NOARGS, _server, "servers", block=True, multiple=True),
-    C("admin", MAIN, NOARGS, _admin, "admin", block=True),
-    C("access_log", MAIN | SERVER, TAKE12, core.access_log, "access_log"),
-    C("metrics_max_methods", MAIN, TAKE1, core.at_least(1), "metrics_max_methods"),
-    # admin
-    C("listen", ADMIN, TAKE1, core.admin_listen, "listen", phase=1),
-    # upstream
-    C("server", UPSTREAM, ONEMORE, _upstream_server, "servers", multiple=True),
-    C("connect_timeout", UPSTREAM, TAKE1, core.positive_duration, "connect_timeout"),
-    C("keepalive_time", UPSTREAM, TAKE1, core.timeout, "keepalive_time"),
-    C("keepalive_timeout", UPSTREAM, TAKE1, core.positive_duration, "keepalive_timeout"),
-    # Balancing methods may repeat, to get nginx's "load balancing method
-    # redefined" for any second one (see _method).
-    C("random", UPSTREAM, NOARGS | TAKE12, _method(core.random_method), "balance",
-      multiple=True),
-    C("least_conn", UPSTREAM, NOARGS, _method(core.least_conn), "balance", multiple=True),
-    C("ip_hash", UPSTREAM, NOARGS, _method(core.ip_hash), "balance", multiple=True),
-    C("hash", UPSTREAM, TAKE12, _method(core.hash_method), "balance", multiple=True),
-    C("least_time", UPSTREAM, NOARGS | TAKE1, _method(core.least_time), "balance",
-      multiple=True),
-    C("subset", UPSTREAM, TAKE1, core.subset, "subset"),
-    C("subset_fallback", UPSTREAM, TAKE1, core.subset_fallback, "subset_fallback"),
-    C("health_check", UPSTREAM, ANY, core.health_check, "health_check"),
-    C("queue_timeout", UPSTREAM, TAKE1, core.duration, "queue_timeout"),
-    C("etcd", UPSTREAM, ONEMORE, keep, "etcd"),
-    C("etcd_username", UPSTREAM, TAKE1, keep, "etcd"),
-    C("etcd_password", UPSTREAM, TAKE1, keep, "etcd"),
-    C("etcd_password_file", UPSTREAM, TAKE1, keep, "etcd"),
-    C("etcd_tls_ca", UPSTREAM, TAKE1, keep, "etcd"),
-    C("etcd_tls_cert", UPSTREAM, TAKE1, keep, "etcd"),
-    C("etcd_tls_key", UPSTREAM, TAKE1, keep, "etcd"),
-    C("etcd_dial_timeout", UPSTREAM, TAKE1, keep, "etcd"),
-    # server
-    C("listen", SERVER, ONEMORE, _listen, "listens", multiple=True),
-    C("http2_max_concurrent_streams", SERVER, TAKE1, core.at_least(1),
-      "http2_max_concurrent_streams"),
-    C("location", SERVER, TAKE12, _location, "locations", block=True, multiple=True),
-    C("keepalive_time", SERVER, TAKE1, core.timeout, "connection.keepalive_time"),
-    C("keepalive_timeout", SERVER, TAKE1, core.positive_duration,
-      "connection.keepalive_timeout"),
-    C("keepalive_min_time", SERVER, TAKE1, core.timeout, "connection.keepalive_min_time"),
-    C("idle_timeout", SERVER, TAKE1, core.timeout, "connection.idle_timeout"),
-    C("client_header_timeout", SERVER, TAKE1, core.timeout, "connection.header_timeout"),
-    C("max_connection_age", SERVER, TAKE1, core.timeout, "connection.max_age"),
-    C("max_connection_age_grace", SERVER, TAKE1, core.timeout, "connection.max_age_grace"),
-    C("ssl_certificate", SERVER, TAKE1, keep, "tls"),
-    C("ssl_certificate_key", SERVER, TAKE1, keep, "tls"),
-    C("ssl_protocols", SERVER, ONEMORE, keep, "tls"),
-    C("ssl_client_certificate", SERVER, TAKE1, keep, "tls"),
-    C("ssl_verify_client", SERVER, TAKE1, keep, "tls"),
-    C("http2_max_header_size", SERVER, TAKE1, http2.header_size, "http2.max_header_size",
-      phase=2),
-    C("http2_max_continuation_frames", SERVER, TAKE1, http2.count(1, 1 << 20),
-      "http2.max_continuation_frames", phase=2),
-    C("http2_max_reset_streams", SERVER, TAKE1, http2.count(1, 1 << 30),
-      "http2.max_reset_streams", phase=2),
-    C("http2_max_control_frames", SERVER, TAKE1, http2.count(1, 1 << 30),
-      "http2.max_control_frames", phase=2),
-    C("http2_max_window_updates_per_data_frame", SERVER, TAKE1, http2.count(1, 1 << 20),
-      "http2.max_window_updates_per_data_frame", phase=2),
-    C("http2_max_queued_control_frames", SERVER, TAKE1, http2.count(1, 1 << 30),
-      "http2.max_queued_control_frames", phase=2),
-    # server and location
-    C("allow", SERVER | LOCATION, TAKE1, allow, "access.rules", multiple=True, phase=1),
-    C("deny", SERVER | LOCATION, TAKE1, deny, "access.rules", multiple=True, phase=1),
-    C("auth_bearer_tokens", SERVER | LOCATION, TAKE1, bearer_tokens, "access.tokens", phase=1),
-    C("auth_strip", SERVER | LOCATION, FLAG, core.flag, "access.strip", phase=1),
-    # location
-    C("grpc_pass", LOCATION, TAKE1, _grpc_pass, "grpc_pass"),
-    C("grpc_read_timeout", LOCATION, TAKE1, core.timeout, "read_timeout"),
-    C("grpc_send_timeout", LOCATION, TAKE1, core.timeout, "send_timeout"),
-    C("grpc_connect_timeout", LOCATION, TAKE1, core.positive_duration, "connect_timeout"),
-    C("grpc_next_upstream_tries", LOCATION, TAKE1, core.at_least(0), "next_upstream_tries"),
-    C("grpc_ssl_verify", LOCATION, FLAG, keep, "tls"),
-    C("grpc_ssl_trusted_certificate", LOCATION, TAKE1, keep, "tls"),
-    C("grpc_ssl_name", LOCATION, TAKE1, keep, "tls"),
-    C("grpc_ssl_certificate", LOCATION, TAKE1, keep, "tls"),
-    C("grpc_ssl_certificate_key", LOCATION, TAKE1, keep, "tls"),
-), drafts={MAIN: MainDraft, ADMIN: AdminDraft, UPSTREAM: UpstreamDraft,
-           SERVER: ServerDraft, LOCATION: LocationDraft})
+TABLE = Table(
+    (
+        # main
+        C("worker_processes", MAIN, TAKE1, core.worker_processes, "worker_processes"),
+        C("shutdown_timeout", MAIN, TAKE1, core.shutdown_timeout, "shutdown_timeout"),
+        C("upstream", MAIN, TAKE1, _upstream, "upstreams", block=True, multiple=True),
+        C("server", MAIN, NOARGS, _server, "servers", block=True, multiple=True),
+        C("admin", MAIN, NOARGS, _admin, "admin", block=True),
+        C("access_log", MAIN | SERVER, TAKE12, core.access_log, "access_log"),
+        C("metrics_max_methods", MAIN, TAKE1, core.at_least(1), "metrics_max_methods"),
+        # admin
+        C("listen", ADMIN, TAKE1, core.admin_listen, "listen", phase=1),
+        # upstream
+        C("server", UPSTREAM, ONEMORE, _upstream_server, "servers", multiple=True),
+        C("connect_timeout", UPSTREAM, TAKE1, core.positive_duration, "connect_timeout"),
+        C("keepalive_time", UPSTREAM, TAKE1, core.timeout, "keepalive_time"),
+        C("keepalive_timeout", UPSTREAM, TAKE1, core.positive_duration, "keepalive_timeout"),
+        # Balancing methods may repeat, to get nginx's "load balancing method
+        # redefined" for any second one (see _method).
+        C(
+            "random",
+            UPSTREAM,
+            NOARGS | TAKE12,
+            _method(core.random_method),
+            "balance",
+            multiple=True,
+        ),
+        C("least_conn", UPSTREAM, NOARGS, _method(core.least_conn), "balance", multiple=True),
+        C("ip_hash", UPSTREAM, NOARGS, _method(core.ip_hash), "balance", multiple=True),
+        C("hash", UPSTREAM, TAKE12, _method(core.hash_method), "balance", multiple=True),
+        C(
+            "least_time",
+            UPSTREAM,
+            NOARGS | TAKE1,
+            _method(core.least_time),
+            "balance",
+            multiple=True,
+        ),
+        C("subset", UPSTREAM, TAKE1, core.subset, "subset"),
+        C("subset_fallback", UPSTREAM, TAKE1, core.subset_fallback, "subset_fallback"),
+        C("health_check", UPSTREAM, ANY, core.health_check, "health_check"),
+        C("queue_timeout", UPSTREAM, TAKE1, core.duration, "queue_timeout"),
+        C("etcd", UPSTREAM, ONEMORE, keep, "etcd"),
+        C("etcd_username", UPSTREAM, TAKE1, keep, "etcd"),
+        C("etcd_password", UPSTREAM, TAKE1, keep, "etcd"),
+        C("etcd_password_file", UPSTREAM, TAKE1, keep, "etcd"),
+        C("etcd_tls_ca", UPSTREAM, TAKE1, keep, "etcd"),
+        C("etcd_tls_cert", UPSTREAM, TAKE1, keep, "etcd"),
+        C("etcd_tls_key", UPSTREAM, TAKE1, keep, "etcd"),
+        C("etcd_dial_timeout", UPSTREAM, TAKE1, keep, "etcd"),
+        # server
+        C("listen", SERVER, ONEMORE, _listen, "listens", multiple=True),
+        C(
+            "http2_max_concurrent_streams",
+            SERVER,
+            TAKE1,
+            core.at_least(1),
+            "http2_max_concurrent_streams",
+        ),
+        C("location", SERVER, TAKE12, _location, "locations", block=True, multiple=True),
+        C("keepalive_time", SERVER, TAKE1, core.timeout, "connection.keepalive_time"),
+        C(
+            "keepalive_timeout",
+            SERVER,
+            TAKE1,
+            core.positive_duration,
+            "connection.keepalive_timeout",
+        ),
+        C("keepalive_min_time", SERVER, TAKE1, core.timeout, "connection.keepalive_min_time"),
+        C("idle_timeout", SERVER, TAKE1, core.timeout, "connection.idle_timeout"),
+        C("client_header_timeout", SERVER, TAKE1, core.timeout, "connection.header_timeout"),
+        C("max_connection_age", SERVER, TAKE1, core.timeout, "connection.max_age"),
+        C("max_connection_age_grace", SERVER, TAKE1, core.timeout, "connection.max_age_grace"),
+        C("ssl_certificate", SERVER, TAKE1, keep, "tls"),
+        C("ssl_certificate_key", SERVER, TAKE1, keep, "tls"),
+        C("ssl_protocols", SERVER, ONEMORE, keep, "tls"),
+        C("ssl_client_certificate", SERVER, TAKE1, keep, "tls"),
+        C("ssl_verify_client", SERVER, TAKE1, keep, "tls"),
+        C(
+            "http2_max_header_size",
+            SERVER,
+            TAKE1,
+            http2.header_size,
+            "http2.max_header_size",
+            phase=2,
+        ),
+        C(
+            "http2_max_continuation_frames",
+            SERVER,
+            TAKE1,
+            http2.count(1, 1 << 20),
+            "http2.max_continuation_frames",
+            phase=2,
+        ),
+        C(
+            "http2_max_reset_streams",
+            SERVER,
+            TAKE1,
+            http2.count(1, 1 << 30),
+            "http2.max_reset_streams",
+            phase=2,
+        ),
+        C(
+            "http2_max_control_frames",
+            SERVER,
+            TAKE1,
+            http2.count(1, 1 << 30),
+            "http2.max_control_frames",
+            phase=2,
+        ),
+        C(
+            "http2_max_window_updates_per_data_frame",
+            SERVER,
+            TAKE1,
+            http2.count(1, 1 << 20),
+            "http2.max_window_updates_per_data_frame",
+            phase=2,
+        ),
+        C(
+            "http2_max_queued_control_frames",
+            SERVER,
+            TAKE1,
+            http2.count(1, 1 << 30),
+            "http2.max_queued_control_frames",
+            phase=2,
+        ),
+        # server and location
+        C("allow", SERVER | LOCATION, TAKE1, allow, "access.rules", multiple=True, phase=1),
+        C("deny", SERVER | LOCATION, TAKE1, deny, "access.rules", multiple=True, phase=1),
+        C("auth_bearer_tokens", SERVER | LOCATION, TAKE1, bearer_tokens, "access.tokens", phase=1),
+        C("auth_strip", SERVER | LOCATION, FLAG, core.flag, "access.strip", phase=1),
+        # location
+        C("grpc_pass", LOCATION, TAKE1, _grpc_pass, "grpc_pass"),
+        C("grpc_read_timeout", LOCATION, TAKE1, core.timeout, "read_timeout"),
+        C("grpc_send_timeout", LOCATION, TAKE1, core.timeout, "send_timeout"),
+        C("grpc_connect_timeout", LOCATION, TAKE1, core.positive_duration, "connect_timeout"),
+        C("grpc_next_upstream_tries", LOCATION, TAKE1, core.at_least(0), "next_upstream_tries"),
+        C("grpc_ssl_verify", LOCATION, FLAG, keep, "tls"),
+        C("grpc_ssl_trusted_certificate", LOCATION, TAKE1, keep, "tls"),
+        C("grpc_ssl_name", LOCATION, TAKE1, keep, "tls"),
+        C("grpc_ssl_certificate", LOCATION, TAKE1, keep, "tls"),
+        C("grpc_ssl_certificate_key", LOCATION, TAKE1, keep, "tls"),
+    ),
+    drafts={
+        MAIN: MainDraft,
+        ADMIN: AdminDraft,
+        UPSTREAM: UpstreamDraft,
+        SERVER: ServerDraft,
+        LOCATION: LocationDraft,
+    },
+)

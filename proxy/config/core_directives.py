@@ -89,15 +89,19 @@ def flag(d: Directive, _: object) -> bool:
     """``on`` or ``off`` (nginx's NGX_CONF_FLAG)."""
     value = d.args[0]
     if value not in ("on", "off"):
-        raise error(d, f"invalid value {quote(value)} in {quote(d.name)} directive, "
-                       'it must be "on" or "off"')
+        raise error(
+            d,
+            f'invalid value {quote(value)} in {quote(d.name)} directive, it must be "on" or "off"',
+        )
     return value == "on"
 
 
 def at_least(minimum: int) -> Callable[[Directive, object], int]:
     """The parser of a count of at least ``minimum``."""
+
     def count(d: Directive, _: object) -> int:
         return integer(d, d.args[0], d.name, minimum)
+
     return count
 
 
@@ -110,8 +114,9 @@ def worker_processes(d: Directive, _: object) -> int:
     if re.fullmatch(r"[0-9]{1,10}", d.args[0]) and 1 <= int(d.args[0]) <= MAX_WORKER_PROCESSES:
         return int(d.args[0])
     rule = f'"auto" or a number from 1 to {MAX_WORKER_PROCESSES}'
-    raise error(d, f'invalid value {quote(d.args[0])} in "worker_processes" directive, '
-                   f"it must be {rule}")
+    raise error(
+        d, f'invalid value {quote(d.args[0])} in "worker_processes" directive, it must be {rule}'
+    )
 
 
 def shutdown_timeout(d: Directive, _: object) -> float:
@@ -131,7 +136,7 @@ def access_log(d: Directive, _: object) -> AccessLog:
     if path.startswith("syslog:"):
         raise error(d, "syslog access logs are not supported")
     if fmt not in ("json", "combined"):
-        raise error(d, f"invalid parameter {quote(fmt)}, it must be \"json\" or \"combined\"")
+        raise error(d, f'invalid parameter {quote(fmt)}, it must be "json" or "combined"')
     if path != "stderr" and not os.path.isabs(path):
         path = os.path.join(os.path.dirname(os.path.abspath(d.file)), path)
     return AccessLog(path, json=fmt == "json", source=d.source)
@@ -173,7 +178,7 @@ def location_path(d: Directive) -> tuple[str, bool]:
     else:  # nginx also accepts the modifier glued on: "=/x"
         arg = d.args[0]
         modifier = next((m for m in ("=", "^~", "~*", "~", "@") if arg.startswith(m)), "")
-        path = arg[len(modifier):]
+        path = arg[len(modifier) :]
     if modifier in ("~", "~*"):
         raise error(d, "regular expression locations are not supported")
     if modifier == "@":
@@ -181,7 +186,7 @@ def location_path(d: Directive) -> tuple[str, bool]:
     if len(d.args) == 2 and modifier not in ("=", "^~"):
         raise error(d, f"invalid location modifier {quote(modifier)}")
     if not path.startswith("/"):
-        raise error(d, f"invalid location path {quote(path)}, it must start with \"/\"")
+        raise error(d, f'invalid location path {quote(path)}, it must start with "/"')
     return path, modifier == "="
 
 
@@ -233,8 +238,9 @@ def _meta(d: Directive, value: str) -> tuple[tuple[str, str], ...]:
     for item in value.split(","):
         k, colon, v = item.partition(":")
         if not k or not colon or not v:
-            raise error(d, f'invalid value {quote(value)} in "meta", '
-                           "it must be key:value[,key:value...]")
+            raise error(
+                d, f'invalid value {quote(value)} in "meta", it must be key:value[,key:value...]'
+            )
         if any(k == seen for seen, _ in pairs):
             raise error(d, f'duplicate key {quote(k)} in "meta"')
         pairs.append((k, v))
@@ -249,8 +255,11 @@ def random_method(d: Directive, _: object) -> Balance:
     if tuple(d.args) in (("two",), ("two", "least_conn")):
         return Balance("random_two")
     if d.args:
-        raise error(d, f"invalid parameter {quote(' '.join(d.args))}, "
-                       'only "random [two [least_conn]]" is supported')
+        raise error(
+            d,
+            f"invalid parameter {quote(' '.join(d.args))}, "
+            'only "random [two [least_conn]]" is supported',
+        )
     return Balance("random")
 
 
@@ -268,14 +277,17 @@ def hash_method(d: Directive, _: object) -> Balance:
     if len(args) == 2 and args[1] != "consistent":
         raise error(d, f"invalid parameter {quote(args[1])}")
     if not _HASH_KEY.fullmatch(args[0]):
-        raise error(d, f"invalid hash key {quote(args[0])}, it must be one of "
-                       "$remote_addr, $http_NAME, $grpc_method, $grpc_service")
+        raise error(
+            d,
+            f"invalid hash key {quote(args[0])}, it must be one of "
+            "$remote_addr, $http_NAME, $grpc_method, $grpc_service",
+        )
     return Balance("hash", args[0], consistent=len(args) == 2)
 
 
 def least_time(d: Directive, _: object) -> Balance:
     if d.args and d.args[0] != "header":  # nginx Plus: least_time header|last_byte
-        raise error(d, f"invalid parameter {quote(d.args[0])}, only \"header\" is supported")
+        raise error(d, f'invalid parameter {quote(d.args[0])}, only "header" is supported')
     return Balance("least_time")
 
 
@@ -285,14 +297,17 @@ def least_time(d: Directive, _: object) -> Balance:
 def subset(d: Directive, _: object) -> str:
     key = d.args[0].lower()
     if not _METADATA_KEY.fullmatch(key) or key.startswith(":"):
-        raise error(d, f"invalid metadata key {quote(d.args[0])} in \"subset\" directive")
+        raise error(d, f'invalid metadata key {quote(d.args[0])} in "subset" directive')
     return key
 
 
 def subset_fallback(d: Directive, _: object) -> bool:
     if d.args[0] not in ("any", "off"):
-        raise error(d, f'invalid value {quote(d.args[0])} in "subset_fallback" directive, '
-                       'it must be "any" or "off"')
+        raise error(
+            d,
+            f'invalid value {quote(d.args[0])} in "subset_fallback" directive, '
+            'it must be "any" or "off"',
+        )
     return d.args[0] == "any"
 
 

@@ -47,8 +47,9 @@ def etcd_url(url: str) -> str:
     except ValueError:  # "http://[::1" and the like
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UnitError(f"invalid etcd URL {quote(url)}, it must be http://host:port "
-                        "or https://host:port")
+        raise UnitError(
+            f"invalid etcd URL {quote(url)}, it must be http://host:port or https://host:port"
+        )
     if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         raise UnitError(f"invalid etcd URL {quote(url)}, only scheme, host and port are allowed")
     try:
@@ -103,11 +104,14 @@ def build_etcd(upstream: Directive, directives: Sequence[Directive]) -> EtcdSour
     if main is None:
         if directives:
             d = directives[0]
-            raise error(d, f"{quote(d.name)} needs an \"etcd\" directive in this upstream")
+            raise error(d, f'{quote(d.name)} needs an "etcd" directive in this upstream')
         return None
     etcd = _etcd_line(main)
-    values = {name: _readable(d, d.args[0]) if name in _FILES else d.args[0]
-              for name, d in by_name.items() if name != "etcd"}
+    values = {
+        name: _readable(d, d.args[0]) if name in _FILES else d.args[0]
+        for name, d in by_name.items()
+        if name != "etcd"
+    }
     username, password = _credentials(by_name, values)
     _check_tls(main, by_name, etcd.urls)
     dial = by_name.get("etcd_dial_timeout")
@@ -119,8 +123,9 @@ def build_etcd(upstream: Directive, directives: Sequence[Directive]) -> EtcdSour
         tls_ca=values.get("etcd_tls_ca"),
         tls_cert=values.get("etcd_tls_cert"),
         tls_key=values.get("etcd_tls_key"),
-        dial_timeout=(_duration(dial, dial.name, dial.args[0]) if dial
-                      else DEFAULT_ETCD_DIAL_TIMEOUT),
+        dial_timeout=(
+            _duration(dial, dial.name, dial.args[0]) if dial else DEFAULT_ETCD_DIAL_TIMEOUT
+        ),
         watch_timeout=etcd.watch_timeout,
         watch_reopen=etcd.watch_reopen,
         source=main.source,
@@ -144,8 +149,9 @@ def _etcd_line(main: Directive) -> _Etcd:
     return etcd
 
 
-def _credentials(by_name: dict[str, Directive],
-                 values: dict[str, str]) -> tuple[str | None, str | None]:
+def _credentials(
+    by_name: dict[str, Directive], values: dict[str, str]
+) -> tuple[str | None, str | None]:
     """(username, password): both or neither; the password given or read
     from its file."""
     password = values.get("etcd_password")
@@ -160,8 +166,11 @@ def _credentials(by_name: dict[str, Directive],
             raise error(d, f"cannot read password file: {e}") from None
     username = values.get("etcd_username")
     if (username is None) != (password is None):
-        d = by_name.get("etcd_username") or by_name.get("etcd_password") or by_name[
-            "etcd_password_file"]
+        d = (
+            by_name.get("etcd_username")
+            or by_name.get("etcd_password")
+            or by_name["etcd_password_file"]
+        )
         raise error(d, '"etcd_username" and a password go together')
     return username, password
 
@@ -171,5 +180,6 @@ def _check_tls(main: Directive, by_name: dict[str, Directive], urls: tuple[str, 
         d = by_name.get("etcd_tls_cert") or by_name["etcd_tls_key"]
         raise error(d, '"etcd_tls_cert" and "etcd_tls_key" go together')
     if any(n.startswith("etcd_tls_") for n in by_name) and not all(
-            u.startswith("https://") for u in urls):
+        u.startswith("https://") for u in urls
+    ):
         raise error(main, '"etcd_tls_*" directives need https:// etcd URLs')

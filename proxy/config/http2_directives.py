@@ -34,14 +34,18 @@ def header_size(d: Directive, _: object) -> int:
 
 def count(low: int, high: int) -> Callable[[Directive, object], int]:
     """The parser of a count from ``low`` to ``high``."""
+
     def parse(d: Directive, _: object) -> int:
         text = d.args[0]
         return _within(d, int(text) if re.fullmatch(r"[0-9]{1,10}", text) else -1, low, high)
+
     return parse
 
 
 def _within(d: Directive, value: int, low: int, high: int) -> int:
     if not low <= value <= high:
-        raise error(d, f"invalid value {quote(d.args[0])} in {quote(d.name)}, "
-                       f"it must be from {low} to {high}")
+        raise error(
+            d,
+            f"invalid value {quote(d.args[0])} in {quote(d.name)}, it must be from {low} to {high}",
+        )
     return value

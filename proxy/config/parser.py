@@ -94,8 +94,10 @@ def _check_eof(text: str, file: str, words: list[Token], frames: list[_Frame]) -
         raise ConfigError(file, last_line(text), msg)
     if len(frames) > 1:
         opener = frames[-1].head[0]
-        msg = (f'unexpected end of file, expecting "}}" '
-               f"to close {quote(opener.value)} at line {opener.line}")
+        msg = (
+            f'unexpected end of file, expecting "}}" '
+            f"to close {quote(opener.value)} at line {opener.line}"
+        )
         raise ConfigError(file, last_line(text), msg)
 
 

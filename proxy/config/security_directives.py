@@ -46,8 +46,11 @@ def _path(d: Directive) -> str:
     """A file argument; relative paths are taken beside the file that holds
     the directive (as ``include``)."""
     path = d.args[0]
-    return path if os.path.isabs(path) else os.path.join(
-        os.path.dirname(os.path.abspath(d.file)), path)
+    return (
+        path
+        if os.path.isabs(path)
+        else os.path.join(os.path.dirname(os.path.abspath(d.file)), path)
+    )
 
 
 def _path_of(d: Directive | None) -> str | None:
@@ -108,8 +111,9 @@ def _tokens(d: Directive) -> BearerTokens:
             text = f.read(1 << 20)
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
         reason = e.strerror if isinstance(e, OSError) and e.strerror else "invalid path"
-        raise error(d, f"cannot read bearer tokens {quote(path, shorten=False)}: "
-                       f"{reason.lower()}") from None
+        raise error(
+            d, f"cannot read bearer tokens {quote(path, shorten=False)}: {reason.lower()}"
+        ) from None
     try:
         return parse_tokens(text, path)
     except TokenFileError as e:
@@ -121,8 +125,9 @@ def _tokens(d: Directive) -> BearerTokens:
 # TLS of a server: its ssl_* directives, checked together
 
 
-def server_tls(server: Directive, directives: Sequence[Directive],
-               listens: Sequence[Listen]) -> ServerTls | None:
+def server_tls(
+    server: Directive, directives: Sequence[Directive], listens: Sequence[Listen]
+) -> ServerTls | None:
     """The server's TLS settings and context (``directives``: its ssl_*
     ones); None when nothing asks for TLS."""
     by_name = {d.name: d for d in directives}
@@ -132,8 +137,11 @@ def server_tls(server: Directive, directives: Sequence[Directive],
         return None
     key_d = by_name.get("ssl_certificate_key")
     if key_d is None:
-        raise error(cert_d, 'no "ssl_certificate_key" is defined for certificate '
-                            f"{quote(cert_d.args[0], shorten=False)}")
+        raise error(
+            cert_d,
+            'no "ssl_certificate_key" is defined for certificate '
+            f"{quote(cert_d.args[0], shorten=False)}",
+        )
     protocols = _protocols(by_name.get("ssl_protocols"))
     ca_d = by_name.get("ssl_client_certificate")
     verify = _verify_client(by_name.get("ssl_verify_client"), ca_d)
@@ -147,18 +155,19 @@ def server_tls(server: Directive, directives: Sequence[Directive],
     return ServerTls(cert, key, protocols, ca, verify, context)
 
 
-def _check_no_tls(server: Directive, directives: Sequence[Directive],
-                  listens: Sequence[Listen]) -> None:
+def _check_no_tls(
+    server: Directive, directives: Sequence[Directive], listens: Sequence[Listen]
+) -> None:
     """Without ssl_certificate, neither a "listen ... ssl" nor another ssl_*."""
     ssl_listen = next((lst for lst in listens if lst.ssl), None)
     if ssl_listen is not None:
         where = f" in {ssl_listen.source}" if ssl_listen.source is not None else ""
-        raise error(server, f'no "ssl_certificate" is defined for the "listen ... ssl" '
-                            f"directive{where}")
+        raise error(
+            server, f'no "ssl_certificate" is defined for the "listen ... ssl" directive{where}'
+        )
     if directives:
         extra = directives[0]
-        raise error(extra, f"{quote(extra.name)} needs \"ssl_certificate\" "
-                           "and a \"listen ... ssl\"")
+        raise error(extra, f'{quote(extra.name)} needs "ssl_certificate" and a "listen ... ssl"')
 
 
 def _protocols(d: Directive | None) -> tuple[str, ...]:
@@ -168,7 +177,7 @@ def _protocols(d: Directive | None) -> tuple[str, ...]:
         if p in OLD_PROTOCOLS:
             raise error(d, f"{quote(p)} is not supported, only TLSv1.2 and TLSv1.3")
         if p not in PROTOCOLS:
-            raise error(d, f"invalid value {quote(p)} in \"ssl_protocols\" directive")
+            raise error(d, f'invalid value {quote(p)} in "ssl_protocols" directive')
     return tuple(dict.fromkeys(d.args))
 
 
@@ -177,25 +186,29 @@ def _verify_client(d: Directive | None, ca_d: Directive | None) -> str:
         return "off"
     verify = d.args[0]
     if verify not in VERIFY_CLIENT:
-        raise error(d, f"invalid value {quote(verify)} in \"ssl_verify_client\" "
-                       'directive, it must be "on", "optional" or "off"')
+        raise error(
+            d,
+            f'invalid value {quote(verify)} in "ssl_verify_client" '
+            'directive, it must be "on", "optional" or "off"',
+        )
     if verify != "off" and ca_d is None:
-        raise error(d, 'no ssl_client_certificate for ssl_verify_client')
+        raise error(d, "no ssl_client_certificate for ssl_verify_client")
     return verify
 
 
 # TLS to a location's upstream: its grpc_ssl_* directives, checked together
 
 
-def upstream_tls(grpc_pass: Directive, host: str,
-                 directives: Sequence[Directive]) -> UpstreamTls | None:
+def upstream_tls(
+    grpc_pass: Directive, host: str, directives: Sequence[Directive]
+) -> UpstreamTls | None:
     """``grpc_pass grpcs://...``'s TLS settings (``host``: the grpc_pass host,
     the default grpc_ssl_name; ``directives``: the location's grpc_ssl_*
     ones); None for grpc://, where grpc_ssl_* is an error."""
     if not grpc_pass.args[0].lower().startswith("grpcs://"):
         if directives:
             d = directives[0]
-            raise error(d, f"{quote(d.name)} needs \"grpc_pass grpcs://...\"")
+            raise error(d, f'{quote(d.name)} needs "grpc_pass grpcs://..."')
         return None
     by_name = {d.name: d for d in directives}
     verify_d = by_name.get("grpc_ssl_verify")

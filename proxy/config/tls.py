@@ -39,28 +39,30 @@ def _load_chain(ctx: ssl.SSLContext, certificate: str, key: str) -> None:
             with open(path, "rb"):
                 pass
         except ValueError:  # a NUL byte in the path
-            raise TlsError(f'cannot load {what} {_q(path)}: invalid path') from None
+            raise TlsError(f"cannot load {what} {_q(path)}: invalid path") from None
         except OSError as e:
-            raise TlsError(f'cannot load {what} {_q(path)}: '
-                           f"{(e.strerror or str(e)).lower()}") from None
+            raise TlsError(
+                f"cannot load {what} {_q(path)}: {(e.strerror or str(e)).lower()}"
+            ) from None
     try:
         ctx.load_cert_chain(certificate, key)
     except ssl.SSLError as e:
-        raise TlsError(f'cannot load certificate {_q(certificate)} with key {_q(key)}: '
-                       f"{_reason(e)}") from None
+        raise TlsError(
+            f"cannot load certificate {_q(certificate)} with key {_q(key)}: {_reason(e)}"
+        ) from None
 
 
 def _load_ca(ctx: ssl.SSLContext, path: str, what: str) -> None:
     try:
         ctx.load_verify_locations(cafile=path)
     except FileNotFoundError:
-        raise TlsError(f'cannot load {what} {_q(path)}: no such file or directory') from None
+        raise TlsError(f"cannot load {what} {_q(path)}: no such file or directory") from None
     except ValueError:  # a NUL byte in the path
-        raise TlsError(f'cannot load {what} {_q(path)}: invalid path') from None
+        raise TlsError(f"cannot load {what} {_q(path)}: invalid path") from None
     except OSError as e:
-        raise TlsError(f'cannot load {what} {_q(path)}: {_reason(e)}') from None
+        raise TlsError(f"cannot load {what} {_q(path)}: {_reason(e)}") from None
     if not ctx.get_ca_certs():
-        raise TlsError(f'no certificates in {what} {_q(path)}')
+        raise TlsError(f"no certificates in {what} {_q(path)}")
 
 
 def _reason(e: OSError) -> str:
@@ -69,8 +71,13 @@ def _reason(e: OSError) -> str:
     return (e.strerror or str(e)).lower()
 
 
-def server_context(certificate: str, key: str, protocols: tuple[str, ...],
-                   client_ca: str | None, verify_client: str) -> ssl.SSLContext:
+def server_context(
+    certificate: str,
+    key: str,
+    protocols: tuple[str, ...],
+    client_ca: str | None,
+    verify_client: str,
+) -> ssl.SSLContext:
     """A server context: ALPN h2 only, TLS 1.2+, client certificates as
     ``ssl_verify_client`` says (verified against ``client_ca``)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -85,8 +92,9 @@ def server_context(certificate: str, key: str, protocols: tuple[str, ...],
     return ctx
 
 
-def client_context(verify: bool, trusted: str | None, certificate: str | None,
-                   key: str | None) -> ssl.SSLContext:
+def client_context(
+    verify: bool, trusted: str | None, certificate: str | None, key: str | None
+) -> ssl.SSLContext:
     """An upstream context: ALPN h2, TLS 1.2+; verification against
     ``trusted`` (else the system's CA store) unless ``verify`` is off; a
     client certificate for mTLS to backends."""

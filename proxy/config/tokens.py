@@ -53,14 +53,15 @@ def parse_tokens(text: str, path: str) -> BearerTokens:
         else:
             name, token = name.strip(), token.strip()
             if not _NAME.fullmatch(name):
-                raise TokenFileError(n, "invalid token name, use letters, digits, "
-                                        "\"_\", \".\", \"@\" and \"-\"")
+                raise TokenFileError(
+                    n, 'invalid token name, use letters, digits, "_", ".", "@" and "-"'
+                )
         encoded = token.encode("utf-8", "replace")
         if not _TOKEN.fullmatch(encoded):
             # Never echo the token itself: this message reaches logs.
             raise TokenFileError(n, "invalid bearer token (RFC 6750 token characters only)")
         if name in names:
-            raise TokenFileError(n, f"duplicate token name \"{name}\"")
+            raise TokenFileError(n, f'duplicate token name "{name}"')
         digest = token_digest(encoded)
         if digest in digests:
             raise TokenFileError(n, "duplicate token")

@@ -9,8 +9,13 @@ import random
 class Backoff:
     __slots__ = ("base", "cap", "factor", "_next", "_rng")
 
-    def __init__(self, base: float = 0.05, cap: float = 1.0, factor: float = 2.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        base: float = 0.05,
+        cap: float = 1.0,
+        factor: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self.base = base
         self.cap = cap
         self.factor = factor

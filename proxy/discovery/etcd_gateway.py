@@ -129,8 +129,10 @@ class Gateway:
         if not isinstance(doc, dict):
             raise EtcdError(f"unexpected answer {r.content[:80]!r}")
         if "error" in doc or r.status_code != 200:
-            raise EtcdError(str(doc.get("message") or doc.get("error") or r.status_code),
-                            int(doc.get("code", 0) or 0))
+            raise EtcdError(
+                str(doc.get("message") or doc.get("error") or r.status_code),
+                int(doc.get("code", 0) or 0),
+            )
         return doc
 
     def _headers(self) -> dict[str, str]:
@@ -139,15 +141,17 @@ class Gateway:
     async def _ensure_token(self) -> None:
         if self.username is None or self.token is not None:
             return
-        doc = await self._post("/v3/auth/authenticate",
-                               {"name": self.username, "password": self.password or ""})
+        doc = await self._post(
+            "/v3/auth/authenticate", {"name": self.username, "password": self.password or ""}
+        )
         self.token = str(doc.get("token", "")) or None
 
     # ------------------------------------------------------------------ kv
 
     async def range_prefix(self, prefix: bytes) -> dict[str, Any]:
-        return await self.call("/v3/kv/range", {
-            "key": b64(prefix), "range_end": b64(prefix_range_end(prefix))})
+        return await self.call(
+            "/v3/kv/range", {"key": b64(prefix), "range_end": b64(prefix_range_end(prefix))}
+        )
 
     async def get(self, key: bytes) -> bytes | None:
         doc = await self.call("/v3/kv/range", {"key": b64(key)})
@@ -192,18 +196,25 @@ class Gateway:
     # ------------------------------------------------------------------ watch
 
     @asynccontextmanager
-    async def watch(self, prefix: bytes, start_revision: int,
-                    progress_notify: bool = True) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def watch(
+        self, prefix: bytes, start_revision: int, progress_notify: bool = True
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """A watch over ``prefix`` from ``start_revision`` on the current URL (no
         failover here: the caller reconnects). Yields an iterator of results;
         it ends when the stream does. Read timeouts are the caller's."""
         await self._ensure_token()
-        body = {"create_request": {
-            "key": b64(prefix), "range_end": b64(prefix_range_end(prefix)),
-            "start_revision": str(start_revision), "progress_notify": progress_notify}}
+        body = {
+            "create_request": {
+                "key": b64(prefix),
+                "range_end": b64(prefix_range_end(prefix)),
+                "start_revision": str(start_revision),
+                "progress_notify": progress_notify,
+            }
+        }
         timeout = httpx.Timeout(None, connect=self.dial_timeout)
-        async with self.client.stream("POST", self.url + "/v3/watch", json=body,
-                                      headers=self._headers(), timeout=timeout) as r:
+        async with self.client.stream(
+            "POST", self.url + "/v3/watch", json=body, headers=self._headers(), timeout=timeout
+        ) as r:
             if r.status_code != 200:
                 await r.aread()
                 code = _UNAUTHENTICATED if r.status_code == 401 else _UNAVAILABLE

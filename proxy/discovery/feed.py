@@ -44,7 +44,6 @@ class EtcdStatus:
     endpoints: int = 0  # discovered endpoints in the current pool
     url: str = ""  # the etcd URL in use
 
-
     def carry_from(self, old: EtcdStatus) -> None:
         """A reload kept this upstream's etcd source: the new feed starts from
         the old one's pool, so it has synced (readiness stays 200 through an
@@ -64,8 +63,15 @@ class _Stalled(Exception):
 
 
 def make_gateway(src: EtcdSource) -> Gateway:
-    return Gateway(src.urls, username=src.username, password=src.password, tls_ca=src.tls_ca,
-                   tls_cert=src.tls_cert, tls_key=src.tls_key, dial_timeout=src.dial_timeout)
+    return Gateway(
+        src.urls,
+        username=src.username,
+        password=src.password,
+        tls_ca=src.tls_ca,
+        tls_cert=src.tls_cert,
+        tls_key=src.tls_key,
+        dial_timeout=src.dial_timeout,
+    )
 
 
 # The last pool each etcd-fed upstream published, with the source it came
@@ -81,8 +87,13 @@ Publish = Callable[[Upstream, tuple[UpstreamServer, ...]], bool]
 
 
 class EtcdFeed:
-    def __init__(self, upstream: Upstream, publish: Publish, status: EtcdStatus,
-                 known: Discovered | None = None) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        publish: Publish,
+        status: EtcdStatus,
+        known: Discovered | None = None,
+    ) -> None:
         assert upstream.etcd is not None
         self.upstream = upstream
         self.src: EtcdSource = upstream.etcd
@@ -105,8 +116,14 @@ class EtcdFeed:
                         resync = False
                     resync = await self._watch(gw)
                     continue  # a planned reopen or a resync: at once
-                except (EtcdError, httpx.HTTPError, json.JSONDecodeError, OSError,
-                        trio.TooSlowError, _Stalled) as e:
+                except (
+                    EtcdError,
+                    httpx.HTTPError,
+                    json.JSONDecodeError,
+                    OSError,
+                    trio.TooSlowError,
+                    _Stalled,
+                ) as e:
                     self._failed(gw, e)
                 except Exception as e:  # noqa: BLE001 - discovery must never stop the proxy
                     log.debug("etcd feed error", exc_info=True)
@@ -145,8 +162,11 @@ class EtcdFeed:
                     if verdict is Verdict.CHANGED:
                         self._publish("changed")
                     elif verdict is Verdict.RESYNC:
-                        log.info('upstream "%s": resync from etcd: %s',
-                                 self.upstream.name, self.state.reason)
+                        log.info(
+                            'upstream "%s": resync from etcd: %s',
+                            self.upstream.name,
+                            self.state.reason,
+                        )
                         return True
                     elif verdict is Verdict.REOPEN:
                         gw.token = None  # a permission error may be an expired token
@@ -155,8 +175,11 @@ class EtcdFeed:
                 raise EtcdError("watch stream ended")
         if trio.current_time() >= reopen_at:
             return False
-        raise _Stalled(f"no watch message for {self.src.watch_timeout:g}s"
-                       if opened else "watch not opened in time")
+        raise _Stalled(
+            f"no watch message for {self.src.watch_timeout:g}s"
+            if opened
+            else "watch not opened in time"
+        )
 
     def _touch(self) -> None:
         self.status.last_message_at = trio.current_time()
@@ -176,9 +199,14 @@ class EtcdFeed:
         msg = str(e) or type(e).__name__
         if not self.failing:
             self.failing = True
-            log.warning('upstream "%s": etcd at %s: %s; keeping the last known pool (%d '
-                        "endpoints) and retrying", self.upstream.name, gw.url, msg,
-                        self.status.endpoints)
+            log.warning(
+                'upstream "%s": etcd at %s: %s; keeping the last known pool (%d '
+                "endpoints) and retrying",
+                self.upstream.name,
+                gw.url,
+                msg,
+                self.status.endpoints,
+            )
         else:
             log.debug('upstream "%s": etcd at %s: %s', self.upstream.name, gw.url, msg)
 
@@ -196,14 +224,25 @@ class EtcdFeed:
         self.status.endpoints = len(discovered)
         shown = " ".join(f"{s.address}/{s.weight}" for s in discovered[:MAX_LOGGED_ENDPOINTS])
         more = len(discovered) - MAX_LOGGED_ENDPOINTS
-        log.info('upstream "%s": %s at etcd revision %d, %d events applied, %d endpoints: [%s]%s',
-                 up.name, why, self.state.revision, self.state.events_applied, len(discovered),
-                 shown, f" and {more} more" if more > 0 else "")
+        log.info(
+            'upstream "%s": %s at etcd revision %d, %d events applied, %d endpoints: [%s]%s',
+            up.name,
+            why,
+            self.state.revision,
+            self.state.events_applied,
+            len(discovered),
+            shown,
+            f" and {more} more" if more > 0 else "",
+        )
 
 
-def start_etcd_feeds(nursery: trio.Nursery, config: Config, publish: Publish,
-                     known: Discovered | None = None,
-                     previous: Mapping[str, EtcdStatus] | None = None) -> dict[str, EtcdStatus]:
+def start_etcd_feeds(
+    nursery: trio.Nursery,
+    config: Config,
+    publish: Publish,
+    known: Discovered | None = None,
+    previous: Mapping[str, EtcdStatus] | None = None,
+) -> dict[str, EtcdStatus]:
     """Start one feed task per etcd-fed upstream of ``config``, each publishing
     through ``publish``; the returned dict (upstream name -> status) is live,
     for metrics and admin. ``known``: what earlier feeds published (updated

@@ -102,8 +102,15 @@ async def register(
         raise ValueError("ttl must be at least 2 seconds")
     urls = etcd_urls([etcd] if isinstance(etcd, str) else list(etcd))  # ValueError if bad
     reg = Registration(prefix + (id or address), canonical_value(address, weight, meta), ttl)
-    gw = Gateway(urls, username=username, password=password, tls_ca=tls_ca, tls_cert=tls_cert,
-                 tls_key=tls_key, dial_timeout=dial_timeout)
+    gw = Gateway(
+        urls,
+        username=username,
+        password=password,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        dial_timeout=dial_timeout,
+    )
     checker = _Health(health) if health else None
     try:
         async with trio.open_nursery() as nursery:
@@ -129,8 +136,11 @@ async def _keep(gw: Gateway, reg: Registration, checker: _Health | None) -> None
             if reg.healthy:
                 await _hold(gw, reg)
             elif reg.lease:
-                log.warning("%s: health check is not SERVING (%s): withdrawing", reg.key,
-                            checker.reason if checker else "")
+                log.warning(
+                    "%s: health check is not SERVING (%s): withdrawing",
+                    reg.key,
+                    checker.reason if checker else "",
+                )
                 await _withdraw(gw, reg)
             if failing:
                 log.info("%s: etcd reachable again", reg.key)
@@ -156,8 +166,7 @@ async def _hold(gw: Gateway, reg: Registration) -> None:
     if not reg.stored:
         await gw.put(reg.key.encode(), reg.value.encode(), lease=reg.lease)
         reg.stored = True
-        log.info("registered %s = %s (lease %x, ttl %ds)", reg.key, reg.value, reg.lease,
-                 reg.ttl)
+        log.info("registered %s = %s (lease %x, ttl %ds)", reg.key, reg.value, reg.lease, reg.ttl)
         reg._registered.set()
 
 
@@ -169,8 +178,9 @@ async def _withdraw(gw: Gateway, reg: Registration) -> None:
         await gw.lease_revoke(lease)  # the key goes with its lease
         log.info("withdrew %s (lease %x revoked)", reg.key, lease)
     except Exception as e:  # noqa: BLE001 - on the way out: report, never raise
-        log.warning("%s: could not revoke lease %x (%s): it expires in %ds", reg.key, lease, e,
-                    reg.ttl)
+        log.warning(
+            "%s: could not revoke lease %x (%s): it expires in %ds", reg.key, lease, e, reg.ttl
+        )
 
 
 def etcd_urls(values: Sequence[str]) -> list[str]:
@@ -190,17 +200,26 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="grpc-proxy register",
         description="Keep a service endpoint registered in etcd (a key held by a lease) "
-                    "until SIGTERM or SIGINT, which revoke it.")
+        "until SIGTERM or SIGINT, which revoke it.",
+    )
     p.add_argument("--etcd", required=True, metavar="URL[,URL]", help="etcd client URLs")
     p.add_argument("--prefix", required=True, help="key prefix, e.g. /services/users/")
     p.add_argument("--address", required=True, metavar="HOST:PORT", help="the endpoint")
     p.add_argument("--id", help="key name under the prefix (default: the address)")
     p.add_argument("--ttl", type=int, default=DEFAULT_TTL, help="lease TTL in seconds (10)")
     p.add_argument("--weight", type=int, default=1, help="balancing weight (1)")
-    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
-                   help="a label, e.g. version=v1 (repeatable)")
-    p.add_argument("--health", metavar="HOST:PORT",
-                   help="keep the key only while this grpc.health.v1 endpoint is SERVING")
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label, e.g. version=v1 (repeatable)",
+    )
+    p.add_argument(
+        "--health",
+        metavar="HOST:PORT",
+        help="keep the key only while this grpc.health.v1 endpoint is SERVING",
+    )
     p.add_argument("--username", help="etcd user")
     p.add_argument("--password-file", help="file holding the etcd user's password")
     p.add_argument("--tls-ca", help="CA bundle for https:// etcd URLs")
@@ -244,9 +263,19 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[st
             parse_address(args.health)
         except UnitError as e:
             p.error(f"--health: {e}")
-    return dict(id=args.id, ttl=args.ttl, weight=args.weight, meta=meta, health=args.health,
-                username=args.username, password=password, tls_ca=args.tls_ca,
-                tls_cert=args.tls_cert, tls_key=args.tls_key, dial_timeout=args.dial_timeout)
+    return dict(
+        id=args.id,
+        ttl=args.ttl,
+        weight=args.weight,
+        meta=meta,
+        health=args.health,
+        username=args.username,
+        password=password,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        dial_timeout=args.dial_timeout,
+    )
 
 
 async def _serve(args: argparse.Namespace, options: dict[str, Any]) -> None:
@@ -261,9 +290,11 @@ def main(argv: list[str]) -> int:
     p = _parser()
     args = p.parse_args(argv)
     options = _check_args(p, args)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         trio.run(_serve, args, options)

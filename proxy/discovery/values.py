@@ -51,8 +51,11 @@ def parse_value(value: bytes) -> UpstreamServer:
             raise ValueError('"node" is not an object')
         md = node.get("metadata")
         node_labels = dict(_labels(md, "metadata")) if isinstance(md, dict) else {}
-        node_labels.update((k, _text(v)) for k, v in node.items()
-                           if k not in ("address", "weight", "metadata") and isinstance(v, _Scalar))
+        node_labels.update(
+            (k, _text(v))
+            for k, v in node.items()
+            if k not in ("address", "weight", "metadata") and isinstance(v, _Scalar)
+        )
         weight = node.get("weight", node_labels.pop("weight", 1))
         return _endpoint(node.get("address"), weight, tuple(sorted(node_labels.items())))
     raise ValueError('JSON value has none of "address", "Addr" or "node"')

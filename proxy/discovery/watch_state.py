@@ -54,8 +54,7 @@ def prefix_range_end(prefix: bytes) -> bytes:
 
 
 class WatchState:
-    __slots__ = ("name", "revision", "cluster_id", "entries", "warned", "events_applied",
-                 "reason")
+    __slots__ = ("name", "revision", "cluster_id", "entries", "warned", "events_applied", "reason")
 
     def __init__(self, name: str) -> None:
         self.name = name  # the upstream's, for messages

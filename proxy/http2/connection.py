@@ -315,8 +315,9 @@ class Connection(Window):
         self.initiate()
         self._emit(f.ping(opaque))
 
-    def send_goaway(self, code: int = E.NO_ERROR, last_stream_id: int | None = None,
-                    debug: bytes = b"") -> None:
+    def send_goaway(
+        self, code: int = E.NO_ERROR, last_stream_id: int | None = None, debug: bytes = b""
+    ) -> None:
         self.initiate()  # our SETTINGS must be the first frame, even before a GOAWAY
         last = self.last_peer_stream if last_stream_id is None else last_stream_id
         self._emit(f.goaway(last, code, debug))
@@ -441,7 +442,8 @@ class Connection(Window):
                 break
             try:
                 self._dispatch[lt & 0xFF](
-                    self, sid & 0x7FFFFFFF, flags, data, mv, pos + 9, length, events)
+                    self, sid & 0x7FFFFFFF, flags, data, mv, pos + 9, length, events
+                )
             except H2StreamError as e:
                 self._stream_error(e, events)
             pos = end
@@ -465,8 +467,16 @@ class Connection(Window):
     # One per frame type, all alike: (sid, flags, data, mv, start, length,
     # events); the payload is data[start : start + length].
 
-    def _on_data(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                 length: int, events: list[Event]) -> None:
+    def _on_data(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         if sid == 0:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "DATA on stream 0")
         if flags & f.PADDED:
@@ -515,8 +525,16 @@ class Connection(Window):
             self._credit_connection(size)
             raise H2StreamError(s.id, E.PROTOCOL_ERROR, "content-length mismatch")
 
-    def _on_headers(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                    length: int, events: list[Event]) -> None:
+    def _on_headers(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         if sid == 0:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "HEADERS on stream 0")
         block = self._blocks.headers(sid, flags, data, start, length)
@@ -524,12 +542,22 @@ class Connection(Window):
             self._dispatch = _AWAIT_CONTINUATION
         else:
             self._on_header_block(sid, flags, block, events)
-        if flags & f.PRIORITY_FLAG and (f.unpack_u32(data, start + (flags & f.PADDED and 1))[0]
-                                        & 0x7FFFFFFF) == sid:
+        if (
+            flags & f.PRIORITY_FLAG
+            and (f.unpack_u32(data, start + (flags & f.PADDED and 1))[0] & 0x7FFFFFFF) == sid
+        ):
             raise H2StreamError(sid, E.PROTOCOL_ERROR, "stream depends on itself")
 
-    def _on_continuation(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                         length: int, events: list[Event]) -> None:
+    def _on_continuation(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         block = self._blocks.continuation(sid, flags, data, start, length)
         if block is not None:
             self._dispatch = _READY
@@ -563,8 +591,11 @@ class Connection(Window):
                 return  # informational responses are not relayed
         else:
             err = headers.check(check_trailers) if end_stream else "trailers without END_STREAM"
-            if err is None and s.expected_length is not None and (
-                    s.received_length != s.expected_length):
+            if (
+                err is None
+                and s.expected_length is not None
+                and (s.received_length != s.expected_length)
+            ):
                 err = "content-length mismatch"
             if err:
                 raise H2StreamError(sid, E.PROTOCOL_ERROR, err)
@@ -590,8 +621,9 @@ class Connection(Window):
         s.expected_length = headers.content_length
         return False
 
-    def _new_request(self, sid: int, headers: HeaderBlock, end_stream: bool,
-                     events: list[Event]) -> None:
+    def _new_request(
+        self, sid: int, headers: HeaderBlock, end_stream: bool, events: list[Event]
+    ) -> None:
         self.last_peer_stream = sid
         floods = self._floods
         floods.new_stream(sid)
@@ -624,8 +656,16 @@ class Connection(Window):
         self._control(f.rst_stream(sid, code))
         self._forget(sid, _RESET)
 
-    def _on_window_update(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                          length: int, events: list[Event]) -> None:
+    def _on_window_update(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         if length != 4:
             raise H2ConnectionError(E.FRAME_SIZE_ERROR, "WINDOW_UPDATE length")
         self._floods.window_update(((self.last_peer_stream + 1) >> 1) + (self.next_stream_id >> 1))
@@ -649,8 +689,16 @@ class Connection(Window):
             raise H2StreamError(sid, E.FLOW_CONTROL_ERROR, "stream window overflow")
         events.append(WindowOpened(s))
 
-    def _on_rst_stream(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                       length: int, events: list[Event]) -> None:
+    def _on_rst_stream(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         if sid == 0:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "RST_STREAM on stream 0")
         if length != 4:
@@ -668,8 +716,16 @@ class Connection(Window):
         if not self.client and not answered:
             self._floods.early_reset(self.last_peer_stream)
 
-    def _on_settings(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                     length: int, events: list[Event]) -> None:
+    def _on_settings(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         if sid != 0:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & f.ACK:
@@ -726,8 +782,16 @@ class Connection(Window):
             raise H2ConnectionError(E.PROTOCOL_ERROR, "bad ENABLE_CONNECT_PROTOCOL")
         return False
 
-    def _on_ping(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                 length: int, events: list[Event]) -> None:
+    def _on_ping(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         if sid != 0:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "PING on a stream")
         if length != 8:
@@ -743,8 +807,16 @@ class Connection(Window):
             raise calm("too_many_pings")
         self._control(f.ping(opaque, ack=True))
 
-    def _on_priority(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                     length: int, events: list[Event]) -> None:
+    def _on_priority(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         if sid == 0:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "PRIORITY on stream 0")
         if length != 5:
@@ -753,16 +825,25 @@ class Connection(Window):
         if (f.unpack_u32(data, start)[0] & 0x7FFFFFFF) == sid:
             raise H2StreamError(sid, E.PROTOCOL_ERROR, "stream depends on itself")
 
-    def _on_goaway(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                   length: int, events: list[Event]) -> None:
+    def _on_goaway(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         if sid != 0:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "GOAWAY on a stream")
         if length < 8:
             raise H2ConnectionError(E.FRAME_SIZE_ERROR, "GOAWAY length")
         last = f.unpack_u32(data, start)[0] & 0x7FFFFFFF
         code = f.unpack_u32(data, start + 4)[0]
-        self.goaway_received = last if self.goaway_received is None else min(
-            last, self.goaway_received)
+        self.goaway_received = (
+            last if self.goaway_received is None else min(last, self.goaway_received)
+        )
         events.append(GoAwayReceived(last, code, bytes(data[start + 8 : start + length])))
         if self.client:
             # Streams above last_stream_id were never processed: safe to retry.
@@ -770,25 +851,65 @@ class Connection(Window):
                 self._end(s, _CLOSED)
                 events.append(StreamReset(s, E.REFUSED_STREAM, remote=True))
 
-    def _on_push_promise(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                         length: int, events: list[Event]) -> None:
+    def _on_push_promise(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         raise H2ConnectionError(E.PROTOCOL_ERROR, "PUSH_PROMISE is not accepted")
 
-    def _on_unknown_frame(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                          length: int, events: list[Event]) -> None:
+    def _on_unknown_frame(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         """Unknown frame types are ignored (RFC 9113 section 4.1), counted."""
         self._floods.empty_frame("unknown/empty frame flood")
 
-    def _not_settings(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                      length: int, events: list[Event]) -> None:
+    def _not_settings(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         raise H2ConnectionError(E.PROTOCOL_ERROR, "first frame is not SETTINGS")
 
-    def _not_continuation(self, sid: int, flags: int, data: bytes, mv: memoryview, start: int,
-                          length: int, events: list[Event]) -> None:
+    def _not_continuation(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         raise H2ConnectionError(E.PROTOCOL_ERROR, "expected CONTINUATION")
 
-    def _unexpected_continuation(self, sid: int, flags: int, data: bytes, mv: memoryview,
-                                 start: int, length: int, events: list[Event]) -> None:
+    def _unexpected_continuation(
+        self,
+        sid: int,
+        flags: int,
+        data: bytes,
+        mv: memoryview,
+        start: int,
+        length: int,
+        events: list[Event],
+    ) -> None:
         raise H2ConnectionError(E.PROTOCOL_ERROR, "unexpected CONTINUATION")
 
 
@@ -811,23 +932,27 @@ def _table(known: dict[int, Handler], other: Handler) -> tuple[Handler, ...]:
 
 
 # What the connection does with each frame type, by what it awaits.
-_READY = _table({
-    f.DATA: Connection._on_data,
-    f.HEADERS: Connection._on_headers,
-    f.PRIORITY: Connection._on_priority,
-    f.RST_STREAM: Connection._on_rst_stream,
-    f.SETTINGS: Connection._on_settings,
-    f.PUSH_PROMISE: Connection._on_push_promise,
-    f.PING: Connection._on_ping,
-    f.GOAWAY: Connection._on_goaway,
-    f.WINDOW_UPDATE: Connection._on_window_update,
-    f.CONTINUATION: Connection._unexpected_continuation,
-}, Connection._on_unknown_frame)
+_READY = _table(
+    {
+        f.DATA: Connection._on_data,
+        f.HEADERS: Connection._on_headers,
+        f.PRIORITY: Connection._on_priority,
+        f.RST_STREAM: Connection._on_rst_stream,
+        f.SETTINGS: Connection._on_settings,
+        f.PUSH_PROMISE: Connection._on_push_promise,
+        f.PING: Connection._on_ping,
+        f.GOAWAY: Connection._on_goaway,
+        f.WINDOW_UPDATE: Connection._on_window_update,
+        f.CONTINUATION: Connection._unexpected_continuation,
+    },
+    Connection._on_unknown_frame,
+)
 # The peer's preface must be a SETTINGS frame (RFC 9113 section 3.4).
 _AWAIT_SETTINGS = _table({f.SETTINGS: Connection._on_settings}, Connection._not_settings)
 # A header block is a contiguous sequence of frames (RFC 9113 section 4.3).
 _AWAIT_CONTINUATION = _table(
-    {f.CONTINUATION: Connection._on_continuation}, Connection._not_continuation)
+    {f.CONTINUATION: Connection._on_continuation}, Connection._not_continuation
+)
 
 _SETTINGS: dict[int, Callable[[Connection, int], bool]] = {
     f.SETTINGS_INITIAL_WINDOW_SIZE: Connection._set_initial_window,
@@ -840,8 +965,20 @@ _SETTINGS: dict[int, Callable[[Connection, int], bool]] = {
 
 def _looks_like_http1(data: bytes) -> bool:
     head = data[:8]
-    return any(
-        head.startswith(m)
-        for m in (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS", b"PATCH ",
-                  b"CONNECT ", b"TRACE ")
-    ) and b"HTTP/2.0" not in data[:64]
+    return (
+        any(
+            head.startswith(m)
+            for m in (
+                b"GET ",
+                b"POST ",
+                b"PUT ",
+                b"HEAD ",
+                b"DELETE ",
+                b"OPTIONS",
+                b"PATCH ",
+                b"CONNECT ",
+                b"TRACE ",
+            )
+        )
+        and b"HTTP/2.0" not in data[:64]
+    )

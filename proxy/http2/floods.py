@@ -90,13 +90,25 @@ class FloodGuard:
     ``headers_sent``): WINDOW_UPDATEs and PINGs are judged against it."""
 
     __slots__ = (
-        "limits", "_pings", "_settings", "_priorities", "_late_resets", "_empty",
-        "_early_resets", "_window_updates", "data_frames_sent", "headers_sent",
-        "_ping_mark", "_queued", "_batch_first", "_batch_cap",
+        "limits",
+        "_pings",
+        "_settings",
+        "_priorities",
+        "_late_resets",
+        "_empty",
+        "_early_resets",
+        "_window_updates",
+        "data_frames_sent",
+        "headers_sent",
+        "_ping_mark",
+        "_queued",
+        "_batch_first",
+        "_batch_cap",
     )
 
-    def __init__(self, limits: Http2Limits, max_concurrent_streams: int,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, limits: Http2Limits, max_concurrent_streams: int, clock: Callable[[], float]
+    ) -> None:
         self.limits = limits
         per_second = limits.max_control_frames
         self._pings = RateLimit(per_second, clock)
@@ -148,7 +160,8 @@ class FloodGuard:
         """A WINDOW_UPDATE arrived; ``streams``: streams opened either way."""
         self._window_updates += 1
         if self._window_updates > 5 + 2 * (
-                streams + self.limits.max_window_updates_per_data_frame * self.data_frames_sent):
+            streams + self.limits.max_window_updates_per_data_frame * self.data_frames_sent
+        ):
             raise calm("WINDOW_UPDATE flood")
 
     def early_reset(self, last_peer_stream: int) -> None:

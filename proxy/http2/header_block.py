@@ -20,8 +20,15 @@ class HeaderBlockReader:
     incomplete (0: none), ``flags`` the HEADERS frame's flags of the last
     block (its END_STREAM)."""
 
-    __slots__ = ("max_size", "max_continuations", "stream_id", "flags", "parts", "size",
-                 "continuations")
+    __slots__ = (
+        "max_size",
+        "max_continuations",
+        "stream_id",
+        "flags",
+        "parts",
+        "size",
+        "continuations",
+    )
 
     def __init__(self, max_size: int, max_continuations: int) -> None:
         self.max_size = max_size  # compressed bytes, as SETTINGS_MAX_HEADER_LIST_SIZE
@@ -32,8 +39,7 @@ class HeaderBlockReader:
         self.size = 0
         self.continuations = 0
 
-    def headers(self, sid: int, flags: int, data: bytes, start: int, length: int
-                ) -> bytes | None:
+    def headers(self, sid: int, flags: int, data: bytes, start: int, length: int) -> bytes | None:
         """A HEADERS frame's payload: its fragment, without padding and priority."""
         pos, end = start, start + length
         if flags & f.PADDED:
@@ -56,8 +62,9 @@ class HeaderBlockReader:
         self.stream_id = sid
         return None
 
-    def continuation(self, sid: int, flags: int, data: bytes, start: int, length: int
-                     ) -> bytes | None:
+    def continuation(
+        self, sid: int, flags: int, data: bytes, start: int, length: int
+    ) -> bytes | None:
         if sid != self.stream_id:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "unexpected CONTINUATION")
         self.size += length

@@ -22,8 +22,10 @@ def _check_regular(name: bytes, value: bytes) -> str | None:
         return f"connection-specific header {name.decode('latin-1')}"
     if name == b"te" and value != b"trailers":
         return "te header other than trailers"
-    if _BAD_VALUE_CHARS.intersection(value) or value[:1] in (b" ", b"\t") or (
-        value[-1:] in (b" ", b"\t")
+    if (
+        _BAD_VALUE_CHARS.intersection(value)
+        or value[:1] in (b" ", b"\t")
+        or (value[-1:] in (b" ", b"\t"))
     ):
         return f"invalid value for header {name.decode('latin-1')}"
     return None

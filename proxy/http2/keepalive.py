@@ -55,8 +55,9 @@ class ConnectionTimers:
     """Every timer of one connection. Call ``poll`` at ``next_wake`` (or
     earlier, e.g. after ``drain``); apply the actions in order."""
 
-    def __init__(self, settings: TimerSettings, now: float,
-                 jitter: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self, settings: TimerSettings, now: float, jitter: Callable[[], float] = random.random
+    ) -> None:
         self.s = settings
         self.reason = ""  # why the connection is closing, for logs and trailers
         self.closed = False
@@ -64,8 +65,7 @@ class ConnectionTimers:
         self._last_rx = now
         self._started = 0
         self._ping_at: float | None = None
-        self._header_deadline = (now + settings.header_timeout
-                                 if settings.header_timeout else None)
+        self._header_deadline = now + settings.header_timeout if settings.header_timeout else None
         self._idle_since: float | None = now
         self._age_deadline = None
         if settings.max_age:
@@ -86,8 +86,9 @@ class ConnectionTimers:
         if self.closed:
             return
         if self.draining:
-            if deadline is not None and (self._grace_deadline is None
-                                         or deadline < self._grace_deadline):
+            if deadline is not None and (
+                self._grace_deadline is None or deadline < self._grace_deadline
+            ):
                 self._grace_deadline = deadline
             return
         self.draining = True
@@ -96,8 +97,9 @@ class ConnectionTimers:
         self._grace_deadline = deadline
         self._pending.append(Action.NOTICE)
 
-    def poll(self, now: float, rx: int, started: int, open_streams: int,
-             last_ack: bytes = b"") -> list[Action]:
+    def poll(
+        self, now: float, rx: int, started: int, open_streams: int, last_ack: bytes = b""
+    ) -> list[Action]:
         if self.closed:
             return []
         acts = self._pending
@@ -126,8 +128,9 @@ class ConnectionTimers:
         self._wake = self._next_wake(now, open_streams)
         return acts
 
-    def _keepalive(self, now: float, keepalive_time: float, active: bool, open_streams: int,
-                   acts: list[Action]) -> bool:
+    def _keepalive(
+        self, now: float, keepalive_time: float, active: bool, open_streams: int, acts: list[Action]
+    ) -> bool:
         """PING after keepalive_time of silence; True: no answer in time."""
         s = self.s
         if self._ping_at is not None:
@@ -135,23 +138,30 @@ class ConnectionTimers:
                 self._ping_at = None
             elif now >= self._ping_at + s.keepalive_timeout:
                 return True
-        if (self._ping_at is None and (open_streams or s.ping_idle)
-                and now - self._last_rx >= keepalive_time):
+        if (
+            self._ping_at is None
+            and (open_streams or s.ping_idle)
+            and now - self._last_rx >= keepalive_time
+        ):
             acts.append(Action.PING)
             self._ping_at = now
             self._last_rx = now
         return False
 
-    def _idle_and_age(self, now: float, open_streams: int, new_streams: bool,
-                      acts: list[Action]) -> None:
+    def _idle_and_age(
+        self, now: float, open_streams: int, new_streams: bool, acts: list[Action]
+    ) -> None:
         """Start draining when idle too long, or old enough."""
         s = self.s
         if open_streams:
             self._idle_since = None
         elif self._idle_since is None or new_streams:
             self._idle_since = now
-        if s.idle_timeout and self._idle_since is not None and \
-                now - self._idle_since >= s.idle_timeout:
+        if (
+            s.idle_timeout
+            and self._idle_since is not None
+            and now - self._idle_since >= s.idle_timeout
+        ):
             self.drain(now, None, "idle_timeout")
         elif self._age_deadline is not None and now >= self._age_deadline:
             grace = now + s.max_age_grace if s.max_age_grace else None
@@ -161,12 +171,16 @@ class ConnectionTimers:
         acts.extend(self._pending)
         self._pending = []
 
-    def _drain_step(self, now: float, open_streams: int, last_ack: bytes,
-                    acts: list[Action]) -> bool:
+    def _drain_step(
+        self, now: float, open_streams: int, last_ack: bytes, acts: list[Action]
+    ) -> bool:
         """The notice goes out in this batch, the real GOAWAY on a later poll;
         True once the connection is to close."""
-        if not self._final and Action.NOTICE not in acts and (
-                last_ack == DRAIN_OPAQUE or now >= self._notice_at + NOTICE_WAIT):
+        if (
+            not self._final
+            and Action.NOTICE not in acts
+            and (last_ack == DRAIN_OPAQUE or now >= self._notice_at + NOTICE_WAIT)
+        ):
             self._final = True
             acts.append(Action.GOAWAY)
         if not self._final:
@@ -203,8 +217,11 @@ class ConnectionTimers:
                 # Activity is seen only when polled: look every half period, so
                 # a PING goes out after 1 to 1.5 keepalive_time of silence.
                 due = self._last_rx + s.keepalive_time
-                wake = min(wake, due if due > now else now + s.keepalive_time / 2,
-                           now + s.keepalive_time / 2)
+                wake = min(
+                    wake,
+                    due if due > now else now + s.keepalive_time / 2,
+                    now + s.keepalive_time / 2,
+                )
         if self.draining:
             return min(wake, now + DRAIN_POLL)
         if s.idle_timeout:
@@ -226,8 +243,7 @@ class PingPolicy:
 
     __slots__ = ("min_time", "max_strikes", "clock", "strikes", "_last")
 
-    def __init__(self, min_time: float, clock: Callable[[], float],
-                 max_strikes: int = 2) -> None:
+    def __init__(self, min_time: float, clock: Callable[[], float], max_strikes: int = 2) -> None:
         self.min_time = min_time
         self.max_strikes = max_strikes
         self.clock = clock

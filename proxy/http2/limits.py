@@ -46,8 +46,11 @@ class Http2Limits:
 UPSTREAM_MAX_HEADER_LIST_SIZE = 64 << 10
 _NO_LIMIT = 2**62
 TRUSTED_LIMITS = Http2Limits(
-    max_header_size=UPSTREAM_MAX_HEADER_LIST_SIZE, max_continuation_frames=_NO_LIMIT,
-    max_reset_streams=_NO_LIMIT, max_control_frames=_NO_LIMIT,
-    max_window_updates_per_data_frame=_NO_LIMIT, max_queued_control_frames=_NO_LIMIT,
+    max_header_size=UPSTREAM_MAX_HEADER_LIST_SIZE,
+    max_continuation_frames=_NO_LIMIT,
+    max_reset_streams=_NO_LIMIT,
+    max_control_frames=_NO_LIMIT,
+    max_window_updates_per_data_frame=_NO_LIMIT,
+    max_queued_control_frames=_NO_LIMIT,
 )
 CLIENT_LIMITS = Http2Limits()

@@ -135,8 +135,7 @@ ON_UNKNOWN: dict[tuple[int, StreamState], Refusal | None] = {
     (f.DATA, S.RESET): None,
     (f.HEADERS, S.IDLE): Refusal(E.PROTOCOL_ERROR, "unexpected stream id {sid}", True),
     (f.HEADERS, S.CLOSED): Refusal(E.STREAM_CLOSED, "HEADERS on a closed stream", True),
-    (f.HEADERS, S.IMPLICITLY_CLOSED): Refusal(
-        E.PROTOCOL_ERROR, "unexpected stream id {sid}", True),
+    (f.HEADERS, S.IMPLICITLY_CLOSED): Refusal(E.PROTOCOL_ERROR, "unexpected stream id {sid}", True),
     (f.HEADERS, S.RESET): None,
     (f.WINDOW_UPDATE, S.IDLE): Refusal(E.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream", True),
     **{(f.WINDOW_UPDATE, s): None for s in _CLOSED_IDS},
@@ -157,11 +156,19 @@ class Stream(Window):
     ``send_window`` is what we may send; as a ``Window`` (flow.py), a stream
     holds what the peer may send on it."""
 
-    __slots__ = ("id", "state", "closed_in", "send_window", "expected_length",
-                 "received_length", "relay")
+    __slots__ = (
+        "id",
+        "state",
+        "closed_in",
+        "send_window",
+        "expected_length",
+        "received_length",
+        "relay",
+    )
 
-    def __init__(self, stream_id: int, send_window: int, recv_window: int,
-                 state: StreamState) -> None:
+    def __init__(
+        self, stream_id: int, send_window: int, recv_window: int, state: StreamState
+    ) -> None:
         # Window.__init__, inlined: a call per stream costs more than three stores.
         self.recv_window = recv_window
         self.owed = 0
@@ -220,8 +227,18 @@ class Rows:
     ``opened``/``opened_ended``: a new stream's state after its first
     HEADERS, without and with END_STREAM."""
 
-    __slots__ = ("send_headers", "send_data", "send_end", "recv_headers", "recv_trailers",
-                 "refuse_headers", "refuse_data", "recv_end", "opened", "opened_ended")
+    __slots__ = (
+        "send_headers",
+        "send_data",
+        "send_end",
+        "recv_headers",
+        "recv_trailers",
+        "refuse_headers",
+        "refuse_data",
+        "recv_end",
+        "opened",
+        "opened_ended",
+    )
 
     def __init__(self, table: Transitions, opener: StreamInput, closer: StreamInput) -> None:
         self.send_headers = _moves(table, In.SEND_HEADERS)
@@ -232,7 +249,8 @@ class Rows:
         # The peer's HEADERS are trailers, except those that answer the stream.
         self.recv_trailers = tuple(
             not (s in UNANSWERED and m is not None and m not in UNANSWERED)
-            for s, m in zip(S, self.recv_headers, strict=True))
+            for s, m in zip(S, self.recv_headers, strict=True)
+        )
         # The refusals of what the peer sends, in rows apart from the moves
         # (DATA never moves a stream: it has a row of refusals only).
         self.refuse_headers = tuple(_refusal(table.get((s, In.RECV_HEADERS))) for s in S)
@@ -254,8 +272,7 @@ def _refusal(entry: StreamState | Refusal | None) -> Refusal | None:
 
 def _moves(table: Transitions, i: StreamInput) -> Moves:
     """The row of an input: the next states, None where refused or absent."""
-    return tuple(m if isinstance(m, StreamState) else None
-                 for m in (table.get((s, i)) for s in S))
+    return tuple(m if isinstance(m, StreamState) else None for m in (table.get((s, i)) for s in S))
 
 
 SERVER_ROWS = Rows(SERVER, In.RECV_HEADERS, In.RECV_END_STREAM)

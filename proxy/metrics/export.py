@@ -123,8 +123,7 @@ class Exporter:
                     totals[key] = totals.get(key, 0) + n
                     codes[code] = 0
             if any(s.buckets):
-                _add_histogram(duration.labels(s.service, s.method, s.upstream),
-                               s.buckets, s.total)
+                _add_histogram(duration.labels(s.service, s.method, s.upstream), s.buckets, s.total)
                 s.buckets = [0] * len(s.buckets)
                 s.total = 0.0
             if s.msgs_in:
@@ -148,9 +147,12 @@ class Exporter:
     def _flush_events(self) -> None:
         rec = self.recorder
         m = self.m
-        for metric, counts in ((names.RETRIES, rec.retries), (names.TIMEOUTS, rec.timeouts),
-                               (names.PROTOCOL_ERRORS, rec.protocol_errors),
-                               (names.CONFIG_RELOADS, rec.reloads)):
+        for metric, counts in (
+            (names.RETRIES, rec.retries),
+            (names.TIMEOUTS, rec.timeouts),
+            (names.PROTOCOL_ERRORS, rec.protocol_errors),
+            (names.CONFIG_RELOADS, rec.reloads),
+        ):
             for label, n in counts.items():
                 if n:
                     m[metric.name].labels(label).inc(n)
@@ -184,10 +186,13 @@ class Exporter:
         self._set(names.UPSTREAM_CONNECTIONS, connections)
         self._set(names.ENDPOINT_HEALTHY, healthy)
         etcd = src.etcd()
-        self._set(names.ETCD_CONNECTED,
-                  {(k,): 1 if getattr(st, "connected", False) else 0 for k, st in etcd.items()})
-        self._set(names.ETCD_REVISION,
-                  {(k,): getattr(st, "revision", 0) or 0 for k, st in etcd.items()})
+        self._set(
+            names.ETCD_CONNECTED,
+            {(k,): 1 if getattr(st, "connected", False) else 0 for k, st in etcd.items()},
+        )
+        self._set(
+            names.ETCD_REVISION, {(k,): getattr(st, "revision", 0) or 0 for k, st in etcd.items()}
+        )
         resyncs = m[names.ETCD_RESYNCS.name]
         for k, st in etcd.items():
             total = getattr(st, "resyncs", 0) or 0
@@ -220,7 +225,6 @@ class Exporter:
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-
     def request_totals(self) -> dict[tuple[str, str, str, str], float]:
         """``grpc_proxy_requests_total`` as (service, method, upstream, code)
         -> calls, as a scrape would show it: this process's counts, or in
@@ -228,15 +232,20 @@ class Exporter:
         included). For the status page's rates; safe off the trio thread."""
         if not self.multiprocess:
             return dict(self._request_totals)  # one C-level copy: atomic under the GIL
-        families = SettledFilesCollector(None, path=multiprocess_dir(),
-                                         pattern="counter_*.db").collect()
+        families = SettledFilesCollector(
+            None, path=multiprocess_dir(), pattern="counter_*.db"
+        ).collect()
         out: dict[tuple[str, str, str, str], float] = {}
         for family in families:
             for s in family.samples:
                 if s.name == names.REQUESTS.name:
                     lb = s.labels
-                    key = (lb.get("service", ""), lb.get("method", ""),
-                           lb.get("upstream", ""), lb.get("code", ""))
+                    key = (
+                        lb.get("service", ""),
+                        lb.get("method", ""),
+                        lb.get("upstream", ""),
+                        lb.get("code", ""),
+                    )
                     out[key] = out.get(key, 0.0) + s.value
         return out
 

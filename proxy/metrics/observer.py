@@ -43,8 +43,16 @@ class _HasNow(Protocol):
 class Series:
     """What one (service, method, upstream) accumulated since the last export."""
 
-    __slots__ = ("service", "method", "upstream", "codes", "buckets", "total",
-                 "msgs_in", "msgs_out")
+    __slots__ = (
+        "service",
+        "method",
+        "upstream",
+        "codes",
+        "buckets",
+        "total",
+        "msgs_in",
+        "msgs_out",
+    )
 
     def __init__(self, service: str, method: str, upstream: str) -> None:
         self.service = service
@@ -88,9 +96,14 @@ class CallRecorder:
     (server, queue)). ``clock`` has the time of the current batch in ``now``
     (the relay)."""
 
-    def __init__(self, clock: _HasNow, *, metrics: bool = True,
-                 max_methods: int = 1000,
-                 logs: dict[int, tuple[Server, AccessLogQueue]] | None = None) -> None:
+    def __init__(
+        self,
+        clock: _HasNow,
+        *,
+        metrics: bool = True,
+        max_methods: int = 1000,
+        logs: dict[int, tuple[Server, AccessLogQueue]] | None = None,
+    ) -> None:
         self.clock = clock
         self.metrics = metrics
         self.max_methods = max_methods
@@ -141,11 +154,27 @@ class CallRecorder:
             server = rs.down_link.server
             target = self.logs.get(id(server))
             if target is not None and target[0] is server:
-                self._log(target[1], (
-                    time.time(), rs.down_link.peer, rs.path, rs.location.upstream,
-                    ep.address if ep is not None else None, 200, status, duration,
-                    req.bytes, res.bytes, req.messages, res.messages, rs.error,
-                    rs.request_headers, rs.user, _subject(rs.down_link)))
+                self._log(
+                    target[1],
+                    (
+                        time.time(),
+                        rs.down_link.peer,
+                        rs.path,
+                        rs.location.upstream,
+                        ep.address if ep is not None else None,
+                        200,
+                        status,
+                        duration,
+                        req.bytes,
+                        res.bytes,
+                        req.messages,
+                        res.messages,
+                        rs.error,
+                        rs.request_headers,
+                        rs.user,
+                        _subject(rs.down_link),
+                    ),
+                )
 
     def call_refused(self, link: Link, path: str, answer: Answer, now: float) -> None:
         status = int(answer.grpc_status)
@@ -157,9 +186,27 @@ class CallRecorder:
             server = link.server
             target = self.logs.get(id(server))
             if target is not None and target[0] is server:
-                self._log(target[1], (
-                    time.time(), link.peer, path, "", None, answer.http_status, status, 0.0,
-                    0, 0, 0, 0, answer.message, None, None, _subject(link)))
+                self._log(
+                    target[1],
+                    (
+                        time.time(),
+                        link.peer,
+                        path,
+                        "",
+                        None,
+                        answer.http_status,
+                        status,
+                        0.0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        answer.message,
+                        None,
+                        None,
+                        _subject(link),
+                    ),
+                )
 
     def retried(self, rs: RelayStream) -> None:
         name = rs.pool.name
@@ -222,6 +269,6 @@ def _subject(link: Link) -> str | None:
 
 
 def _split_path(path: str) -> tuple[str, str]:
-    """"/pkg.Service/Method" -> ("pkg.Service", "Method")."""
+    """ "/pkg.Service/Method" -> ("pkg.Service", "Method")."""
     service, _, method = path[1:].partition("/")
     return service, method

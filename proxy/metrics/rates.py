@@ -134,8 +134,9 @@ class MethodRate:
 CallKey = tuple[str, str, str, str]  # service, method, upstream, code
 
 
-def method_rates(increase: Mapping[CallKey, float],
-                 totals: Mapping[CallKey, float]) -> list[MethodRate]:
+def method_rates(
+    increase: Mapping[CallKey, float], totals: Mapping[CallKey, float]
+) -> list[MethodRate]:
     """One row per (service, method, upstream) that has any call since the
     start: busiest in the window first, then most calls overall, then by name."""
     rows: dict[tuple[str, str, str], MethodRate] = {}
@@ -154,5 +155,6 @@ def method_rates(increase: Mapping[CallKey, float],
         if code != OK:
             row.errors += n
         row.codes[code] = row.codes.get(code, 0.0) + n
-    return sorted(rows.values(),
-                  key=lambda r: (-r.calls, -r.total, r.service, r.method, r.upstream))
+    return sorted(
+        rows.values(), key=lambda r: (-r.calls, -r.total, r.service, r.method, r.upstream)
+    )

@@ -48,10 +48,17 @@ class RelayBase:
         def _release_endpoint(self, rs: RelayStream) -> None: ...  # retry
         def _pump_request(self, rs: RelayStream) -> None: ...  # pump
         def _pump_reply(self, link: Link, reply: Reply) -> None: ...  # pump
-        def _discard(self, p: Pending, sender: Link | None, stream: Stream | None,
-                     receiver: Link | None, rs: RelayStream) -> None: ...  # pump
+        def _discard(
+            self,
+            p: Pending,
+            sender: Link | None,
+            stream: Stream | None,
+            receiver: Link | None,
+            rs: RelayStream,
+        ) -> None: ...  # pump
         def _fail(self, rs: RelayStream, answer: Answer) -> None: ...  # endings
         def _finish(self, rs: RelayStream) -> None: ...  # endings
-        def _answer_client(self, link: Link, down: Stream, answer: Answer,
-                           started: bool) -> None: ...  # endings
+        def _answer_client(
+            self, link: Link, down: Stream, answer: Answer, started: bool
+        ) -> None: ...  # endings
         def _close_client_stream(self, link: Link, down: Stream) -> None: ...  # endings

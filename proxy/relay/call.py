@@ -58,7 +58,6 @@ STREAMING = CallState.STREAMING
 DONE = CallState.DONE
 
 
-
 class CallStateError(RuntimeError):
     """A move the call's state does not allow: a bug in the relay or its connector."""
 
@@ -115,8 +114,16 @@ class RelayStream:
         "user",
     )
 
-    def __init__(self, down_link: Link, down: Stream, path: str, location: Location,
-                 pool: PoolSnapshot, request_headers: HeaderList, now: float) -> None:
+    def __init__(
+        self,
+        down_link: Link,
+        down: Stream,
+        path: str,
+        location: Location,
+        pool: PoolSnapshot,
+        request_headers: HeaderList,
+        now: float,
+    ) -> None:
         self.state = ROUTING
         self.down_link = down_link
         self.down = down
@@ -149,8 +156,10 @@ class RelayStream:
         return self.state is DONE
 
     def __repr__(self) -> str:
-        return (f"RelayStream({self.path}, {self.state.value}, down={self.down.id}, "
-                f"up={self.up and self.up.id})")
+        return (
+            f"RelayStream({self.path}, {self.state.value}, down={self.down.id}, "
+            f"up={self.up and self.up.id})"
+        )
 
     # ------------------------------------------------------------ transitions
 
@@ -197,8 +206,9 @@ class RelayStream:
         """The upstream surely did not process it (the caller knows why: a
         REFUSED_STREAM, or a stream above a GOAWAY's last id), and it may go
         again: no response yet, its request bytes still kept, refusals left."""
-        return (not self.response_started and self.replay is not None
-                and self.refusals < MAX_REFUSALS)
+        return (
+            not self.response_started and self.replay is not None and self.refusals < MAX_REFUSALS
+        )
 
     def rewind_for_retry(self) -> None:
         """STREAMING -> ROUTING after a refusal: forget the attempt (its

@@ -25,8 +25,14 @@ class Link:
 
     __slots__ = ("core", "blocked", "wake", "server", "endpoint", "peer", "client")
 
-    def __init__(self, core: Connection, *, server: Server | None = None,
-                 endpoint: EndpointState | None = None, peer: str = "") -> None:
+    def __init__(
+        self,
+        core: Connection,
+        *,
+        server: Server | None = None,
+        endpoint: EndpointState | None = None,
+        peer: str = "",
+    ) -> None:
         self.core = core
         # Streams with DATA waiting for this link's windows or writer (an ordered set).
         self.blocked: dict[RelayStream | Reply, None] = {}

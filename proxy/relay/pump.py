@@ -138,8 +138,7 @@ class Pump(RelayBase):
 
     # ------------------------------------------------------------ both ways
 
-    def _pump(self, p: Pending, link: Link, stream: Stream, rs: RelayStream,
-              replay: bool) -> int:
+    def _pump(self, p: Pending, link: Link, stream: Stream, rs: RelayStream, replay: bool) -> int:
         """Send what the windows allow; park ``rs`` on ``link`` if anything is
         left. Returns the bytes that owe credit to their sender."""
         core = link.core
@@ -184,8 +183,14 @@ class Pump(RelayBase):
             p.end_sent = True
         return acked
 
-    def _discard(self, p: Pending, sender: Link | None, stream: Stream | None,
-                 receiver: Link | None, rs: RelayStream) -> None:
+    def _discard(
+        self,
+        p: Pending,
+        sender: Link | None,
+        stream: Stream | None,
+        receiver: Link | None,
+        rs: RelayStream,
+    ) -> None:
         """Drop bytes that will never be forwarded, returning their connection
         credit to the sender, and unpark ``rs`` from the receiving link."""
         if p.chunks:

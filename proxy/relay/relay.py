@@ -97,8 +97,9 @@ class Relay(Routing, Retry, Pump, Timers, Endings):
             elif type(ev) is ConnectionFailed:  # the I/O layer closes; one line per connection
                 if self.observer is not None:
                     self.observer.protocol_error(ev.kind)
-                log.warning("client %s: GOAWAY %s: %s", link.peer,
-                            error_code_name(ev.code), ev.reason)
+                log.warning(
+                    "client %s: GOAWAY %s: %s", link.peer, error_code_name(ev.code), ev.reason
+                )
             # GoAwayReceived: finish what runs. The rest is the core's own business.
         self.dirty.add(link)
 

@@ -35,8 +35,11 @@ class Retry(RelayBase):
         tries = rs.location.next_upstream_tries
         ep = None
         pool = rs.pool
-        ctx = PickContext(rs.down_link.peer, rs.request_headers, rs.path) \
-            if pool.needs_context else None
+        ctx = (
+            PickContext(rs.down_link.peer, rs.request_headers, rs.path)
+            if pool.needs_context
+            else None
+        )
         if not tries or len(rs.tried) < tries:
             ep = pool.pick(self.now, rs.tried, ctx)
             if ep is None and (pool.primaries or pool.backups) and self._no_pick(rs, ctx):

@@ -53,8 +53,9 @@ class Routing(RelayBase):
             return
         pool = self.pools.get(location.upstream)
         if pool is None:  # a connection draining after a reload that removed the upstream
-            self._answer_client(link, down, answer_for(Failure.NO_ENDPOINT,
-                                                       upstream=location.upstream), False)
+            self._answer_client(
+                link, down, answer_for(Failure.NO_ENDPOINT, upstream=location.upstream), False
+            )
             self._close_client_stream(link, down)
             return
         now = self.now

@@ -83,7 +83,8 @@ class ClientHandler:
                 await trio.aclose_forcefully(sock)
                 return
         core = Connection(
-            client=False, max_concurrent_streams=server.http2_max_concurrent_streams,
+            client=False,
+            max_concurrent_streams=server.http2_max_concurrent_streams,
             limits=server.http2,
         )
         conn = server.connection

@@ -34,8 +34,14 @@ ServiceStarter = Callable[["Generation", trio.Nursery], None]
 
 
 class Generation:
-    def __init__(self, number: int, config: Config, pools: dict[str, PoolSnapshot],
-                 runtime: Runtime, services: Sequence[ServiceStarter] = ()) -> None:
+    def __init__(
+        self,
+        number: int,
+        config: Config,
+        pools: dict[str, PoolSnapshot],
+        runtime: Runtime,
+        services: Sequence[ServiceStarter] = (),
+    ) -> None:
         self.number = number
         self.config = config
         self.pools = pools  # as built from the file; relay.pools is the live view

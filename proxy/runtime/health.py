@@ -35,8 +35,20 @@ class Probe:
     """One Health/Check call on one endpoint. ``done`` is what the connector's
     waiter queue checks, as for a relayed call."""
 
-    __slots__ = ("endpoint", "headers", "body", "stream", "link", "done", "finished",
-                 "response", "data", "trailers", "error", "relay")
+    __slots__ = (
+        "endpoint",
+        "headers",
+        "body",
+        "stream",
+        "link",
+        "done",
+        "finished",
+        "response",
+        "data",
+        "trailers",
+        "error",
+        "relay",
+    )
 
     def __init__(self, endpoint: EndpointState, service: str, relay: Relay) -> None:
         self.endpoint = endpoint
@@ -103,9 +115,15 @@ class Probe:
             self.relay.flush()
 
 
-async def check_endpoint(ep: EndpointState, check: HealthCheck, upstream: str, relay: Relay,
-                         upstreams: Upstreams, connect_timeout: float,
-                         tls: UpstreamTls | None = None) -> None:
+async def check_endpoint(
+    ep: EndpointState,
+    check: HealthCheck,
+    upstream: str,
+    relay: Relay,
+    upstreams: Upstreams,
+    connect_timeout: float,
+    tls: UpstreamTls | None = None,
+) -> None:
     probe = Probe(ep, check.service, relay)
     upstreams.probe(probe, connect_timeout, tls)
     relay.flush()
@@ -124,8 +142,13 @@ async def check_endpoint(ep: EndpointState, check: HealthCheck, upstream: str, r
             log.warning("upstream %s: %s is unhealthy: %s", upstream, ep.address, probe.error)
 
 
-async def run_health_checks(name: str, check: HealthCheck, relay: Relay,
-                            upstreams: Upstreams, tls: UpstreamTls | None = None) -> None:
+async def run_health_checks(
+    name: str,
+    check: HealthCheck,
+    relay: Relay,
+    upstreams: Upstreams,
+    tls: UpstreamTls | None = None,
+) -> None:
     """Probe every endpoint of upstream ``name`` each ``interval``, in
     parallel, until the upstream leaves ``relay.pools``."""
     while True:
@@ -136,8 +159,9 @@ async def run_health_checks(name: str, check: HealthCheck, relay: Relay,
         async with trio.open_nursery() as nursery:
             for ep in pool.endpoints:
                 if not ep.down:
-                    nursery.start_soon(check_endpoint, ep, check, name, relay, upstreams,
-                                       pool.connect_timeout, tls)
+                    nursery.start_soon(
+                        check_endpoint, ep, check, name, relay, upstreams, pool.connect_timeout, tls
+                    )
         await trio.sleep(max(0.0, check.interval - (trio.current_time() - started)))
 
 
@@ -153,13 +177,15 @@ def health_check_service(generation: Generation, nursery: trio.Nursery) -> None:
     nursery.start_soon(start)
 
 
-def start_health_checks(nursery: trio.Nursery, config: Config, relay: Relay,
-                        upstreams: Upstreams) -> None:
+def start_health_checks(
+    nursery: trio.Nursery, config: Config, relay: Relay, upstreams: Upstreams
+) -> None:
     """One checking task per upstream of ``config`` that has a health_check."""
     for name, up in config.upstreams.items():
         if up.health_check is not None:
-            nursery.start_soon(run_health_checks, name, up.health_check, relay, upstreams,
-                               _tls_of(config, name))
+            nursery.start_soon(
+                run_health_checks, name, up.health_check, relay, upstreams, _tls_of(config, name)
+            )
 
 
 def _tls_of(config: Config, upstream: str) -> UpstreamTls | None:

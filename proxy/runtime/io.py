@@ -22,8 +22,13 @@ FINAL_FLUSH_TIMEOUT = 2.0
 class LinkIO:
     """Drives ``link`` over ``stream`` until either side closes."""
 
-    def __init__(self, link: Link, stream: trio.abc.Stream, relay: Relay,
-                 on_events: Callable[[Link, list[Event]], None]) -> None:
+    def __init__(
+        self,
+        link: Link,
+        stream: trio.abc.Stream,
+        relay: Relay,
+        on_events: Callable[[Link, list[Event]], None],
+    ) -> None:
         self.link = link
         self.stream = stream
         self.relay = relay

@@ -27,23 +27,34 @@ log = logging.getLogger("grpc_proxy.lifetime")
 
 def client_settings(c: ClientConnection) -> TimerSettings:
     return TimerSettings(
-        keepalive_time=c.keepalive_time, keepalive_timeout=c.keepalive_timeout,
-        idle_timeout=c.idle_timeout, header_timeout=c.header_timeout,
-        max_age=c.max_age, max_age_grace=c.max_age_grace, ping_idle=True,
+        keepalive_time=c.keepalive_time,
+        keepalive_timeout=c.keepalive_timeout,
+        idle_timeout=c.idle_timeout,
+        header_timeout=c.header_timeout,
+        max_age=c.max_age,
+        max_age_grace=c.max_age_grace,
+        ping_idle=True,
     )
 
 
 def upstream_settings(keepalive_time: float | None, keepalive_timeout: float) -> TimerSettings:
-    return TimerSettings(keepalive_time=keepalive_time, keepalive_timeout=keepalive_timeout,
-                         ping_idle=False)
+    return TimerSettings(
+        keepalive_time=keepalive_time, keepalive_timeout=keepalive_timeout, ping_idle=False
+    )
 
 
 class LinkWatch:
     """``on_dead`` runs when keepalive finds the peer gone, before the link is
     aborted (upstream links fail their streams there)."""
 
-    def __init__(self, link: Link, io: LinkIO, relay: Relay, settings: TimerSettings,
-                 on_dead: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        link: Link,
+        io: LinkIO,
+        relay: Relay,
+        settings: TimerSettings,
+        on_dead: Callable[[str], None] | None = None,
+    ) -> None:
         self.link = link
         self.io = io
         self.relay = relay
@@ -69,15 +80,17 @@ class LinkWatch:
 
     async def run(self) -> None:
         core = self.link.core
-        started: Callable[[], int] = (lambda: core.next_stream_id // 2) if core.client else (
-            lambda: core.last_peer_stream)
+        started: Callable[[], int] = (
+            (lambda: core.next_stream_id // 2) if core.client else (lambda: core.last_peer_stream)
+        )
         while True:
             with trio.move_on_at(self.timers.next_wake):
                 await self._kick.wait()
             self._kick = trio.Event()
             now = trio.current_time()
-            acts = self.timers.poll(now, self.io.rx, started(), len(core.streams),
-                                    core.last_ping_ack)
+            acts = self.timers.poll(
+                now, self.io.rx, started(), len(core.streams), core.last_ping_ack
+            )
             if acts:
                 self._apply(acts)
             if self.timers.closed:
@@ -104,8 +117,11 @@ class LinkWatch:
             elif act is Action.DEAD:
                 if relay.observer is not None:
                     relay.observer.timed_out("keepalive")
-                log.warning("%s: no PING ACK within %gs, closing", link.peer,
-                            self.timers.s.keepalive_timeout)
+                log.warning(
+                    "%s: no PING ACK within %gs, closing",
+                    link.peer,
+                    self.timers.s.keepalive_timeout,
+                )
                 if self.on_dead is not None:  # upstream: fail its streams, then drop it
                     self.on_dead(reason)
                     self.io.abort(reason)

@@ -25,8 +25,9 @@ class StartupError(Exception):
 
 
 class ListenerSlot:
-    def __init__(self, address: Address, server: Server,
-                 listeners: list[trio.SocketListener]) -> None:
+    def __init__(
+        self, address: Address, server: Server, listeners: list[trio.SocketListener]
+    ) -> None:
         self.address = address
         self.server = server
         self.listeners = listeners
@@ -43,8 +44,9 @@ class ListenerSlot:
         for w in self.watches:
             w.link.server = server
 
-    async def serve(self, handler: Callable[[trio.SocketStream], Awaitable[None]],
-                    connections: trio.Nursery) -> None:
+    async def serve(
+        self, handler: Callable[[trio.SocketStream], Awaitable[None]], connections: trio.Nursery
+    ) -> None:
         """Accept until ``close``; connections run in ``connections``, so that
         closing the listener does not cut the connections it accepted (as
         ``trio.serve_listeners`` would)."""
@@ -66,9 +68,11 @@ class ListenerSlot:
             w.drain(deadline, reason)
 
 
-async def _accept_loop(listener: trio.SocketListener,
-                       handler: Callable[[trio.SocketStream], Awaitable[None]],
-                       connections: trio.Nursery) -> None:
+async def _accept_loop(
+    listener: trio.SocketListener,
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    connections: trio.Nursery,
+) -> None:
     while True:
         try:
             stream = await listener.accept()
@@ -81,8 +85,9 @@ async def _accept_loop(listener: trio.SocketListener,
         connections.start_soon(handler, stream)
 
 
-async def bind(listen: Listen, inherited: dict[Address, list[socket.socket]]
-               ) -> list[trio.SocketListener]:
+async def bind(
+    listen: Listen, inherited: dict[Address, list[socket.socket]]
+) -> list[trio.SocketListener]:
     """Listeners for ``listen``: sockets the master passed down, or new ones."""
     socks = inherited.pop(listen.address, None)
     if socks is not None:

@@ -42,8 +42,9 @@ DRAIN_FLUSH = 2.0  # after shutdown_timeout: time for the last trailers to leave
 __all__ = ["Runtime", "StartupError", "run"]
 
 
-def run(config: Config, inherited: dict[Address, list[socket.socket]] | None = None,
-        ready_fd: int = -1) -> int:
+def run(
+    config: Config, inherited: dict[Address, list[socket.socket]] | None = None, ready_fd: int = -1
+) -> int:
     """Serve ``config`` until a signal. ``inherited``: listen sockets from the
     master (worker mode); ``ready_fd``: written to once serving, then closed."""
     if config.worker_processes > 1 and inherited is None:
@@ -58,9 +59,12 @@ def run(config: Config, inherited: dict[Address, list[socket.socket]] | None = N
 
 
 class Runtime:
-    def __init__(self, nursery: trio.Nursery,
-                 inherited: dict[Address, list[socket.socket]] | None = None,
-                 services: Sequence[ServiceStarter] = ()) -> None:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        inherited: dict[Address, list[socket.socket]] | None = None,
+        services: Sequence[ServiceStarter] = (),
+    ) -> None:
         self.nursery = nursery
         self.services = tuple(services)  # started for every generation, in order
         self.worker = inherited is not None
@@ -88,8 +92,11 @@ class Runtime:
     async def apply(self, config: Config) -> None:
         """Start serving ``config``, or switch to it. Raises StartupError (a
         new address cannot be bound) before anything has changed."""
-        wanted = {listen.address: (server, listen)
-                  for server in config.servers for listen in server.listens}
+        wanted = {
+            listen.address: (server, listen)
+            for server in config.servers
+            for listen in server.listens
+        }
         bound: dict[Address, list[trio.SocketListener]] = {}
         try:
             for address, (_, listen) in wanted.items():
@@ -128,9 +135,12 @@ class Runtime:
             self.nursery.start_soon(slot.close, deadline, "listener removed")
 
     def _pools(self, config: Config) -> dict[str, PoolSnapshot]:
-        return {name: build_pool(up, up.servers, self.registry,
-                                 discovered=carried_over(up, self.discovered))
-                for name, up in config.upstreams.items()}
+        return {
+            name: build_pool(
+                up, up.servers, self.registry, discovered=carried_over(up, self.discovered)
+            )
+            for name, up in config.upstreams.items()
+        }
 
     async def reload(self) -> bool:
         """SIGHUP: read the file again; a broken file changes nothing."""
@@ -148,8 +158,7 @@ class Runtime:
             log.warning("worker_processes: a change from 1 needs a restart")
         for line in warnings(config):
             log.warning("%s", line)
-        log.info("configuration reloaded from %s (generation %d)", path,
-                 self._generations)
+        log.info("configuration reloaded from %s (generation %d)", path, self._generations)
         return True
 
     def _count_reload(self, ok: bool) -> None:
@@ -169,14 +178,17 @@ class Runtime:
         log.info("draining %d client connection(s), up to %gs", open_count, timeout)
         while any(s.watches for s in self.slots.values()):
             if trio.current_time() > deadline + DRAIN_FLUSH:
-                log.warning("shutdown_timeout: closing %d connection(s)",
-                            sum(len(s.watches) for s in self.slots.values()))
+                log.warning(
+                    "shutdown_timeout: closing %d connection(s)",
+                    sum(len(s.watches) for s in self.slots.values()),
+                )
                 break
             await trio.sleep(0.05)
 
 
-async def _main(config: Config, inherited: dict[Address, list[socket.socket]] | None,
-                ready_fd: int) -> int:
+async def _main(
+    config: Config, inherited: dict[Address, list[socket.socket]] | None, ready_fd: int
+) -> int:
     signals = [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP]
     with trio.open_signal_receiver(*signals) as receiver:
         async with trio.open_nursery() as nursery:

@@ -111,16 +111,28 @@ class Master:
 
     async def start_worker(self, slot: int) -> Worker | None:
         """Start slot's worker and wait until it serves (None: it failed)."""
-        spec = [(a.host, a.port, [s.fileno() for s in socks[slot]])
-                for a, socks in self.sockets.items()]
+        spec = [
+            (a.host, a.port, [s.fileno() for s in socks[slot]]) for a, socks in self.sockets.items()
+        ]
         fds = [fd for _, _, fdl in spec for fd in fdl]
         r, w = os.pipe()
-        cmd = [sys.executable, "-m", "proxy", "-c", self.config.file,
-               "--log-level", logging.getLevelName(logging.getLogger().level).lower(),
-               "--worker-fds", json.dumps(spec), "--ready-fd", str(w)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "proxy",
+            "-c",
+            self.config.file,
+            "--log-level",
+            logging.getLevelName(logging.getLogger().level).lower(),
+            "--worker-fds",
+            json.dumps(spec),
+            "--ready-fd",
+            str(w),
+        ]
         try:
-            proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL,
-                                                    pass_fds=[*fds, w])
+            proc = await trio.lowlevel.open_process(
+                cmd, stdin=subprocess.DEVNULL, pass_fds=[*fds, w]
+            )
         finally:
             os.close(w)
         worker = Worker(slot, proc, trio.current_time())
@@ -145,8 +157,12 @@ class Master:
         if worker.retiring or self.stopping:
             log.info("worker %d (pid %d) exited with %d", worker.slot, worker.proc.pid, code)
             return
-        log.error("worker %d (pid %d) died (exit %d): starting a new one",
-                  worker.slot, worker.proc.pid, code)
+        log.error(
+            "worker %d (pid %d) died (exit %d): starting a new one",
+            worker.slot,
+            worker.proc.pid,
+            code,
+        )
         delay = RESTART_DELAY - (trio.current_time() - worker.started)
         if delay > 0:
             await trio.sleep(delay)
@@ -260,8 +276,9 @@ def _bind(listen: Listen) -> list[socket.socket]:
     address = listen.address
     host = None if address.host in ("*", "0.0.0.0", "") else address.host
     try:
-        infos = socket.getaddrinfo(host, address.port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except OSError as e:
         raise StartupError(f"{where(listen)}cannot listen on {address}: {e}") from None
     socks: list[socket.socket] = []

@@ -34,10 +34,17 @@ EXPORT_INTERVAL = 1.0  # seconds between moves of the counts into prometheus-cli
 
 
 class Observability:
-    def __init__(self, relay: Relay, sources: Sources, recorder: CallRecorder | None,
-                 exporter: Exporter | None, admin: AdminServer | None,
-                 admin_listeners: list[trio.SocketListener], logs: list[AccessLogFile],
-                 status: StatusBoard | None = None) -> None:
+    def __init__(
+        self,
+        relay: Relay,
+        sources: Sources,
+        recorder: CallRecorder | None,
+        exporter: Exporter | None,
+        admin: AdminServer | None,
+        admin_listeners: list[trio.SocketListener],
+        logs: list[AccessLogFile],
+        status: StatusBoard | None = None,
+    ) -> None:
         self.relay = relay
         self.sources = sources
         self.recorder = recorder
@@ -104,25 +111,31 @@ async def open_observability(config: Config, relay: Relay) -> Observability:
     metrics = config.admin is not None
     if not metrics and not logs:
         return Observability(relay, sources, None, None, None, [], [])
-    recorder = CallRecorder(relay, metrics=metrics, max_methods=config.metrics_max_methods,
-                            logs=logs)
+    recorder = CallRecorder(
+        relay, metrics=metrics, max_methods=config.metrics_max_methods, logs=logs
+    )
     relay.observer = recorder
     exporter = admin = status = None
     listeners: list[trio.SocketListener] = []
     if config.admin is not None:
         exporter = Exporter(recorder, sources)
-        status = StatusBoard(sources, exporter.request_totals,
-                             share_dir=multiprocess_dir() if exporter.multiprocess else None)
-        admin = AdminServer(AdminHandlers(sources, exporter.render, status),
-                            before_metrics=exporter.flush)
+        status = StatusBoard(
+            sources,
+            exporter.request_totals,
+            share_dir=multiprocess_dir() if exporter.multiprocess else None,
+        )
+        admin = AdminServer(
+            AdminHandlers(sources, exporter.render, status), before_metrics=exporter.flush
+        )
         try:
             listeners = [await _bind(config.admin.listen, config.worker_processes > 1)]
         except OSError as e:
             for f in files:
                 f.close()
             reason = (e.strerror or str(e)).lower()
-            raise StartupError(f"{config.admin.source}: cannot listen on "
-                               f"{config.admin.listen} for admin: {reason}") from None
+            raise StartupError(
+                f"{config.admin.source}: cannot listen on {config.admin.listen} for admin: {reason}"
+            ) from None
     return Observability(relay, sources, recorder, exporter, admin, listeners, files, status)
 
 

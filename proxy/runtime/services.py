@@ -40,14 +40,19 @@ def pool_publisher(generation: Generation) -> Publish:
     def publish(upstream: Upstream, discovered: tuple[UpstreamServer, ...]) -> bool:
         if not generation.current:
             return False
-        runtime.relay.pools[upstream.name] = build_pool(upstream, upstream.servers, registry,
-                                                        discovered=discovered)
+        runtime.relay.pools[upstream.name] = build_pool(
+            upstream, upstream.servers, registry, discovered=discovered
+        )
         # Endpoints gone from etcd leave the registry once no call holds them;
         # calls in flight keep their EndpointState (and old snapshot) anyway.
         kept = {s.address for s in upstream.servers} | {s.address for s in discovered}
         for key, ep in list(registry.items()):
-            if key[0] == upstream.name and ep.source == "etcd" and key[1] not in kept \
-                    and not ep.active:
+            if (
+                key[0] == upstream.name
+                and ep.source == "etcd"
+                and key[1] not in kept
+                and not ep.active
+            ):
                 del registry[key]
         return True
 
@@ -65,8 +70,12 @@ def etcd_feed_service(generation: Generation, nursery: trio.Nursery) -> None:
     async def start() -> None:
         await generation.activated.wait()
         runtime.etcd_status = start_etcd_feeds(
-            nursery, generation.config, pool_publisher(generation), runtime.discovered,
-            previous=runtime.etcd_status)
+            nursery,
+            generation.config,
+            pool_publisher(generation),
+            runtime.discovered,
+            previous=runtime.etcd_status,
+        )
 
     nursery.start_soon(start)
 

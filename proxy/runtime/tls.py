@@ -35,8 +35,9 @@ def _reason(e: BaseException) -> str:
     return str(cause)
 
 
-async def server_handshake(stream: trio.abc.Stream, context: ssl.SSLContext, timeout: float
-                           ) -> tuple[trio.SSLStream[trio.abc.Stream], str | None]:
+async def server_handshake(
+    stream: trio.abc.Stream, context: ssl.SSLContext, timeout: float
+) -> tuple[trio.SSLStream[trio.abc.Stream], str | None]:
     """Handshake as the server, within ``timeout``; returns the TLS stream and
     the verified client subject (None without a client certificate).
     Raises HandshakeFailed (timeout, bad client certificate, no ALPN h2)."""
@@ -53,8 +54,9 @@ async def server_handshake(stream: trio.abc.Stream, context: ssl.SSLContext, tim
     return tls, subject_of(tls.getpeercert())
 
 
-async def client_handshake(stream: trio.abc.Stream, context: ssl.SSLContext, server_name: str
-                           ) -> trio.SSLStream[trio.abc.Stream]:
+async def client_handshake(
+    stream: trio.abc.Stream, context: ssl.SSLContext, server_name: str
+) -> trio.SSLStream[trio.abc.Stream]:
     """Handshake as the client (SNI and verification by ``server_name``);
     the caller's deadline bounds it. Raises HandshakeFailed."""
     tls = trio.SSLStream(stream, context, server_hostname=server_name, https_compatible=True)

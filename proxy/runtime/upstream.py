@@ -31,8 +31,16 @@ log = logging.getLogger("grpc_proxy.upstream")
 
 
 class EndpointLinks:
-    __slots__ = ("endpoint", "links", "connecting", "waiters", "connect_timeout", "keepalive",
-                 "probes", "tls")
+    __slots__ = (
+        "endpoint",
+        "links",
+        "connecting",
+        "waiters",
+        "connect_timeout",
+        "keepalive",
+        "probes",
+        "tls",
+    )
 
     def __init__(self, endpoint: EndpointState, tls: UpstreamTls | None = None) -> None:
         self.endpoint = endpoint
@@ -51,7 +59,8 @@ class EndpointLinks:
     def opening(self) -> bool:
         """A connection is being made, or waits for the peer's SETTINGS."""
         return self.connecting > 0 or any(
-            not lk.core.settings_received and not lk.core.closed for lk in self.links)
+            not lk.core.settings_received and not lk.core.closed for lk in self.links
+        )
 
 
 class Upstreams:
@@ -70,8 +79,10 @@ class Upstreams:
         el.endpoint = endpoint  # a rediscovered address gets a new EndpointState
         el.connect_timeout = connect_timeout
         pool = rs.pool
-        if el.keepalive.keepalive_time != pool.keepalive_time or \
-                el.keepalive.keepalive_timeout != pool.keepalive_timeout:
+        if (
+            el.keepalive.keepalive_time != pool.keepalive_time
+            or el.keepalive.keepalive_timeout != pool.keepalive_timeout
+        ):
             el.keepalive = upstream_settings(pool.keepalive_time, pool.keepalive_timeout)
         for link in el.links:
             if link.core.can_open_stream():
@@ -89,8 +100,7 @@ class Upstreams:
             el.tls = tls
         return el
 
-    def probe(self, probe: Probe, connect_timeout: float, tls: UpstreamTls | None = None
-              ) -> None:
+    def probe(self, probe: Probe, connect_timeout: float, tls: UpstreamTls | None = None) -> None:
         """Run a health-check probe on an existing connection to its endpoint,
         or on a new one, like a call."""
         el = self._links(probe.endpoint, tls)

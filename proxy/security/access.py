@@ -39,8 +39,9 @@ def client_of(link: Link) -> ClientIdentity:
     return client
 
 
-def check(access: Access, link: Link, headers: HeaderList
-          ) -> tuple[Answer | None, str | None, HeaderList]:
+def check(
+    access: Access, link: Link, headers: HeaderList
+) -> tuple[Answer | None, str | None, HeaderList]:
     """(refusal or None, the token's name or None, the headers to forward)."""
     if access.rules and not allowed(access.rules, client_of(link).ip):
         return FORBIDDEN, None, headers

@@ -8,9 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 # RFC 4514 short names, as nginx's $ssl_client_s_dn prints them.
-_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
-          "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
-          "domainComponent": "DC", "userId": "UID", "emailAddress": "emailAddress"}
+_SHORT = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "domainComponent": "DC",
+    "userId": "UID",
+    "emailAddress": "emailAddress",
+}
 
 
 def subject_of(cert: dict[str, Any] | None) -> str | None:

@@ -51,6 +51,8 @@ def chromium() -> str:
         pytest.fail(f"{SETUP} did not finish within {SETUP_TIMEOUT:.0f}s", pytrace=False)
     if code != 0 or not lines or not Path(lines[-1]).exists():
         tail = "\n".join(err.strip().splitlines()[-15:])
-        pytest.fail(f"cannot install Chromium for the browser tests ({SETUP} exited with "
-                    f"{code}):\n{tail}", pytrace=False)
+        pytest.fail(
+            f"cannot install Chromium for the browser tests ({SETUP} exited with {code}):\n{tail}",
+            pytrace=False,
+        )
     return lines[-1]

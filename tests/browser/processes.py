@@ -11,12 +11,21 @@ from pathlib import Path
 import psutil
 
 
-def run_bounded(cmd: Sequence[str], timeout: float, cwd: Path | None = None,
-                ) -> tuple[int | None, str, str]:
+def run_bounded(
+    cmd: Sequence[str],
+    timeout: float,
+    cwd: Path | None = None,
+) -> tuple[int | None, str, str]:
     """(exit code, stdout, stderr) of ``cmd``; None as the code if it ran past
     ``timeout``: then it and every process it started are killed, by PID."""
-    proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd)
+    proc = subprocess.Popen(
+        list(cmd),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
         return proc.returncode, out, err

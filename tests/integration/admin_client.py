@@ -47,14 +47,20 @@ def upstreams(port: int) -> dict[str, dict[str, Any]]:
 def scrape(port: int) -> Samples:
     code, body = get(port, "/metrics")
     assert code == 200, (code, body[:200])
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+    }
 
 
 def total(samples: Samples, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples whose labels include ``labels``."""
-    return sum(v for (n, k), v in samples.items()
-               if n == name and all((lk, lv) in k for lk, lv in labels.items()))
+    return sum(
+        v
+        for (n, k), v in samples.items()
+        if n == name and all((lk, lv) in k for lk, lv in labels.items())
+    )
 
 
 def present(samples: Samples, name: str) -> bool:

@@ -50,8 +50,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def module_stack(tmp_path_factory: pytest.TempPathFactory,
-                 request: pytest.FixtureRequest) -> Iterator[Stack]:
+def module_stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
     name = request.module.__name__.rsplit(".", 1)[-1]
     s = Stack(tmp_path_factory.mktemp(name))
     try:

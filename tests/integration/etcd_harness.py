@@ -38,8 +38,16 @@ def prefix_end(prefix: str) -> str:
 class EtcdMember:
     """One etcd process; ``start()`` again after ``stop()`` keeps its data."""
 
-    def __init__(self, name: str, data_dir: Path, client_port: int, peer_port: int,
-                 initial_cluster: str, log_path: Path, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        data_dir: Path,
+        client_port: int,
+        peer_port: int,
+        initial_cluster: str,
+        log_path: Path,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.data_dir = data_dir
         self.client_port = client_port
@@ -56,21 +64,38 @@ class EtcdMember:
     def command(self) -> list[str]:
         peer = f"http://{LOCALHOST}:{self.peer_port}"
         return [
-            str(ETCD_BIN), "--name", self.name, "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", self.initial_cluster, "--initial-cluster-state", "new",
-            "--heartbeat-interval=10", "--election-timeout=100",
+            str(ETCD_BIN),
+            "--name",
+            self.name,
+            "--data-dir",
+            str(self.data_dir),
+            "--listen-client-urls",
+            self.url,
+            "--advertise-client-urls",
+            self.url,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            self.initial_cluster,
+            "--initial-cluster-state",
+            "new",
+            "--heartbeat-interval=10",
+            "--election-timeout=100",
             # Progress notifications every 500 ms, so short watch timeouts work.
             "--experimental-watch-progress-notify-interval=500ms",
-            "--log-level", "warn", *self.extra,
+            "--log-level",
+            "warn",
+            *self.extra,
         ]
 
     def spawn(self) -> None:
         assert self.proc is None or self.proc.poll() is not None
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -115,16 +140,31 @@ class EtcdMember:
 
 def single(workdir: Path, name: str = "e1") -> EtcdMember:
     client, peer = free_ports(2)
-    return EtcdMember(name, workdir / f"etcd-{name}", client, peer,
-                      f"{name}=http://{LOCALHOST}:{peer}", workdir / f"etcd-{name}.log")
+    return EtcdMember(
+        name,
+        workdir / f"etcd-{name}",
+        client,
+        peer,
+        f"{name}=http://{LOCALHOST}:{peer}",
+        workdir / f"etcd-{name}.log",
+    )
 
 
 def cluster(workdir: Path, n: int = 3) -> list[EtcdMember]:
     ports = free_ports(2 * n)
     names = [f"m{i}" for i in range(n)]
     initial = ",".join(f"{nm}=http://{LOCALHOST}:{ports[2 * i + 1]}" for i, nm in enumerate(names))
-    return [EtcdMember(nm, workdir / f"etcd-{nm}", ports[2 * i], ports[2 * i + 1], initial,
-                       workdir / f"etcd-{nm}.log") for i, nm in enumerate(names)]
+    return [
+        EtcdMember(
+            nm,
+            workdir / f"etcd-{nm}",
+            ports[2 * i],
+            ports[2 * i + 1],
+            initial,
+            workdir / f"etcd-{nm}.log",
+        )
+        for i, nm in enumerate(names)
+    ]
 
 
 def start_cluster(members: list[EtcdMember]) -> None:
@@ -169,8 +209,10 @@ class Client:
 
     def get_prefix(self, prefix: str) -> dict[str, bytes]:
         doc = self.call("/v3/kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix)})
-        return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", ""))
-                for kv in doc.get("kvs", [])}
+        return {
+            base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", ""))
+            for kv in doc.get("kvs", [])
+        }
 
     def revision(self) -> int:
         doc = self.call("/v3/kv/range", {"key": b64("\0"), "limit": "1"})

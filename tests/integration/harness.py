@@ -137,9 +137,13 @@ def make_config(
 ) -> str:
     """A whole config: ``upstreams`` from ``upstream()``, ``locations`` from
     ``location()``, one ``server`` listening on 127.0.0.1:``listen_port``."""
-    parts = [f"worker_processes {worker_processes};", *upstreams, "server {",
-             f"    listen {LOCALHOST}:{listen_port} http2;",
-             f"    http2_max_concurrent_streams {max_concurrent_streams};"]
+    parts = [
+        f"worker_processes {worker_processes};",
+        *upstreams,
+        "server {",
+        f"    listen {LOCALHOST}:{listen_port} http2;",
+        f"    http2_max_concurrent_streams {max_concurrent_streams};",
+    ]
     parts += [f"    {_semi(d)}" for d in server_directives]
     parts += [f"    {loc}" for loc in locations]
     parts.append("}")
@@ -202,8 +206,11 @@ class ProxyProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 proxy_command(self.config_path),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                cwd=str(REPO_ROOT), env=subprocess_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=str(REPO_ROOT),
+                env=subprocess_env(),
             )
         if not wait_for_port(self.port, self.host, timeout, self.proc):
             code = self.proc.poll()
@@ -432,7 +439,9 @@ class EchoClient:
         start = time.monotonic()
         try:
             reply, call = self.client_stream_call.with_call(
-                iter(messages), metadata=tuple(metadata), timeout=timeout,
+                iter(messages),
+                metadata=tuple(metadata),
+                timeout=timeout,
                 compression=compression,
             )
         except grpc.RpcError as e:
@@ -532,9 +541,15 @@ def grpc_request_headers(
     extra: Sequence[tuple[str, str]] = (),
     content_type: str = "application/grpc",
 ) -> list[tuple[str, str]]:
-    return [(":method", "POST"), (":scheme", "http"), (":path", path),
-            (":authority", authority), ("content-type", content_type), ("te", "trailers"),
-            *extra]
+    return [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", authority),
+        ("content-type", content_type),
+        ("te", "trailers"),
+        *extra,
+    ]
 
 
 def _text(v: str | bytes) -> str:
@@ -572,14 +587,16 @@ class RawResponse:
 class RawH2:
     """A tiny blocking HTTP/2 (h2c, prior knowledge) client on the h2 library."""
 
-    def __init__(self, port: int, host: str = LOCALHOST, timeout: float = 5.0,
-                 source: str | None = None) -> None:
+    def __init__(
+        self, port: int, host: str = LOCALHOST, timeout: float = 5.0, source: str | None = None
+    ) -> None:
         """``source``: the local address to connect from (127.0.N.M works on Linux)."""
         self.host = host
         self.port = port
         self.authority = f"{host}:{port}"
-        self.sock = socket.create_connection((host, port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         )
@@ -719,8 +736,9 @@ class Stack:
     def defer(self, fn: Callable[[], None]) -> None:
         self._cleanups.append(fn)
 
-    def backend(self, name: str, port: int = 0,
-                server_options: tuple[tuple[str, Any], ...] = ()) -> EchoBackend:
+    def backend(
+        self, name: str, port: int = 0, server_options: tuple[tuple[str, Any], ...] = ()
+    ) -> EchoBackend:
         """An in-process echo backend, started."""
         b = EchoBackend(name, port, server_options=server_options)
         b.start()
@@ -791,11 +809,34 @@ def run_in_threads(fn: Callable[[int], Any], n: int, timeout: float) -> list[Any
 
 
 __all__ = [
-    "LOCALHOST", "MiB", "REPO_ROOT", "EchoClient", "ProxyProcess", "RawH2", "RawResponse",
-    "RequestQueue", "Result", "RssSampler", "Stack", "addr", "free_port", "free_ports",
-    "grpc_frame", "grpc_request_headers", "grpc_unframe", "location", "make_channel",
-    "make_config", "paced", "port_accepts", "port_is_free", "proxy_logs",
-    "rss_of_tree", "run_in_threads", "upstream", "wait_for_port",
+    "LOCALHOST",
+    "MiB",
+    "REPO_ROOT",
+    "EchoClient",
+    "ProxyProcess",
+    "RawH2",
+    "RawResponse",
+    "RequestQueue",
+    "Result",
+    "RssSampler",
+    "Stack",
+    "addr",
+    "free_port",
+    "free_ports",
+    "grpc_frame",
+    "grpc_request_headers",
+    "grpc_unframe",
+    "location",
+    "make_channel",
+    "make_config",
+    "paced",
+    "port_accepts",
+    "port_is_free",
+    "proxy_logs",
+    "rss_of_tree",
+    "run_in_threads",
+    "upstream",
+    "wait_for_port",
 ]
 
 
@@ -812,8 +853,9 @@ class Env:
     client: EchoClient
 
 
-def single_backend_env(stack: Stack, *location_directives: str,
-                       max_concurrent_streams: int = 1000) -> Env:
+def single_backend_env(
+    stack: Stack, *location_directives: str, max_concurrent_streams: int = 1000
+) -> Env:
     """A backend behind a proxy whose ``/echo.Echo/`` location passes to it."""
     backend = stack.backend("b1")
     config = make_config(

@@ -46,13 +46,19 @@ class ClientRun:
 
     def describe(self, stderr_lines: int = 15) -> str:
         """The client's verdict, plus the grpc-go transport lines of its log."""
-        notable = [ln for ln in self.stderr.splitlines()
-                   if "GoAway" in ln or "transport" in ln or "panic" in ln]
-        out = (f"interop_client {self.case}: exit {self.returncode} after {self.elapsed:.2f}s\n"
-               f"{self.stdout.strip() or '(no output)'}")
+        notable = [
+            ln
+            for ln in self.stderr.splitlines()
+            if "GoAway" in ln or "transport" in ln or "panic" in ln
+        ]
+        out = (
+            f"interop_client {self.case}: exit {self.returncode} after {self.elapsed:.2f}s\n"
+            f"{self.stdout.strip() or '(no output)'}"
+        )
         if notable:
-            out += (f"\n--- grpc-go transport log (last {stderr_lines}) ---\n"
-                    + "\n".join(notable[-stderr_lines:]))
+            out += f"\n--- grpc-go transport log (last {stderr_lines}) ---\n" + "\n".join(
+                notable[-stderr_lines:]
+            )
         return out
 
 
@@ -64,25 +70,44 @@ class GoTools:
         self.server_bin = build_dir / "bin" / "interop_server"
         self.client_bin = build_dir / "bin" / "interop_client"
 
-    def client(self, port: int, case: str, *args: str, rpc_timeout: float = 10.0,
-               deadline: float = 60.0) -> ClientRun:
+    def client(
+        self, port: int, case: str, *args: str, rpc_timeout: float = 10.0, deadline: float = 60.0
+    ) -> ClientRun:
         """Run test case ``case`` against 127.0.0.1:``port``; never raises on a
         failed case (see ``ClientRun``)."""
-        cmd = [str(self.client_bin), "-server_host", LOCALHOST, "-server_port", str(port),
-               "-test_case", case, "-rpc_timeout", f"{rpc_timeout}s",
-               "-deadline", f"{deadline}s", *args]
+        cmd = [
+            str(self.client_bin),
+            "-server_host",
+            LOCALHOST,
+            "-server_port",
+            str(port),
+            "-test_case",
+            case,
+            "-rpc_timeout",
+            f"{rpc_timeout}s",
+            "-deadline",
+            f"{deadline}s",
+            *args,
+        ]
         # grpc-go logs GOAWAYs and connection errors at INFO.
-        env = {**os.environ, "GRPC_GO_LOG_SEVERITY_LEVEL": "info",
-               "GRPC_GO_LOG_VERBOSITY_LEVEL": "2"}
+        env = {
+            **os.environ,
+            "GRPC_GO_LOG_SEVERITY_LEVEL": "info",
+            "GRPC_GO_LOG_VERBOSITY_LEVEL": "2",
+        }
         start = time.monotonic()
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                                  stdin=subprocess.DEVNULL, timeout=deadline + 10.0)
+            done = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                timeout=deadline + 10.0,
+            )
         except subprocess.TimeoutExpired as e:  # run() has killed it
-            return ClientRun(case, -9, _text(e.stdout), _text(e.stderr),
-                             time.monotonic() - start)
-        return ClientRun(case, done.returncode, done.stdout, done.stderr,
-                         time.monotonic() - start)
+            return ClientRun(case, -9, _text(e.stdout), _text(e.stderr), time.monotonic() - start)
+        return ClientRun(case, done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
     def server(self, workdir: Path, name: str = "go-server") -> GoServer:
         return GoServer(self, workdir, name).start()
@@ -107,14 +132,25 @@ class GoServer:
         self.port = free_port()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(self.tools.server_bin), "-host", LOCALHOST, "-port", str(self.port),
-                 "-max_lifetime", "15m"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                [
+                    str(self.tools.server_bin),
+                    "-host",
+                    LOCALHOST,
+                    "-port",
+                    str(self.port),
+                    "-max_lifetime",
+                    "15m",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
         if not wait_for_port(self.port, LOCALHOST, timeout, self.proc):
             code = self.proc.poll()
             self.stop()
-            raise RuntimeError(f"interop_server not listening on {self.port} "
-                               f"(exit {code}):\n{self.log()}")
+            raise RuntimeError(
+                f"interop_server not listening on {self.port} (exit {code}):\n{self.log()}"
+            )
         return self
 
     def log(self) -> str:
@@ -160,19 +196,26 @@ def go_tools() -> GoTools:
 def _setup() -> GoTools:
     start = time.monotonic()
     try:
-        done = subprocess.run(["bash", str(SETUP_GO)], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=SETUP_TIMEOUT,
-                              cwd=str(REPO_ROOT))
+        done = subprocess.run(
+            ["bash", str(SETUP_GO)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=SETUP_TIMEOUT,
+            cwd=str(REPO_ROOT),
+        )
     except subprocess.TimeoutExpired as e:
-        raise SetupError(f"{SETUP_GO} did not finish in {SETUP_TIMEOUT:.0f}s\n"
-                         f"{_text(e.stderr)[-3000:]}") from None
+        raise SetupError(
+            f"{SETUP_GO} did not finish in {SETUP_TIMEOUT:.0f}s\n{_text(e.stderr)[-3000:]}"
+        ) from None
     except OSError as e:
         raise SetupError(f"cannot run {SETUP_GO}: {e}") from None
     if done.returncode != 0:
         raise SetupError(
             f"{SETUP_GO} exited {done.returncode}: it needs Debian's golang-go and "
             f"golang-google-grpc-dev (run it once as root, or apt-get install them)\n"
-            f"--- setup_go.sh output ---\n{done.stderr[-3000:]}")
+            f"--- setup_go.sh output ---\n{done.stderr[-3000:]}"
+        )
     lines = done.stdout.strip().splitlines()
     tools = GoTools(Path(lines[-1]) if lines else INTEROP_DIR / "build")
     for b in (tools.server_bin, tools.client_bin):

@@ -27,22 +27,38 @@ SETUP_SCRIPT = REPO_ROOT / "tests" / "interop" / "setup_js.sh"
 SETUP_TIMEOUT = 300.0  # npm ci takes seconds; installing nodejs with apt, a minute or two
 
 # The cases echo_client.js runs on one shared channel (see its header).
-CHANNEL_CASES = ("unary", "server_stream", "client_stream", "bidi", "metadata",
-                 "error_status", "deadline", "cancel", "big", "concurrent")
+CHANNEL_CASES = (
+    "unary",
+    "server_stream",
+    "client_stream",
+    "bidi",
+    "metadata",
+    "error_status",
+    "deadline",
+    "cancel",
+    "big",
+    "concurrent",
+)
 
 
 def setup_js(timeout: float = SETUP_TIMEOUT) -> str | None:
     """Run setup_js.sh; None if node and node_modules are ready, else the reason."""
     try:
         proc = subprocess.run(
-            ["bash", str(SETUP_SCRIPT)], cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=timeout,
+            ["bash", str(SETUP_SCRIPT)],
+            cwd=str(REPO_ROOT),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return f"{SETUP_SCRIPT} did not finish in {timeout:.0f} s"
     if proc.returncode != 0:
-        return (f"{SETUP_SCRIPT} exited {proc.returncode}:\n"
-                f"{proc.stderr.strip()[-2000:] or proc.stdout.strip()[-2000:]}")
+        return (
+            f"{SETUP_SCRIPT} exited {proc.returncode}:\n"
+            f"{proc.stderr.strip()[-2000:] or proc.stdout.strip()[-2000:]}"
+        )
     return None
 
 
@@ -90,21 +106,27 @@ class JsServer:
         try:
             self.proc = subprocess.Popen(
                 [node(), "echo_server.js", "--port", str(self.port), "--name", self.name],
-                cwd=str(JS_DIR), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=stderr, env=_env(),
+                cwd=str(JS_DIR),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=_env(),
             )
         finally:
             if stderr is not subprocess.DEVNULL:
                 stderr.close()
         ready = threading.Event()
         lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, args=(ready, lines), daemon=True,
-                                        name=f"js-server-{self.name}")
+        self._reader = threading.Thread(
+            target=self._read, args=(ready, lines), daemon=True, name=f"js-server-{self.name}"
+        )
         self._reader.start()
         if not ready.wait(timeout):
             self.stop()
-            raise RuntimeError(f"grpc-js server {self.name} not ready in {timeout} s "
-                               f"(exit code {self.proc.returncode}); output: {lines!r}")
+            raise RuntimeError(
+                f"grpc-js server {self.name} not ready in {timeout} s "
+                f"(exit code {self.proc.returncode}); output: {lines!r}"
+            )
         return self
 
     def _read(self, ready: threading.Event, lines: list[str]) -> None:
@@ -124,8 +146,9 @@ class JsServer:
                     self.events.append(event)
                     self._cond.notify_all()
 
-    def wait_event(self, pred: Callable[[dict[str, Any]], bool],
-                   timeout: float) -> dict[str, Any] | None:
+    def wait_event(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any] | None:
         """The first event for which ``pred`` holds, waiting up to ``timeout`` s."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -169,18 +192,39 @@ class JsServer:
 class JsClientRun:
     """One ``node echo_client.js`` run, started at once; ``results()`` waits."""
 
-    def __init__(self, target: str, cases: Sequence[str], *, timeout: float = 60.0,
-                 idle_s: float = 30.0, deadline_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        target: str,
+        cases: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        idle_s: float = 30.0,
+        deadline_ms: int = 5000,
+    ) -> None:
         self.target = target
         self.cases = list(cases)
         self.timeout = timeout
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [node(), "echo_client.js", "--target", target, "--cases", ",".join(cases),
-             "--idle-s", str(idle_s), "--deadline-ms", str(deadline_ms),
-             "--max-s", str(int(timeout))],
-            cwd=str(JS_DIR), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=_env(),
+            [
+                node(),
+                "echo_client.js",
+                "--target",
+                target,
+                "--cases",
+                ",".join(cases),
+                "--idle-s",
+                str(idle_s),
+                "--deadline-ms",
+                str(deadline_ms),
+                "--max-s",
+                str(int(timeout)),
+            ],
+            cwd=str(JS_DIR),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
         )
         self._results: dict[str, dict[str, Any]] | None = None
         self.stderr = ""
@@ -204,11 +248,17 @@ class JsClientRun:
                 if isinstance(obj, dict) and "case" in obj:
                     results[obj["case"]] = obj
         for case in self.cases:
-            results.setdefault(case, {
-                "case": case, "ok": False,
-                "problems": [f"no result (exit {self.proc.returncode}): "
-                             f"{self.stderr.strip()[-1500:] or out.decode()[-1500:]}"],
-            })
+            results.setdefault(
+                case,
+                {
+                    "case": case,
+                    "ok": False,
+                    "problems": [
+                        f"no result (exit {self.proc.returncode}): "
+                        f"{self.stderr.strip()[-1500:] or out.decode()[-1500:]}"
+                    ],
+                },
+            )
         self._results = results
         return results
 

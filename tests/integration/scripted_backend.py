@@ -19,9 +19,9 @@ import h2.events
 # Scripts: what the server sends as soon as it accepts (before reading anything),
 # and what it sends on reading the client's preface.
 PREFACES: dict[str, tuple[Sequence[str], Sequence[str]]] = {
-    "settings-alone": ((), ("settings",)),                  # grpc-js, grpc-go
-    "settings-first": (("settings",), ()),                  # before the client speaks
-    "settings+window": ((), ("settings", "window")),        # grpcio
+    "settings-alone": ((), ("settings",)),  # grpc-js, grpc-go
+    "settings-first": (("settings",), ()),  # before the client speaks
+    "settings+window": ((), ("settings", "window")),  # grpcio
     "settings-then-ack-later": ((), ("settings", "pause")),  # ACK of ours comes late
 }
 
@@ -51,8 +51,9 @@ class ScriptedBackend:
             t.start()
             self._threads.append(t)
 
-    def _send_script(self, c: h2.connection.H2Connection, sock: socket.socket,
-                     steps: Sequence[str]) -> None:
+    def _send_script(
+        self, c: h2.connection.H2Connection, sock: socket.socket, steps: Sequence[str]
+    ) -> None:
         for step in steps:
             if step == "settings":
                 c.initiate_connection()  # h2 sends SETTINGS only
@@ -64,8 +65,9 @@ class ScriptedBackend:
         sock.sendall(c.data_to_send())
 
     def _serve(self, sock: socket.socket) -> None:
-        c = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding=None))
+        c = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding=None)
+        )
         sock.settimeout(0.2)
         bodies: dict[int, bytes] = {}
         preface_seen = False
@@ -89,8 +91,9 @@ class ScriptedBackend:
                     elif isinstance(ev, h2.events.StreamEnded):
                         self.calls += 1
                         sid = ev.stream_id
-                        c.send_headers(sid, [(b":status", b"200"),
-                                             (b"content-type", b"application/grpc")])
+                        c.send_headers(
+                            sid, [(b":status", b"200"), (b"content-type", b"application/grpc")]
+                        )
                         c.send_data(sid, bodies.pop(sid, b""))
                         c.send_headers(sid, [(b"grpc-status", b"0")], end_stream=True)
                 sock.sendall(c.data_to_send())

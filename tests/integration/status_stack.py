@@ -44,24 +44,42 @@ def start(stack: Stack, etcd_member: etcd.EtcdMember) -> StatusStack:
     b1, b2, b3 = stack.backend("b1"), stack.backend("b2"), stack.backend("b3")
     dead = free_port()
     kv = etcd.Client(etcd_member.url)
-    kv.put(PREFIX + "b3", json.dumps({"address": f"{LOCALHOST}:{b3.port}",
-                                      "meta": {"zone": "eu-1"}}))
+    kv.put(
+        PREFIX + "b3", json.dumps({"address": f"{LOCALHOST}:{b3.port}", "meta": {"zone": "eu-1"}})
+    )
     port, admin = free_ports(2)
     config = make_config(
         port,
-        [upstream("echo", [addr(b1.port), addr(b2.port),
-                           addr(dead, "max_fails=1", "fail_timeout=120s")],
-                  "least_conn", "connect_timeout 2s"),
-         upstream("streams", [], f"etcd {etcd_member.url} prefix={PREFIX}", "random two",
-                  "etcd_dial_timeout 1s")],
-        [location("/echo.Echo/ServerStream", "grpc_pass streams", exact=True),
-         location("/echo.Echo/", "grpc_pass echo")],
+        [
+            upstream(
+                "echo",
+                [addr(b1.port), addr(b2.port), addr(dead, "max_fails=1", "fail_timeout=120s")],
+                "least_conn",
+                "connect_timeout 2s",
+            ),
+            upstream(
+                "streams",
+                [],
+                f"etcd {etcd_member.url} prefix={PREFIX}",
+                "random two",
+                "etcd_dial_timeout 1s",
+            ),
+        ],
+        [
+            location("/echo.Echo/ServerStream", "grpc_pass streams", exact=True),
+            location("/echo.Echo/", "grpc_pass echo"),
+        ],
     ) + admin_block(admin)
     proxy = stack.proxy(config)
     assert wait_for(lambda: get(admin, "/readyz")[0] == 200, 15), proxy_logs(stack)
-    return StatusStack(proxy, admin, stack.client(proxy.port),
-                       [f"{LOCALHOST}:{b1.port}", f"{LOCALHOST}:{b2.port}"],
-                       f"{LOCALHOST}:{dead}", f"{LOCALHOST}:{b3.port}")
+    return StatusStack(
+        proxy,
+        admin,
+        stack.client(proxy.port),
+        [f"{LOCALHOST}:{b1.port}", f"{LOCALHOST}:{b2.port}"],
+        f"{LOCALHOST}:{dead}",
+        f"{LOCALHOST}:{b3.port}",
+    )
 
 
 def send_traffic(s: StatusStack) -> None:
@@ -99,10 +117,15 @@ def counted(doc: dict[str, Any]) -> bool:
     unary = method(doc, "echo.Echo", "Unary")
     streams = method(doc, "echo.Echo", "ServerStream")
     unknown = method(doc, "unknown", "unknown")
-    return (doc["calls"]["seconds"] > 0 and unary is not None and streams is not None
-            and unknown is not None
-            and unary["calls"] == UNARY_OK + UNARY_NOT_FOUND
-            and streams["calls"] == STREAMS and unknown["calls"] == UNROUTED)
+    return (
+        doc["calls"]["seconds"] > 0
+        and unary is not None
+        and streams is not None
+        and unknown is not None
+        and unary["calls"] == UNARY_OK + UNARY_NOT_FOUND
+        and streams["calls"] == STREAMS
+        and unknown["calls"] == UNROUTED
+    )
 
 
 def wait_counted(admin: int, timeout: float) -> dict[str, Any]:

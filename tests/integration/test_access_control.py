@@ -40,12 +40,19 @@ def bearer(token: str) -> list[tuple[str, str]]:
 def test_allow_deny_first_match_and_location_override(stack: Stack) -> None:
     b = stack.backend("b1")
     port = free_port()
-    proxy = stack.proxy(make_config(
-        port, [upstream("echo", [addr(b.port)])],
-        [location("/echo.Echo/Unary", "allow 127.0.0.1", "deny all", "grpc_pass echo",
-                  exact=True),
-         location("/echo.Echo/", "grpc_pass echo")],
-        server_directives=["deny 127.0.0.0/8", "allow all"]))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [upstream("echo", [addr(b.port)])],
+            [
+                location(
+                    "/echo.Echo/Unary", "allow 127.0.0.1", "deny all", "grpc_pass echo", exact=True
+                ),
+                location("/echo.Echo/", "grpc_pass echo"),
+            ],
+            server_directives=["deny 127.0.0.0/8", "allow all"],
+        )
+    )
     client = stack.client(proxy.port)
     ok = client.unary(b"x")
     assert ok.ok, (ok, proxy_logs(stack))  # the location's own rules replace the server's
@@ -61,10 +68,14 @@ def test_bearer_tokens(stack: Stack, tmp_path: Path) -> None:
     b = stack.backend("b1")
     log_path = tmp_path / "access.log"
     port = free_port()
-    proxy = stack.proxy(make_config(
-        port, [upstream("echo", [addr(b.port)])],
-        [location("/echo.Echo/", "grpc_pass echo")],
-        server_directives=[f"auth_bearer_tokens {tokens}", f"access_log {log_path}"]))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [upstream("echo", [addr(b.port)])],
+            [location("/echo.Echo/", "grpc_pass echo")],
+            server_directives=[f"auth_bearer_tokens {tokens}", f"access_log {log_path}"],
+        )
+    )
     client = stack.client(proxy.port)
     missing = client.unary(b"x")
     assert missing.code == grpc.StatusCode.UNAUTHENTICATED, missing
@@ -103,11 +114,17 @@ def test_auth_strip_removes_authorization_upstream(stack: Stack, tmp_path: Path)
     tokens.write_text(f"{SECRET}\n")
     b = stack.backend("b1")
     port = free_port()
-    proxy = stack.proxy(make_config(
-        port, [upstream("echo", [addr(b.port)])],
-        [location("/echo.Echo/Unary", "auth_strip off", "grpc_pass echo", exact=True),
-         location("/echo.Echo/", "grpc_pass echo")],
-        server_directives=[f"auth_bearer_tokens {tokens}", "auth_strip on"]))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [upstream("echo", [addr(b.port)])],
+            [
+                location("/echo.Echo/Unary", "auth_strip off", "grpc_pass echo", exact=True),
+                location("/echo.Echo/", "grpc_pass echo"),
+            ],
+            server_directives=[f"auth_bearer_tokens {tokens}", "auth_strip on"],
+        )
+    )
     client = stack.client(proxy.port)
     meta = [*bearer(SECRET), ("x-echo-keep", "yes")]
     stripped = client.server_stream(b"x", metadata=meta)
@@ -125,14 +142,23 @@ def test_bad_token_file_is_a_config_error(stack: Stack, tmp_path: Path) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text("ok-token\nname:bad token with spaces\n")
     conf = tmp_path / "p.conf"
-    conf.write_text(make_config(free_port(), [upstream("echo", ["127.0.0.1:1"])],
-                                [location("/", "grpc_pass echo")],
-                                server_directives=[f"auth_bearer_tokens {tokens}"]))
+    conf.write_text(
+        make_config(
+            free_port(),
+            [upstream("echo", ["127.0.0.1:1"])],
+            [location("/", "grpc_pass echo")],
+            server_directives=[f"auth_bearer_tokens {tokens}"],
+        )
+    )
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "proxy", "-t", "-c", str(conf)],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "proxy", "-t", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 1
     assert r.stderr == f"{tokens}:2: invalid bearer token (RFC 6750 token characters only)\n"
     assert "spaces" not in r.stderr

@@ -27,11 +27,13 @@ from grpc_proxy_demo.echo import EchoBackend
 
 
 def _proxy_client(stack: Stack, servers: list[str], *directives: str) -> EchoClient:
-    proxy = stack.proxy(make_config(
-        free_port(),
-        [upstream("echo", servers, "connect_timeout 1s", *directives)],
-        [location("/", "grpc_pass echo")],
-    ))
+    proxy = stack.proxy(
+        make_config(
+            free_port(),
+            [upstream("echo", servers, "connect_timeout 1s", *directives)],
+            [location("/", "grpc_pass echo")],
+        )
+    )
     return stack.client(proxy.port)
 
 
@@ -45,8 +47,7 @@ def _by_backend(results: list[Result]) -> Counter[str | None]:
 
 def _assert_all_ok(results: list[Result], stack: Stack) -> None:
     bad = [r for r in results if not r.ok]
-    assert not bad, f"{len(bad)} of {len(results)} calls failed, e.g. {bad[0]}\n" \
-                    f"{proxy_logs(stack)}"
+    assert not bad, f"{len(bad)} of {len(results)} calls failed, e.g. {bad[0]}\n{proxy_logs(stack)}"
 
 
 def test_weights_3_to_1_per_call_on_one_connection(stack: Stack) -> None:
@@ -100,8 +101,9 @@ def test_backup_idle_while_a_primary_is_up_then_takes_over(stack: Stack) -> None
 
 def test_down_server_never_gets_calls(stack: Stack) -> None:
     live, spare, marked = stack.backend("live"), stack.backend("spare"), stack.backend("marked")
-    client = _proxy_client(stack, [addr(live.port), addr(spare.port, "backup"),
-                                   addr(marked.port, "down")])
+    client = _proxy_client(
+        stack, [addr(live.port), addr(spare.port, "backup"), addr(marked.port, "down")]
+    )
     results = _calls(client, 50)
     _assert_all_ok(results, stack)
     assert _by_backend(results) == Counter({"live": 50})
@@ -126,8 +128,13 @@ def test_backend_killed_under_load(stack: Stack) -> None:
     calls in flight at that moment may fail; every call started 0.5 s after the
     kill succeeds, on the survivor."""
     a, b = stack.echo_process("a"), stack.echo_process("b")
-    client = _proxy_client(stack, [addr(a.port, "max_fails=1 fail_timeout=30s"),
-                                   addr(b.port, "max_fails=1 fail_timeout=30s")])
+    client = _proxy_client(
+        stack,
+        [
+            addr(a.port, "max_fails=1 fail_timeout=30s"),
+            addr(b.port, "max_fails=1 fail_timeout=30s"),
+        ],
+    )
     workers = 8
     samples: list[Sample] = []
     lock = threading.Lock()
@@ -161,8 +168,9 @@ def test_backend_killed_under_load(stack: Stack) -> None:
         assert s.result.code == grpc.StatusCode.UNAVAILABLE, s
     late = [s for s in samples if s.started > killed_at + 0.5]
     assert len(late) >= 20, f"only {len(late)} calls after the kill"
-    assert all(s.result.ok and s.result.backend == "b" for s in late), \
-        [s for s in late if not (s.result.ok and s.result.backend == "b")][:3]
+    assert all(s.result.ok and s.result.backend == "b" for s in late), [
+        s for s in late if not (s.result.ok and s.result.backend == "b")
+    ][:3]
 
 
 def _restart(stack: Stack, name: str, port: int, timeout: float = 5.0) -> EchoBackend:
@@ -217,7 +225,8 @@ def test_upstream_stream_limit_opens_more_connections(stack: Stack) -> None:
     client = _proxy_client(stack, [addr(capped.port)])
     client.unary(b"warm-up", timeout=10)  # the proxy learns the limit from SETTINGS
     results = run_in_threads(
-        lambda i: client.unary(b"slow %d" % i, [("x-sleep-ms", "400")], timeout=20), 40, 60)
+        lambda i: client.unary(b"slow %d" % i, [("x-sleep-ms", "400")], timeout=20), 40, 60
+    )
     _assert_all_ok(results, stack)
     assert capped.peak_active > 10, capped.peak_active
 
@@ -230,5 +239,6 @@ def test_cold_start_waits_for_upstream_settings(stack: Stack) -> None:
     capped = stack.backend("capped", server_options=(("grpc.max_concurrent_streams", 10),))
     client = _proxy_client(stack, [addr(capped.port)])
     results = run_in_threads(
-        lambda i: client.unary(b"slow %d" % i, [("x-sleep-ms", "300")], timeout=20), 40, 60)
+        lambda i: client.unary(b"slow %d" % i, [("x-sleep-ms", "300")], timeout=20), 40, 60
+    )
     _assert_all_ok(results, stack)

@@ -37,16 +37,19 @@ def _backend(stack: Stack, name: str, delay_ms: int = 0) -> EchoBackend:
 
 
 def _proxy(stack: Stack, servers: Sequence[str], *directives: str) -> int:
-    proxy = stack.proxy(make_config(
-        free_port(),
-        [upstream("echo", servers, "connect_timeout 2s", *directives)],
-        [location("/", "grpc_pass echo")],
-    ))
+    proxy = stack.proxy(
+        make_config(
+            free_port(),
+            [upstream("echo", servers, "connect_timeout 2s", *directives)],
+            [location("/", "grpc_pass echo")],
+        )
+    )
     return proxy.port
 
 
-def _load(stack: Stack, port: int, calls: int, threads: int = 8,
-          metadata: Sequence[tuple[str, str]] = ()) -> list[Result]:
+def _load(
+    stack: Stack, port: int, calls: int, threads: int = 8, metadata: Sequence[tuple[str, str]] = ()
+) -> list[Result]:
     """``calls`` unary calls on ``threads`` threads, each with its own channel."""
     clients = [stack.client(port) for _ in range(threads)]
     per = calls // threads
@@ -74,8 +77,10 @@ def test_random_follows_weights(stack: Stack) -> None:
     # random, not round robin: a run of sequential calls is not strictly alternating
     client = stack.client(port)
     seq = [client.unary(b"x").backend for _ in range(100)]
-    assert any(a == b == "light" for a, b in zip(seq, seq[1:], strict=False)) or \
-        seq.count("light") != 25, seq
+    assert (
+        any(a == b == "light" for a, b in zip(seq, seq[1:], strict=False))
+        or seq.count("light") != 25
+    ), seq
 
 
 # --------------------------------------------------------------- least_conn
@@ -92,8 +97,9 @@ def test_least_conn_ties_go_round_robin_by_weight(stack: Stack) -> None:
 def _steering(stack: Stack, method: str) -> Counter[str | None]:
     fast1, fast2 = _backend(stack, "fast1"), _backend(stack, "fast2")
     slow = _backend(stack, "slow", delay_ms=50)
-    port = _proxy(stack, [addr(fast1.port), addr(fast2.port), addr(slow.port)],
-                  *([method] if method else []))
+    port = _proxy(
+        stack, [addr(fast1.port), addr(fast2.port), addr(slow.port)], *([method] if method else [])
+    )
     return _counts(_load(stack, port, 2400, threads=12), stack)
 
 
@@ -150,8 +156,9 @@ def test_ip_hash_sticks_per_slash_24_and_spreads_networks(stack: Stack) -> None:
 
 def test_ip_hash_moves_away_from_an_unavailable_backend_and_back(stack: Stack) -> None:
     bs = {n: _backend(stack, n) for n in ("a", "b", "c")}
-    port = _proxy(stack, [addr(b.port, "max_fails=1 fail_timeout=1s") for b in bs.values()],
-                  "ip_hash")
+    port = _proxy(
+        stack, [addr(b.port, "max_fails=1 fail_timeout=1s") for b in bs.values()], "ip_hash"
+    )
     client = stack.client(port)
     home = client.unary(b"x").backend
     assert home is not None
@@ -164,6 +171,7 @@ def test_ip_hash_moves_away_from_an_unavailable_backend_and_back(stack: Stack) -
     revived.start()
     stack.defer(revived.stop)
     import time
+
     time.sleep(1.2)  # fail_timeout
     assert {client.unary(b"x").backend for _ in range(20)} == {home}
 
@@ -214,11 +222,16 @@ def test_consistent_hash_adding_a_backend_moves_about_one_in_n(stack: Stack) -> 
 
 def test_subset_routes_by_version_metadata(stack: Stack) -> None:
     v1a, v1b, v2 = _backend(stack, "v1a"), _backend(stack, "v1b"), _backend(stack, "v2")
-    servers = [addr(v1a.port, "meta=version:v1"), addr(v1b.port, "meta=version:v1,zone:b"),
-               addr(v2.port, "meta=version:v2")]
+    servers = [
+        addr(v1a.port, "meta=version:v1"),
+        addr(v1b.port, "meta=version:v1,zone:b"),
+        addr(v2.port, "meta=version:v2"),
+    ]
     port = _proxy(stack, servers, "subset version", "least_conn")
-    assert _counts(_load(stack, port, 800, metadata=[("version", "v1")]), stack).keys() == \
-        {"v1a", "v1b"}
+    assert _counts(_load(stack, port, 800, metadata=[("version", "v1")]), stack).keys() == {
+        "v1a",
+        "v1b",
+    }
     assert _counts(_load(stack, port, 200, metadata=[("version", "v2")]), stack) == {"v2": 200}
     assert _counts(_load(stack, port, 320), stack).keys() == {"v1a", "v1b", "v2"}
     r = stack.client(port).unary(b"x", [("version", "v3")])
@@ -229,8 +242,12 @@ def test_subset_routes_by_version_metadata(stack: Stack) -> None:
 
 def test_subset_fallback_any_sends_unmatched_calls_to_all(stack: Stack) -> None:
     v1, v2 = _backend(stack, "v1"), _backend(stack, "v2")
-    port = _proxy(stack, [addr(v1.port, "meta=version:v1"), addr(v2.port, "meta=version:v2")],
-                  "subset version", "subset_fallback any")
+    port = _proxy(
+        stack,
+        [addr(v1.port, "meta=version:v1"), addr(v2.port, "meta=version:v2")],
+        "subset version",
+        "subset_fallback any",
+    )
     counts = _counts(_load(stack, port, 200, metadata=[("version", "v3")]), stack)
     assert counts == {"v1": 100, "v2": 100}
     assert _counts(_load(stack, port, 80, metadata=[("version", "v2")]), stack) == {"v2": 80}
@@ -241,8 +258,9 @@ def test_subset_fallback_any_sends_unmatched_calls_to_all(stack: Stack) -> None:
 
 def test_max_conns_cap_holds_under_100_concurrent_calls(stack: Stack) -> None:
     a, b = _backend(stack, "a"), _backend(stack, "b")
-    port = _proxy(stack, [addr(a.port, "max_conns=5"), addr(b.port, "max_conns=3")],
-                  "queue_timeout 20s")
+    port = _proxy(
+        stack, [addr(a.port, "max_conns=5"), addr(b.port, "max_conns=3")], "queue_timeout 20s"
+    )
     clients = [stack.client(port) for _ in range(10)]
 
     def work(i: int) -> Result:
@@ -266,15 +284,23 @@ def test_max_conns_without_queue_answers_unavailable(stack: Stack) -> None:
     ok = [r for r in results if r.ok]
     refused = [r for r in results if r.code == grpc.StatusCode.UNAVAILABLE]
     assert len(ok) + len(refused) == 30 and len(ok) >= 2 and refused, Counter(
-        r.code for r in results)
+        r.code for r in results
+    )
     assert refused[0].details == "every endpoint of echo is at max_conns"
     assert a.peak_active <= 2
 
 
 def test_upstreams_endpoint_shows_each_configured_method(stack: Stack) -> None:
     """/upstreams used to say round_robin whatever the method."""
-    methods = {"rr": "", "lc": "least_conn", "rnd": "random", "p2c": "random two",
-               "iph": "ip_hash", "ch": "hash $grpc_method consistent", "lt": "least_time"}
+    methods = {
+        "rr": "",
+        "lc": "least_conn",
+        "rnd": "random",
+        "p2c": "random two",
+        "iph": "ip_hash",
+        "ch": "hash $grpc_method consistent",
+        "lt": "least_time",
+    }
     port, admin = free_ports(2)
     ups = [upstream(name, [addr(50999)], *([m] if m else [])) for name, m in methods.items()]
     locs = [location(f"/{name}.S/", f"grpc_pass {name}") for name in methods]

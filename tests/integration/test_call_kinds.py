@@ -97,8 +97,7 @@ def test_bidi_ping_pong_is_streamed_not_buffered(env: Env) -> None:
     out: list[object] = []
 
     def run() -> None:
-        out.append(env.client.bidi(requests, timeout=30,
-                                   on_message=lambda i, m: replies.put(m)))
+        out.append(env.client.bidi(requests, timeout=30, on_message=lambda i, m: replies.put(m)))
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
@@ -171,9 +170,7 @@ def test_500_concurrent_streams_on_one_connection(env: Env) -> None:
         release.wait(60)
 
     env.backend.reset_peak()
-    calls = [
-        env.client.bidi_call(requests(i), metadata=(t,), timeout=90) for i in range(n)
-    ]
+    calls = [env.client.bidi_call(requests(i), metadata=(t,), timeout=90) for i in range(n)]
     try:
         deadline = time.monotonic() + 45
         while env.backend.active < n and time.monotonic() < deadline:
@@ -192,8 +189,9 @@ def test_500_concurrent_streams_on_one_connection(env: Env) -> None:
         for c in calls:
             c.cancel()
     assert peak >= n, f"only {peak} of {n} streams were open at the backend together"
-    bad = [(i, r) for i, r in enumerate(results)
-           if r != ([f"stream {i}".encode()], grpc.StatusCode.OK)]
+    bad = [
+        (i, r) for i, r in enumerate(results) if r != ([f"stream {i}".encode()], grpc.StatusCode.OK)
+    ]
     assert not bad, f"{len(bad)} streams failed, e.g. {bad[:3]}"
 
 
@@ -261,16 +259,18 @@ def test_gzip_request_compression(env: Env) -> None:
 
 def test_gzip_response_compression(env: Env) -> None:
     payload = b"zip me " * 100000
-    r = env.client.unary(payload, [("x-response-compression", "gzip")],
-                         compression=grpc.Compression.Gzip)
+    r = env.client.unary(
+        payload, [("x-response-compression", "gzip")], compression=grpc.Compression.Gzip
+    )
     assert r.ok, r
     assert r.messages == [payload]
 
 
 def test_gzip_streams(env: Env) -> None:
     msgs = [b"abc" * 10000 + pattern(i, 100) for i in range(5)]
-    r = env.client.bidi(msgs, [("x-response-compression", "gzip")],
-                        compression=grpc.Compression.Gzip)
+    r = env.client.bidi(
+        msgs, [("x-response-compression", "gzip")], compression=grpc.Compression.Gzip
+    )
     assert r.ok, r
     assert r.messages == msgs
 
@@ -282,9 +282,14 @@ ERROR_CODES = [c for c in grpc.StatusCode if c != grpc.StatusCode.OK]
 
 @pytest.mark.parametrize("code", ERROR_CODES, ids=[c.name for c in ERROR_CODES])
 def test_status_and_message_pass_through(env: Env, code: grpc.StatusCode) -> None:
-    r = env.client.unary(b"x", [("x-status", str(code.value[0])),
-                                ("x-message", f"failed with {code.name}"),
-                                ("x-echo-why", "because")])
+    r = env.client.unary(
+        b"x",
+        [
+            ("x-status", str(code.value[0])),
+            ("x-message", f"failed with {code.name}"),
+            ("x-echo-why", "because"),
+        ],
+    )
     assert r.code == code
     assert r.details == f"failed with {code.name}"
     assert ("x-backend", "b1") in r.trailing

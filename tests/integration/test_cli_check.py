@@ -18,8 +18,13 @@ REPO = Path(__file__).resolve().parents[2]
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
     return subprocess.run(
-        [sys.executable, "-m", "proxy", *args], env={**base, **(env or {})},
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "proxy", *args],
+        env={**base, **(env or {})},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -30,7 +35,10 @@ def check(path: str) -> subprocess.CompletedProcess[str]:
 def test_default_file_is_ok() -> None:
     result = check("conf/grpc-proxy.conf")
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, "conf/grpc-proxy.conf: ok\n", "")
+        0,
+        "conf/grpc-proxy.conf: ok\n",
+        "",
+    )
 
 
 def test_without_c_the_check_names_the_default_file() -> None:
@@ -49,29 +57,37 @@ def test_without_c_the_environment_names_the_file(tmp_path: Path) -> None:
     assert result.stderr == f'{missing}:0: cannot open "{missing}": No such file or directory\n'
 
 
-@pytest.mark.parametrize("text", ["", "# nothing yet\n", "upstream u { server h:1; }\n",
-                                  "admin { listen 127.0.0.1:1; }\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "# nothing yet\n", "upstream u { server h:1; }\n", "admin { listen 127.0.0.1:1; }\n"],
+)
 def test_no_server_block_is_ok_with_a_warning(tmp_path: Path, text: str) -> None:
     path = tmp_path / "empty.conf"
     path.write_text(text)
     result = check(str(path))
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, f"{path}: ok\n", f"{path}: warning: no server blocks: nothing to serve\n")
+        0,
+        f"{path}: ok\n",
+        f"{path}: warning: no server blocks: nothing to serve\n",
+    )
 
 
 def test_an_access_log_that_cannot_be_opened_fails_the_check(tmp_path: Path) -> None:
     path = tmp_path / "log.conf"
     log = tmp_path / "missing-dir" / "access.log"
-    path.write_text("worker_processes 1;\n"
-                    "server {\n"
-                    "    listen 127.0.0.1:1;\n"
-                    f"    access_log {log};\n"
-                    "    location / { grpc_pass 127.0.0.1:2; }\n"
-                    "}\n")
+    path.write_text(
+        "worker_processes 1;\n"
+        "server {\n"
+        "    listen 127.0.0.1:1;\n"
+        f"    access_log {log};\n"
+        "    location / { grpc_pass 127.0.0.1:2; }\n"
+        "}\n"
+    )
     result = check(str(path))
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == (f'{path}:4: cannot open access log "{log}": '
-                             "no such file or directory\n")
+    assert result.stderr == (
+        f'{path}:4: cannot open access log "{log}": no such file or directory\n'
+    )
     (tmp_path / "missing-dir").mkdir()
     result = check(str(path))
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}: ok\n", "")
@@ -86,30 +102,40 @@ def test_an_unused_main_access_log_is_not_opened(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (0, f"{path}: ok\n")
 
 
-@pytest.mark.parametrize("name", ["minimal.conf", "services.conf", "upstreams.conf",
-                                  "balancing.conf"])
+@pytest.mark.parametrize(
+    "name", ["minimal.conf", "services.conf", "upstreams.conf", "balancing.conf"]
+)
 def test_examples_are_ok(name: str) -> None:
     path = f"conf/examples/{name}"
     result = check(path)
     # upstreams.conf is a fragment for include: valid alone, but it serves nothing.
-    warning = f"{path}: warning: no server blocks: nothing to serve\n" \
-        if name == "upstreams.conf" else ""
+    warning = (
+        f"{path}: warning: no server blocks: nothing to serve\n" if name == "upstreams.conf" else ""
+    )
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}: ok\n", warning)
 
 
 BAD = [
     ("worker_processes 1;\nbogus on;\n", 2, 'unknown directive "bogus"'),
-    ("server {\n  listen 1;\n", 2,
-     'unexpected end of file, expecting "}" to close "server" at line 1'),
-    ("server {\n  listen 1 ssl;\n  ssl_certificate /nonexistent/c.pem;\n"
-     "  ssl_certificate_key /nonexistent/k.pem;\n}\n", 3,
-     'cannot load certificate "/nonexistent/c.pem": no such file or directory'),
-    ("server { listen 1;\n  location /x { grpc_pass nowhere; }\n}\n", 2,
-     'no upstream "nowhere" for grpc_pass'),
+    (
+        "server {\n  listen 1;\n",
+        2,
+        'unexpected end of file, expecting "}" to close "server" at line 1',
+    ),
+    (
+        "server {\n  listen 1 ssl;\n  ssl_certificate /nonexistent/c.pem;\n"
+        "  ssl_certificate_key /nonexistent/k.pem;\n}\n",
+        3,
+        'cannot load certificate "/nonexistent/c.pem": no such file or directory',
+    ),
+    (
+        "server { listen 1;\n  location /x { grpc_pass nowhere; }\n}\n",
+        2,
+        'no upstream "nowhere" for grpc_pass',
+    ),
     ('x "\x00\n', 1, "unexpected NUL byte"),
     ("worker_processes 1;\n" + "\x00" * 4096, 2, "unexpected NUL byte"),
-    ("worker_processes 1;\n# ok\nupstream u {\n  server h:1;\x00\n}\n", 4,
-     "unexpected NUL byte"),
+    ("worker_processes 1;\n# ok\nupstream u {\n  server h:1;\x00\n}\n", 4, "unexpected NUL byte"),
 ]
 
 

@@ -24,8 +24,12 @@ def test_demo_runs_and_prints_the_table() -> None:
     if taken:
         pytest.skip(f"the demo needs ports {DEMO_PORTS}; in use: {taken}")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "demo"], cwd=REPO_ROOT, env=subprocess_env(),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "proxy", "demo"],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         out_b, err_b = proc.communicate(timeout=TIMEOUT)
@@ -38,8 +42,16 @@ def test_demo_runs_and_prints_the_table() -> None:
     assert "Traceback" not in out + err
     for port in DEMO_PORTS[1:]:
         assert f"127.0.0.1:{port}" in out, out
-    for text in ("Phase 1", "Unary", "Server stream", "Client stream", "Bidi", "OK",
-                 "backup", "demo ok"):
+    for text in (
+        "Phase 1",
+        "Unary",
+        "Server stream",
+        "Client stream",
+        "Bidi",
+        "OK",
+        "backup",
+        "demo ok",
+    ):
         assert text in out, f"{text!r} missing from the demo output:\n{out}"
     assert "Phase 2" in out, out  # conf/grpc-proxy.conf has a backup: failover shown
     for port in DEMO_PORTS:

@@ -82,8 +82,11 @@ def test_unknown_method_is_unimplemented(client: EchoClient) -> None:
 
 def test_status_is_trailers_only(backend: EchoBackend) -> None:
     with RawH2(backend.port) as h:
-        r = h.response(h.grpc_request(UNARY, b"x", [("x-status", "5"), ("x-message", "gone 100%"),
-                                                      ("x-echo-k", "v")]))
+        r = h.response(
+            h.grpc_request(
+                UNARY, b"x", [("x-status", "5"), ("x-message", "gone 100%"), ("x-echo-k", "v")]
+            )
+        )
     assert r.ended_with_headers and r.header_blocks == 1 and r.data == b""
     assert r.status == "200" and r.header("grpc-status") == "5"
     assert r.header("grpc-message") == "gone 100%25"
@@ -101,10 +104,12 @@ def test_normal_response_on_the_wire(backend: EchoBackend) -> None:
 @pytest.mark.parametrize("kind", ["unary", "server", "client", "bidi"])
 def test_status_on_every_kind(client: EchoClient, kind: str) -> None:
     md = [("x-status", "8"), ("x-message-bin", "plein ✓".encode())]
-    r = {"unary": lambda: client.unary(b"x", md),
-         "server": lambda: client.server_stream(b"x", md),
-         "client": lambda: client.client_stream([b"x"], md),
-         "bidi": lambda: client.bidi([b"x"], md)}[kind]()
+    r = {
+        "unary": lambda: client.unary(b"x", md),
+        "server": lambda: client.server_stream(b"x", md),
+        "client": lambda: client.client_stream([b"x"], md),
+        "bidi": lambda: client.bidi([b"x"], md),
+    }[kind]()
     assert r.code == grpc.StatusCode.RESOURCE_EXHAUSTED and r.details == "plein ✓"
     assert ("x-backend", "direct") in r.trailing and r.messages == []
 
@@ -144,8 +149,9 @@ def test_16mib_both_ways(client: EchoClient) -> None:
 
 def test_response_compression(client: EchoClient) -> None:
     payload = b"z" * MiB
-    r = client.unary(payload, [("x-response-compression", "gzip")],
-                     compression=grpc.Compression.Gzip)
+    r = client.unary(
+        payload, [("x-response-compression", "gzip")], compression=grpc.Compression.Gzip
+    )
     assert r.ok and r.messages == [payload]
 
 
@@ -170,8 +176,9 @@ def test_deadline_and_cancel_recorded(client: EchoClient, backend: EchoBackend) 
 
 def test_client_cancel_recorded(client: EchoClient, backend: EchoBackend) -> None:
     t = tag()
-    call = client.server_stream_call(b"x", metadata=(t, ("x-count", "1000"),
-                                                    ("x-sleep-ms", "20")), timeout=30)
+    call = client.server_stream_call(
+        b"x", metadata=(t, ("x-count", "1000"), ("x-sleep-ms", "20")), timeout=30
+    )
     next(iter(call))
     call.cancel()
     rec = backend.events.wait_call(*t, timeout=2, until=lambda c: c.done)

@@ -22,8 +22,12 @@ START_TIMEOUT = 15.0
 class Echo:
     def __init__(self, *args: str, command: tuple[str, ...] = ("proxy", "echo")) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", *command, *args], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env())
+            [sys.executable, "-m", *command, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=subprocess_env(),
+        )
         self.lines = _read_lines_until(self.proc, b"ready", START_TIMEOUT)
 
     def stop(self) -> int | None:
@@ -94,8 +98,7 @@ def test_the_python_m_proxy_echo_spelling_still_works(echos: list[Echo]) -> None
 def test_python_m_proxy_echo_is_the_backend_module(echos: list[Echo]) -> None:
     """The older name of ``python -m grpc_proxy_demo.echo`` (a shim in proxy/)."""
     port = free_port()
-    echo = Echo("--host", LOCALHOST, "--port", str(port), "--name", "shim",
-                command=("proxy.echo",))
+    echo = Echo("--host", LOCALHOST, "--port", str(port), "--name", "shim", command=("proxy.echo",))
     echos.append(echo)
     assert echo.lines == [f"listening on {LOCALHOST}:{port}".encode(), b"ready"], echo.lines
     with make_channel(port) as channel:
@@ -108,24 +111,37 @@ def test_a_busy_port_exits_1_with_a_message() -> None:
         busy.bind((LOCALHOST, 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        r = subprocess.run([sys.executable, "-m", "proxy", "echo", "--listen",
-                            f"{LOCALHOST}:{port}"], capture_output=True, text=True,
-                           timeout=30, env=subprocess_env())
+        r = subprocess.run(
+            [sys.executable, "-m", "proxy", "echo", "--listen", f"{LOCALHOST}:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=subprocess_env(),
+        )
     assert r.returncode == 1 and r.stdout == ""
     last = r.stderr.splitlines()[-1]  # grpc-core may log its own line first
-    assert last.startswith(f"grpc-proxy echo: echo backend echo: cannot listen on "
-                           f"{LOCALHOST}:{port}"), r.stderr
+    assert last.startswith(
+        f"grpc-proxy echo: echo backend echo: cannot listen on {LOCALHOST}:{port}"
+    ), r.stderr
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--listen", "nowhere"], '--listen: invalid address "nowhere", a port is required'),
-    (["--listen", "127.0.0.1:1", "--port", "2"], "--listen replaces --host and --port"),
-    (["--delay-ms", "-1"], "--delay-ms must be 0 or more"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "nowhere"], '--listen: invalid address "nowhere", a port is required'),
+        (["--listen", "127.0.0.1:1", "--port", "2"], "--listen replaces --host and --port"),
+        (["--delay-ms", "-1"], "--delay-ms must be 0 or more"),
+    ],
+)
 def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "proxy", "echo", *args], capture_output=True,
-                       text=True, timeout=30, env=subprocess_env())
+    r = subprocess.run(
+        [sys.executable, "-m", "proxy", "echo", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=subprocess_env(),
+    )
     assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
@@ -139,8 +155,12 @@ def test_reflection_flag(echos: list[Echo]) -> None:
         echo = Echo("--listen", f"{LOCALHOST}:0", *([flag] if flag else []))
         echos.append(echo)
         port = int(echo.lines[0].rsplit(b":", 1)[1])
-        r = subprocess.run([GRPCURL_EXECUTABLE, "-plaintext", f"{LOCALHOST}:{port}", "list"],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [GRPCURL_EXECUTABLE, "-plaintext", f"{LOCALHOST}:{port}", "list"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         listed[flag] = (r.returncode, r.stdout)
     assert listed["--reflection"][0] == 0 and "echo.Echo" in listed["--reflection"][1], listed
     assert listed[None][0] != 0, listed

@@ -51,11 +51,13 @@ def env(module_stack: Stack) -> Env:
 
 def test_no_matching_location_is_unimplemented(stack: Stack) -> None:
     backend = stack.backend("b1")
-    proxy = stack.proxy(make_config(
-        free_port(),
-        [upstream("echo", [addr(backend.port)])],
-        [location("/echo.Echo/Unary", "grpc_pass echo", exact=True)],
-    ))
+    proxy = stack.proxy(
+        make_config(
+            free_port(),
+            [upstream("echo", [addr(backend.port)])],
+            [location("/echo.Echo/Unary", "grpc_pass echo", exact=True)],
+        )
+    )
     client = stack.client(proxy.port)
     assert client.unary(b"routed").ok  # the exact location works
 
@@ -70,15 +72,19 @@ def test_no_matching_location_is_unimplemented(stack: Stack) -> None:
 
 def test_all_endpoints_down_is_unavailable_fast(stack: Stack) -> None:
     dead1, dead2 = free_ports(2)  # nothing listens there
-    proxy = stack.proxy(make_config(
-        free_port(),
-        [upstream("dead", [addr(dead1), addr(dead2)], "connect_timeout 1s")],
-        [location("/", "grpc_pass dead")],
-    ))
+    proxy = stack.proxy(
+        make_config(
+            free_port(),
+            [upstream("dead", [addr(dead1), addr(dead2)], "connect_timeout 1s")],
+            [location("/", "grpc_pass dead")],
+        )
+    )
     client = stack.client(proxy.port)
-    for call in (lambda: client.unary(b"x", timeout=10),
-                 lambda: client.server_stream(b"x", timeout=10),
-                 lambda: client.bidi([b"x"], timeout=10)):
+    for call in (
+        lambda: client.unary(b"x", timeout=10),
+        lambda: client.server_stream(b"x", timeout=10),
+        lambda: client.bidi([b"x"], timeout=10),
+    ):
         r: Result = call()
         assert r.code == grpc.StatusCode.UNAVAILABLE, r
         assert r.details.strip(), "UNAVAILABLE without a message"
@@ -89,11 +95,14 @@ def test_a_refused_connect_says_connection_refused(stack: Stack) -> None:
     """The reason reaches the client, the access log and the log line."""
     dead = free_port()  # nothing listens there
     log_path = stack.workdir / "refused.log"
-    proxy = stack.proxy(make_config(
-        free_port(),
-        [upstream("dead", [addr(dead)], "connect_timeout 1s")],
-        [location("/", "grpc_pass dead")],
-    ) + f"access_log {log_path} json;\n")
+    proxy = stack.proxy(
+        make_config(
+            free_port(),
+            [upstream("dead", [addr(dead)], "connect_timeout 1s")],
+            [location("/", "grpc_pass dead")],
+        )
+        + f"access_log {log_path} json;\n"
+    )
     r = stack.client(proxy.port).unary(b"x", timeout=10)
     assert r.code == grpc.StatusCode.UNAVAILABLE, r
     expected = f"upstream connect error: {LOCALHOST}:{dead}: connection refused"
@@ -150,11 +159,15 @@ def _read_until_eof(sock: socket.socket, timeout: float) -> tuple[bytes, bool]:
     return data, False
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    b"POST /echo.Echo/Unary HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc\r\n"
-    b"Content-Length: 7\r\n\r\n\x00\x00\x00\x00\x02hi",
-], ids=["GET", "POST-grpc"])
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"POST /echo.Echo/Unary HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc\r\n"
+        b"Content-Length: 7\r\n\r\n\x00\x00\x00\x00\x02hi",
+    ],
+    ids=["GET", "POST-grpc"],
+)
 def test_http1_request_gets_http1_error_and_close(env: Env, request_bytes: bytes) -> None:
     with socket.create_connection((LOCALHOST, env.proxy.port), timeout=5) as s:
         s.sendall(request_bytes)
@@ -168,11 +181,13 @@ def test_http1_request_gets_http1_error_and_close(env: Env, request_bytes: bytes
 
 def test_upstream_killed_mid_stream_is_unavailable(stack: Stack) -> None:
     victim = stack.echo_process("victim")
-    proxy = stack.proxy(make_config(
-        free_port(),
-        [upstream("echo", [addr(victim.port)], "connect_timeout 1s")],
-        [location("/", "grpc_pass echo")],
-    ))
+    proxy = stack.proxy(
+        make_config(
+            free_port(),
+            [upstream("echo", [addr(victim.port)], "connect_timeout 1s")],
+            [location("/", "grpc_pass echo")],
+        )
+    )
     client = stack.client(proxy.port)
     killed_at: list[float] = []
 
@@ -181,8 +196,9 @@ def test_upstream_killed_mid_stream_is_unavailable(stack: Stack) -> None:
             victim.kill()
             killed_at.append(time.monotonic())
 
-    r = client.server_stream(b"x", [("x-count", "1000"), ("x-sleep-ms", "20")],
-                             timeout=20, on_message=on_message)
+    r = client.server_stream(
+        b"x", [("x-count", "1000"), ("x-sleep-ms", "20")], timeout=20, on_message=on_message
+    )
     assert killed_at, f"stream ended before the kill: {r}"
     assert r.code == grpc.StatusCode.UNAVAILABLE, (r, proxy_logs(stack))
     waited = time.monotonic() - killed_at[0]
@@ -214,8 +230,9 @@ def test_active_bidi_outlives_read_timeout(env: Env) -> None:
 
 def test_active_server_stream_outlives_read_timeout(env: Env) -> None:
     """DATA from the backend alone keeps the stream alive (idle = no DATA either way)."""
-    r = env.client.server_stream(b"", [("x-count", "10"), ("x-size", "64"),
-                                       ("x-sleep-ms", "300")], timeout=20)
+    r = env.client.server_stream(
+        b"", [("x-count", "10"), ("x-size", "64"), ("x-sleep-ms", "300")], timeout=20
+    )
     assert r.ok, r
     assert r.messages == [pattern(i, 64) for i in range(10)]
 
@@ -285,7 +302,8 @@ def _send_garbage(port: int, garbage: bytes, timeout: float = 5.0) -> bool:
 @pytest.mark.parametrize("name", list(GARBAGE))
 def test_protocol_error_closes_that_connection(env: Env, name: str) -> None:
     assert _send_garbage(env.proxy.port, GARBAGE[name]), (
-        f"{name}: connection still open 5 s after a connection error (RFC 9113 5.4.1)")
+        f"{name}: connection still open 5 s after a connection error (RFC 9113 5.4.1)"
+    )
     assert env.proxy.alive
 
 
@@ -303,9 +321,14 @@ def test_protocol_error_does_not_disturb_other_clients(env: Env) -> None:
 
     # a stream that runs across all the bad connections
     stream_out: list[Result] = []
-    streamer = threading.Thread(target=lambda: stream_out.append(env.client.server_stream(
-        b"", [("x-count", "20"), ("x-size", "100"), ("x-sleep-ms", "100")], timeout=20)),
-        daemon=True)
+    streamer = threading.Thread(
+        target=lambda: stream_out.append(
+            env.client.server_stream(
+                b"", [("x-count", "20"), ("x-size", "100"), ("x-sleep-ms", "100")], timeout=20
+            )
+        ),
+        daemon=True,
+    )
     worker = threading.Thread(target=traffic, daemon=True)
     worker.start()
     streamer.start()
@@ -329,8 +352,9 @@ def test_protocol_error_does_not_disturb_other_clients(env: Env) -> None:
 def test_proxy_survives_raw_client_that_vanishes(env: Env) -> None:
     """A raw client opens streams and disappears mid-request; the proxy keeps serving."""
     h = RawH2(env.proxy.port)
-    h.request(grpc_request_headers(UNARY, h.authority), b"\x00\x00\x00\x00\x10partial",
-              end_stream=False)
+    h.request(
+        grpc_request_headers(UNARY, h.authority), b"\x00\x00\x00\x00\x10partial", end_stream=False
+    )
     h.close()
     assert env.client.unary(b"still here").ok
     assert env.proxy.alive

@@ -32,12 +32,15 @@ RETURN_WITHIN = 2.0  # ... and changes made during an outage, 2 s after etcd ret
 POLL_LIMIT = 15.0  # how long a poll may run before the test fails with a message
 
 
-def etcd_proxy(stack: Stack, urls: Iterable[str], *params: str,
-               static: tuple[str, ...] = ()) -> tuple[ProxyProcess, EchoClient]:
+def etcd_proxy(
+    stack: Stack, urls: Iterable[str], *params: str, static: tuple[str, ...] = ()
+) -> tuple[ProxyProcess, EchoClient]:
     line = " ".join(["etcd", ",".join(urls), f"prefix={PREFIX}", *params])
-    config = make_config(free_port(), [upstream("echo", list(static), line,
-                                                "etcd_dial_timeout 1s", "connect_timeout 1s")],
-                         [location("/echo.Echo/", "grpc_pass echo")])
+    config = make_config(
+        free_port(),
+        [upstream("echo", list(static), line, "etcd_dial_timeout 1s", "connect_timeout 1s")],
+        [location("/echo.Echo/", "grpc_pass echo")],
+    )
     proxy = stack.proxy(config)
     return proxy, stack.client(proxy.port)
 
@@ -51,8 +54,9 @@ def routed(client: EchoClient, calls: int) -> set[str]:
     return seen
 
 
-def wait_routing(client: EchoClient, expected: set[str], stack: Stack,
-                 limit: float = POLL_LIMIT) -> float:
+def wait_routing(
+    client: EchoClient, expected: set[str], stack: Stack, limit: float = POLL_LIMIT
+) -> float:
     """Seconds until a window of calls is answered by exactly ``expected``
     (an empty set: every call fails)."""
     start = time.monotonic()
@@ -63,14 +67,18 @@ def wait_routing(client: EchoClient, expected: set[str], stack: Stack,
         if seen == want:
             return time.monotonic() - start
         time.sleep(0.02)
-    raise AssertionError(f"routing {sorted(seen)} != {sorted(want)} after {limit}s\n"
-                         f"{proxy_logs(stack)}")
+    raise AssertionError(
+        f"routing {sorted(seen)} != {sorted(want)} after {limit}s\n{proxy_logs(stack)}"
+    )
 
 
 def logged_pool(proxy: ProxyProcess) -> tuple[int, list[str]]:
     """(events applied, endpoint addresses) from the proxy's last pool line."""
-    lines = re.findall(r'upstream "echo": \w+ at etcd revision \d+, (\d+) events applied, '
-                       r"\d+ endpoints: \[([^\]]*)\]", proxy.stderr())
+    lines = re.findall(
+        r'upstream "echo": \w+ at etcd revision \d+, (\d+) events applied, '
+        r"\d+ endpoints: \[([^\]]*)\]",
+        proxy.stderr(),
+    )
     assert lines, proxy.stderr_tail()
     events, shown = lines[-1]
     return int(events), sorted(x.rsplit("/", 1)[0] for x in shown.split())
@@ -127,12 +135,18 @@ def test_every_value_format_and_a_bad_value(stack: Stack, etcd1: etcd.EtcdMember
     kv = etcd.Client(etcd1.url)
     plain, canon, grpclb, node = (stack.backend(n) for n in ("plain", "canon", "grpclb", "node"))
     kv.put(PREFIX + "plain", addr_of(plain.port))
-    kv.put(PREFIX + "canon", json.dumps(
-        {"address": addr_of(canon.port), "weight": 2, "meta": {"version": "v1"}}))
-    kv.put(PREFIX + "grpclb", json.dumps(
-        {"Op": 0, "Addr": addr_of(grpclb.port), "Metadata": {"weight": "3"}}))
-    kv.put(PREFIX + "node", json.dumps(
-        {"node": {"id": "n1", "address": addr_of(node.port), "version": "v1"}}))
+    kv.put(
+        PREFIX + "canon",
+        json.dumps({"address": addr_of(canon.port), "weight": 2, "meta": {"version": "v1"}}),
+    )
+    kv.put(
+        PREFIX + "grpclb",
+        json.dumps({"Op": 0, "Addr": addr_of(grpclb.port), "Metadata": {"weight": "3"}}),
+    )
+    kv.put(
+        PREFIX + "node",
+        json.dumps({"node": {"id": "n1", "address": addr_of(node.port), "version": "v1"}}),
+    )
     kv.put(PREFIX + "broken", "definitely not an endpoint")
     proxy, client = etcd_proxy(stack, [etcd1.url])
     wait_routing(client, {"plain", "canon", "grpclb", "node"}, stack)
@@ -162,8 +176,7 @@ def test_static_servers_combine_with_etcd(stack: Stack, etcd1: etcd.EtcdMember) 
     wait_routing(client, {"static"}, stack)
 
 
-def test_inflight_stream_to_removed_endpoint_finishes(stack: Stack,
-                                                     etcd1: etcd.EtcdMember) -> None:
+def test_inflight_stream_to_removed_endpoint_finishes(stack: Stack, etcd1: etcd.EtcdMember) -> None:
     kv = etcd.Client(etcd1.url)
     b1, b2 = stack.backend("b1"), stack.backend("b2")
     kv.put(PREFIX + "b1", addr_of(b1.port))
@@ -178,8 +191,9 @@ def test_inflight_stream_to_removed_endpoint_finishes(stack: Stack,
             wait_routing(client, {"b2"}, stack)
             removed.append(True)
 
-    r = client.server_stream(b"x", metadata=[("x-count", "5"), ("x-sleep-ms", "50")],
-                             on_message=on_message)
+    r = client.server_stream(
+        b"x", metadata=[("x-count", "5"), ("x-sleep-ms", "50")], on_message=on_message
+    )
     assert removed and r.ok and r.count == 5 and r.backend == "b1"
 
 
@@ -209,13 +223,14 @@ def test_etcd_down_keeps_pool_and_catches_up(stack: Stack, etcd1: etcd.EtcdMembe
         time.sleep(0.05)
     events, pool = logged_pool(proxy)
     assert events == events_before + 4
-    contents = sorted(v.decode() if v[:1] != b"{" else json.loads(v)["address"]
-                      for v in kv.get_prefix(PREFIX).values())
+    contents = sorted(
+        v.decode() if v[:1] != b"{" else json.loads(v)["address"]
+        for v in kv.get_prefix(PREFIX).values()
+    )
     assert pool == contents
 
 
-def test_compaction_past_watched_revision_resyncs(stack: Stack,
-                                                   etcd1: etcd.EtcdMember) -> None:
+def test_compaction_past_watched_revision_resyncs(stack: Stack, etcd1: etcd.EtcdMember) -> None:
     kv = etcd.Client(etcd1.url)
     b1, b2 = stack.backend("b1"), stack.backend("b2")
     kv.put(PREFIX + "b1", addr_of(b1.port))
@@ -228,8 +243,9 @@ def test_compaction_past_watched_revision_resyncs(stack: Stack,
             hidden.put("/other/key", str(i))
         hidden.compact(hidden.revision())  # past what the proxy watches from
     wait_routing(client, {"b2"}, stack)
-    assert "resync from etcd" in proxy.stderr() and "compacted" in proxy.stderr(), \
+    assert "resync from etcd" in proxy.stderr() and "compacted" in proxy.stderr(), (
         proxy.stderr_tail()
+    )
 
 
 def test_wiped_etcd_resyncs(stack: Stack, etcd1: etcd.EtcdMember) -> None:
@@ -267,8 +283,7 @@ def test_leader_stop_in_a_three_member_cluster(stack: Stack, tmp_path: Path) -> 
     wait_routing(client, {"b2", "b3"}, stack)
 
 
-def test_silent_connection_is_detected_and_recovered(stack: Stack,
-                                                     etcd1: etcd.EtcdMember) -> None:
+def test_silent_connection_is_detected_and_recovered(stack: Stack, etcd1: etcd.EtcdMember) -> None:
     relay = etcd.TcpRelay(etcd1.client_port)
     stack.defer(relay.close)
     kv = etcd.Client(etcd1.url)
@@ -305,9 +320,19 @@ def test_authenticated_etcd(stack: Stack, etcd1: etcd.EtcdMember) -> None:
     _, client = etcd_proxy(stack, [etcd1.url], static=())
     # Without credentials the proxy gets nothing (and keeps retrying).
     assert routed(client, 3) == {"-"}
-    config = make_config(free_port(), [upstream(
-        "echo", [], f"etcd {etcd1.url} prefix={PREFIX}", "etcd_username root",
-        f"etcd_password_file {pw}")], [location("/echo.Echo/", "grpc_pass echo")])
+    config = make_config(
+        free_port(),
+        [
+            upstream(
+                "echo",
+                [],
+                f"etcd {etcd1.url} prefix={PREFIX}",
+                "etcd_username root",
+                f"etcd_password_file {pw}",
+            )
+        ],
+        [location("/echo.Echo/", "grpc_pass echo")],
+    )
     authed = stack.client(stack.proxy(config).port)
     wait_routing(authed, {"b1"}, stack)
     kv.put(PREFIX + "b2", addr_of(b2.port))

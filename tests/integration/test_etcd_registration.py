@@ -50,9 +50,14 @@ def etcd1(tmp_path: Path) -> Iterator[etcd.EtcdMember]:
 @contextlib.contextmanager
 def registrar(stack: Stack, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     log = open(stack.workdir / "register.stderr", "ab")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "proxy", "register", *args],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            cwd=str(REPO_ROOT), env=subprocess_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "register", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        cwd=str(REPO_ROOT),
+        env=subprocess_env(),
+    )
     try:
         yield proc
     finally:
@@ -66,20 +71,37 @@ def register_log(stack: Stack) -> str:
     return (stack.workdir / "register.stderr").read_text(errors="replace")
 
 
-def test_cli_registers_routes_and_sigterm_withdraws_at_once(stack: Stack,
-                                                             etcd1: etcd.EtcdMember) -> None:
+def test_cli_registers_routes_and_sigterm_withdraws_at_once(
+    stack: Stack, etcd1: etcd.EtcdMember
+) -> None:
     kv = etcd.Client(etcd1.url)
     b1 = stack.backend("b1")
-    config = make_config(free_port(), [upstream("reg", [], f"etcd {etcd1.url} prefix={PREFIX}")],
-                         [location("/echo.Echo/", "grpc_pass reg")])
+    config = make_config(
+        free_port(),
+        [upstream("reg", [], f"etcd {etcd1.url} prefix={PREFIX}")],
+        [location("/echo.Echo/", "grpc_pass reg")],
+    )
     client = stack.client(stack.proxy(config).port)
-    with registrar(stack, "--etcd", etcd1.url, "--prefix", PREFIX, "--address",
-                   f"127.0.0.1:{b1.port}", "--id", "one", "--ttl", str(TTL),
-                   "--weight", "3", "--meta", "version=v1") as proc:
+    with registrar(
+        stack,
+        "--etcd",
+        etcd1.url,
+        "--prefix",
+        PREFIX,
+        "--address",
+        f"127.0.0.1:{b1.port}",
+        "--id",
+        "one",
+        "--ttl",
+        str(TTL),
+        "--weight",
+        "3",
+        "--meta",
+        "version=v1",
+    ) as proc:
         wait_until(lambda: PREFIX + "one" in kv.get_prefix(PREFIX), 10, "registered")
         value = json.loads(kv.get_prefix(PREFIX)[PREFIX + "one"])
-        assert value == {"address": f"127.0.0.1:{b1.port}", "weight": 3,
-                         "meta": {"version": "v1"}}
+        assert value == {"address": f"127.0.0.1:{b1.port}", "weight": 3, "meta": {"version": "v1"}}
         wait_until(lambda: client.unary(b"x", timeout=5).backend == "b1", 5, "routed")
         time.sleep(TTL * 1.5)  # kept alive beyond one TTL
         assert PREFIX + "one" in kv.get_prefix(PREFIX)
@@ -87,14 +109,24 @@ def test_cli_registers_routes_and_sigterm_withdraws_at_once(stack: Stack,
         assert proc.wait(10) == 0
         # Gone as the process exits: the lease was revoked, not left to expire.
         assert kv.get_prefix(PREFIX) == {}, register_log(stack)
-        wait_until(lambda: client.unary(b"x", timeout=5).code == grpc.StatusCode.UNAVAILABLE,
-                   2, "unrouted")
+        wait_until(
+            lambda: client.unary(b"x", timeout=5).code == grpc.StatusCode.UNAVAILABLE, 2, "unrouted"
+        )
 
 
 def test_sigkill_expires_within_ttl(stack: Stack, etcd1: etcd.EtcdMember) -> None:
     kv = etcd.Client(etcd1.url)
-    with registrar(stack, "--etcd", etcd1.url, "--prefix", PREFIX, "--address",
-                   "127.0.0.1:7001", "--ttl", str(TTL)) as proc:
+    with registrar(
+        stack,
+        "--etcd",
+        etcd1.url,
+        "--prefix",
+        PREFIX,
+        "--address",
+        "127.0.0.1:7001",
+        "--ttl",
+        str(TTL),
+    ) as proc:
         wait_until(lambda: bool(kv.get_prefix(PREFIX)), 10, "registered")
         assert list(kv.get_prefix(PREFIX)) == [PREFIX + "127.0.0.1:7001"]  # id = address
         proc.kill()
@@ -106,23 +138,26 @@ def test_sigkill_expires_within_ttl(stack: Stack, etcd1: etcd.EtcdMember) -> Non
 
 def test_sigint_withdraws_too(stack: Stack, etcd1: etcd.EtcdMember) -> None:
     kv = etcd.Client(etcd1.url)
-    with registrar(stack, "--etcd", etcd1.url, "--prefix", PREFIX, "--address",
-                   "127.0.0.1:7002", "--ttl", "30") as proc:
+    with registrar(
+        stack, "--etcd", etcd1.url, "--prefix", PREFIX, "--address", "127.0.0.1:7002", "--ttl", "30"
+    ) as proc:
         wait_until(lambda: bool(kv.get_prefix(PREFIX)), 10, "registered")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
         assert kv.get_prefix(PREFIX) == {}
 
 
-def test_api_reregisters_after_expiry_and_survives_outage(stack: Stack,
-                                                          etcd1: etcd.EtcdMember) -> None:
+def test_api_reregisters_after_expiry_and_survives_outage(
+    stack: Stack, etcd1: etcd.EtcdMember
+) -> None:
     kv = etcd.Client(etcd1.url)
     key = PREFIX + "api"
 
     async def scenario() -> None:
         with trio.fail_after(60):
-            async with register([etcd1.url], PREFIX, "127.0.0.1:7003", id="api", ttl=3,
-                                dial_timeout=1.0) as reg:
+            async with register(
+                [etcd1.url], PREFIX, "127.0.0.1:7003", id="api", ttl=3, dial_timeout=1.0
+            ) as reg:
                 await reg.wait_registered()
                 assert key in await trio.to_thread.run_sync(kv.get_prefix, PREFIX)
                 # The lease disappears behind its back (as if it expired).
@@ -154,8 +189,19 @@ def test_health_check_controls_the_key(stack: Stack, etcd1: etcd.EtcdMember) -> 
     server.start()
     stack.defer(lambda: server.stop(None))
     servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-    with registrar(stack, "--etcd", etcd1.url, "--prefix", PREFIX, "--address",
-                   "127.0.0.1:7004", "--ttl", str(TTL), "--health", f"127.0.0.1:{port}"):
+    with registrar(
+        stack,
+        "--etcd",
+        etcd1.url,
+        "--prefix",
+        PREFIX,
+        "--address",
+        "127.0.0.1:7004",
+        "--ttl",
+        str(TTL),
+        "--health",
+        f"127.0.0.1:{port}",
+    ):
         time.sleep(TTL)
         assert kv.get_prefix(PREFIX) == {}  # never registered while not serving
         servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -164,17 +210,37 @@ def test_health_check_controls_the_key(stack: Stack, etcd1: etcd.EtcdMember) -> 
         wait_until(lambda: kv.get_prefix(PREFIX) == {}, TTL + 5, "withdrawn")
 
 
-@pytest.mark.parametrize(("url", "reason"), [
-    ("foo://x", 'invalid etcd URL "foo://x", it must be http://host:port or https://host:port'),
-    ("http://127.0.0.1:2379,x:2379",
-     'invalid etcd URL "x:2379", it must be http://host:port or https://host:port'),
-    ("http://etcd", 'invalid etcd URL "http://etcd", it needs a host and a port'),
-])
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("foo://x", 'invalid etcd URL "foo://x", it must be http://host:port or https://host:port'),
+        (
+            "http://127.0.0.1:2379,x:2379",
+            'invalid etcd URL "x:2379", it must be http://host:port or https://host:port',
+        ),
+        ("http://etcd", 'invalid etcd URL "http://etcd", it needs a host and a port'),
+    ],
+)
 def test_cli_refuses_a_bad_etcd_url_at_once(url: str, reason: str) -> None:
     """Not retried for ever: checked before anything else, exit 1, one line."""
-    r = subprocess.run([sys.executable, "-m", "proxy", "register", "--etcd", url,
-                        "--prefix", PREFIX, "--address", "127.0.0.1:1"],
-                       capture_output=True, text=True, timeout=30, env=subprocess_env())
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "proxy",
+            "register",
+            "--etcd",
+            url,
+            "--prefix",
+            PREFIX,
+            "--address",
+            "127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=subprocess_env(),
+    )
     assert (r.returncode, r.stdout, r.stderr) == (1, "", f"grpc-proxy register: --etcd: {reason}\n")
 
 

@@ -80,19 +80,25 @@ def test_slow_reader_1gib_server_stream_bounded_memory(env: Env) -> None:
 
     with RssSampler(env.proxy.pid) as rss:
         r = env.client.server_stream(
-            b"", [("x-count", str(count)), ("x-size", str(size))],
-            timeout=90, on_message=on_message, keep=False,
+            b"",
+            [("x-count", str(count)), ("x-size", str(size))],
+            timeout=90,
+            on_message=on_message,
+            keep=False,
         )
     assert r.ok, (r, proxy_logs(env.stack))
     assert r.count == count
     assert not corrupt, f"messages {corrupt} differ from the pattern"
     growth = rss.peak - baseline
-    print(f"1 GiB stream in {r.elapsed:.1f}s; proxy RSS idle {baseline / MiB:.1f} MiB, "
-          f"peak {rss.peak / MiB:.1f} MiB (+{growth / MiB:.1f}), {len(rss.samples)} samples")
+    print(
+        f"1 GiB stream in {r.elapsed:.1f}s; proxy RSS idle {baseline / MiB:.1f} MiB, "
+        f"peak {rss.peak / MiB:.1f} MiB (+{growth / MiB:.1f}), {len(rss.samples)} samples"
+    )
     assert len(rss.samples) >= 10
     assert growth < RSS_LIMIT, (
         f"proxy RSS grew by {growth / MiB:.1f} MiB (limit {RSS_LIMIT // MiB} MiB) "
-        "under a slow reader: it buffers instead of applying flow control")
+        "under a slow reader: it buffers instead of applying flow control"
+    )
     assert r.elapsed < 60, f"1 GiB took {r.elapsed:.1f}s"
 
 
@@ -109,8 +115,9 @@ def test_fast_256mib_client_stream_upload_intact(env: Env) -> None:
         r = env.client.client_stream(_upload(count, size), timeout=90)
     assert r.ok, (r, proxy_logs(env.stack))
     assert r.messages == [expected]
-    print(f"256 MiB upload in {r.elapsed:.1f}s; proxy RSS peak "
-          f"+{(rss.peak - baseline) / MiB:.1f} MiB")
+    print(
+        f"256 MiB upload in {r.elapsed:.1f}s; proxy RSS peak +{(rss.peak - baseline) / MiB:.1f} MiB"
+    )
 
 
 def test_slow_backend_reader_holds_back_uploader(env: Env) -> None:

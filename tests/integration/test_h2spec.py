@@ -22,8 +22,12 @@ pytestmark = pytest.mark.skipif(H2SPEC is None, reason="h2spec is not on PATH")
 
 def _run(port: int, *flags: str) -> str:
     assert H2SPEC is not None
-    done = subprocess.run([H2SPEC, "-h", LOCALHOST, "-p", str(port), "-o", "2", *flags],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [H2SPEC, "-h", LOCALHOST, "-p", str(port), "-o", "2", *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return done.stdout + done.stderr
 
 
@@ -36,8 +40,9 @@ def _summary(out: str) -> tuple[int, int]:
 def test_h2spec_strict_h2c_all_cases_pass(stack: Stack) -> None:
     backend = stack.backend("b1")
     port = free_port()
-    proxy = stack.proxy(make_config(port, [upstream("b", [addr(backend.port)])],
-                                    [location("/", "grpc_pass b")]))
+    proxy = stack.proxy(
+        make_config(port, [upstream("b", [addr(backend.port)])], [location("/", "grpc_pass b")])
+    )
     total, failed = _summary(_run(proxy.port, "--strict"))
     assert total >= 146 and failed == 0, _run(proxy.port, "--strict")[-4000:]
     assert stack.client(proxy.port).unary(b"after").ok  # the proxy carried on
@@ -51,10 +56,12 @@ def test_h2spec_tls_all_cases_pass(stack: Stack) -> None:
     cert.private_key_pem.write_to_path(key_path)
     cert.cert_chain_pems[0].write_to_path(cert_path)
     port = free_port()
-    config = make_config(port, [upstream("b", [addr(backend.port)])],
-                         [location("/", "grpc_pass b")],
-                         server_directives=[f"ssl_certificate {cert_path}",
-                                            f"ssl_certificate_key {key_path}"])
+    config = make_config(
+        port,
+        [upstream("b", [addr(backend.port)])],
+        [location("/", "grpc_pass b")],
+        server_directives=[f"ssl_certificate {cert_path}", f"ssl_certificate_key {key_path}"],
+    )
     proxy = stack.proxy(config.replace(" http2;", " http2 ssl;", 1))
     total, failed = _summary(_run(proxy.port, "-t", "-k"))
     assert total >= 146 and failed == 0

@@ -37,11 +37,13 @@ def _backend(stack: Stack, name: str) -> EchoBackend:
 
 
 def _client(stack: Stack, servers: list[str], check: str) -> EchoClient:
-    proxy = stack.proxy(make_config(
-        free_port(),
-        [upstream("echo", servers, "connect_timeout 2s", f"health_check {check}")],
-        [location("/", "grpc_pass echo")],
-    ))
+    proxy = stack.proxy(
+        make_config(
+            free_port(),
+            [upstream("echo", servers, "connect_timeout 2s", f"health_check {check}")],
+            [location("/", "grpc_pass echo")],
+        )
+    )
     return stack.client(proxy.port)
 
 
@@ -61,8 +63,11 @@ def _wait_for(pred: object, timeout: float) -> bool:
 
 def test_not_serving_backend_goes_out_within_two_intervals_and_comes_back(stack: Stack) -> None:
     a, b = _backend(stack, "a"), _backend(stack, "b")
-    client = _client(stack, [addr(a.port), addr(b.port)],
-                     f"interval={int(INTERVAL * 1000)}ms timeout=400ms fails=1 passes=1")
+    client = _client(
+        stack,
+        [addr(a.port), addr(b.port)],
+        f"interval={int(INTERVAL * 1000)}ms timeout=400ms fails=1 passes=1",
+    )
     counts, failed = _spread(client, 40)
     assert not failed and counts == {"a": 20, "b": 20}, (counts, proxy_logs(stack))
 
@@ -83,8 +88,9 @@ def test_not_serving_backend_goes_out_within_two_intervals_and_comes_back(stack:
 
 def test_probe_failures_need_fails_in_a_row(stack: Stack) -> None:
     a, b = _backend(stack, "a"), _backend(stack, "b")
-    client = _client(stack, [addr(a.port), addr(b.port)],
-                     "interval=300ms timeout=300ms fails=3 passes=2")
+    client = _client(
+        stack, [addr(a.port), addr(b.port)], "interval=300ms timeout=300ms fails=3 passes=2"
+    )
     a.set_serving(False)
     assert _wait_for(lambda: _spread(client, 4)[0] == {"b": 4}, 10.0), proxy_logs(stack)
     log = stack.proxies[0].stderr()
@@ -98,8 +104,9 @@ def test_sigstopped_backend_is_taken_out_by_probe_timeout(stack: Stack) -> None:
     stack.defer(a.kill)
     a.start()
     b = _backend(stack, "b")
-    client = _client(stack, [addr(a.port), addr(b.port)],
-                     "interval=500ms timeout=300ms fails=2 passes=1")
+    client = _client(
+        stack, [addr(a.port), addr(b.port)], "interval=500ms timeout=300ms fails=2 passes=1"
+    )
     counts, failed = _spread(client, 20)
     assert not failed and counts == {"a": 10, "b": 10}, counts
     assert a.pid is not None
@@ -118,12 +125,20 @@ def test_sigstopped_backend_is_taken_out_by_probe_timeout(stack: Stack) -> None:
 
 def test_all_primaries_unhealthy_use_backup_then_fail_fast(stack: Stack) -> None:
     p1, p2, spare = _backend(stack, "p1"), _backend(stack, "p2"), _backend(stack, "spare")
-    proxy = stack.proxy(make_config(
-        free_port(),
-        [upstream("echo", [addr(p1.port), addr(p2.port), addr(spare.port, "backup")],
-                  "connect_timeout 5s", "health_check interval=300ms timeout=300ms")],
-        [location("/", "grpc_pass echo")],
-    ))
+    proxy = stack.proxy(
+        make_config(
+            free_port(),
+            [
+                upstream(
+                    "echo",
+                    [addr(p1.port), addr(p2.port), addr(spare.port, "backup")],
+                    "connect_timeout 5s",
+                    "health_check interval=300ms timeout=300ms",
+                )
+            ],
+            [location("/", "grpc_pass echo")],
+        )
+    )
     client = stack.client(proxy.port)
     p1.set_serving(False)
     p2.set_serving(False)
@@ -143,9 +158,7 @@ def test_unreachable_endpoint_fails_probes_without_passive_failures(stack: Stack
     call tries it: no call fails or waits on it."""
     live = _backend(stack, "live")
     dead = free_port()
-    client = _client(stack, [addr(dead), addr(live.port)],
-                     "interval=300ms timeout=300ms fails=1")
-    assert _wait_for(lambda: "is unhealthy" in stack.proxies[0].stderr(), 5.0), \
-        proxy_logs(stack)
+    client = _client(stack, [addr(dead), addr(live.port)], "interval=300ms timeout=300ms fails=1")
+    assert _wait_for(lambda: "is unhealthy" in stack.proxies[0].stderr(), 5.0), proxy_logs(stack)
     counts, failed = _spread(client, 20)
     assert not failed and counts == {"live": 20}

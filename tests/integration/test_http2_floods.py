@@ -126,6 +126,7 @@ class Attacker:
                     self.sock.sendall(chunk)
                 except OSError:
                     return
+
         self._sender = threading.Thread(target=run, daemon=True)
         self._sender.start()
 
@@ -182,19 +183,32 @@ def preamble(settings: dict[int, int] | None = None) -> bytes:
 
 
 REQUEST = [
-    (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/echo.Echo/Unary"),
-    (b":authority", b"localhost"), (b"content-type", b"application/grpc"), (b"te", b"trailers"),
+    (b":method", b"POST"),
+    (b":scheme", b"http"),
+    (b":path", b"/echo.Echo/Unary"),
+    (b":authority", b"localhost"),
+    (b"content-type", b"application/grpc"),
+    (b"te", b"trailers"),
 ]
 
 
-def headers_frame(block: bytes, sid: int, end_headers: bool = True, end_stream: bool = False,
-                  ) -> bytes:
+def headers_frame(
+    block: bytes,
+    sid: int,
+    end_headers: bool = True,
+    end_stream: bool = False,
+) -> bytes:
     flags = (f.END_HEADERS if end_headers else 0) | (f.END_STREAM if end_stream else 0)
     return f.frame_header(len(block), f.HEADERS, flags, sid) + block
 
 
-def attack(setup: Setup, payload: Iterator[bytes], kind: str | None,
-           expect: tuple[int, ...] = (E.ENHANCE_YOUR_CALM,), reason: bytes = b"") -> bytes:
+def attack(
+    setup: Setup,
+    payload: Iterator[bytes],
+    kind: str | None,
+    expect: tuple[int, ...] = (E.ENHANCE_YOUR_CALM,),
+    reason: bytes = b"",
+) -> bytes:
     """Run one attack with good traffic alongside; check GOAWAY, metrics,
     RSS and the good client. Returns what the proxy sent the attacker."""
     before = protocol_errors(setup, kind) if kind else 0.0
@@ -230,7 +244,8 @@ def test_rapid_reset_of_20000_streams(setup: Setup) -> None:
         for start in range(1, 40_001, 200):  # 100 streams per write
             yield b"".join(
                 headers_frame(enc.encode(REQUEST), sid) + f.rst_stream(sid, E.CANCEL)
-                for sid in range(start, start + 200, 2))
+                for sid in range(start, start + 200, 2)
+            )
 
     attack(setup, chunks(), "rapid_reset", reason=b"rapid reset")
 
@@ -320,9 +335,19 @@ def test_valid_preface_then_garbage(setup: Setup, seed: int) -> None:
     rng = random.Random(seed)
     garbage = bytes(rng.getrandbits(8) for _ in range(64 << 10))
     # After the client's SETTINGS, garbage parses as frames of random types.
-    attack(setup, iter([preamble(), garbage]), "bad_frame",
-           expect=(E.PROTOCOL_ERROR, E.FRAME_SIZE_ERROR, E.COMPRESSION_ERROR,
-                   E.FLOW_CONTROL_ERROR, E.ENHANCE_YOUR_CALM, E.STREAM_CLOSED))
+    attack(
+        setup,
+        iter([preamble(), garbage]),
+        "bad_frame",
+        expect=(
+            E.PROTOCOL_ERROR,
+            E.FRAME_SIZE_ERROR,
+            E.COMPRESSION_ERROR,
+            E.FLOW_CONTROL_ERROR,
+            E.ENHANCE_YOUR_CALM,
+            E.STREAM_CLOSED,
+        ),
+    )
 
 
 def test_zero_window_reader(setup: Setup) -> None:
@@ -333,14 +358,21 @@ def test_zero_window_reader(setup: Setup) -> None:
     with RssSampler(setup.proxy.pid) as rss, GoodTraffic(setup.client) as good:
         a = Attacker(setup.proxy.port)
         try:
-            req = [(n, b"/echo.Echo/ServerStream" if n == b":path" else v)
-                   for n, v in REQUEST] + [(b"x-count", b"200"), (b"x-size", b"65536")]
+            req = [(n, b"/echo.Echo/ServerStream" if n == b":path" else v) for n, v in REQUEST] + [
+                (b"x-count", b"200"),
+                (b"x-size", b"65536"),
+            ]
             start = time.monotonic()
             body = b"\x00\x00\x00\x00\x00"
-            a.send(preamble({f.SETTINGS_INITIAL_WINDOW_SIZE: 0}) + b"".join(
-                headers_frame(enc.encode(req), sid)
-                + f.frame_header(len(body), f.DATA, f.END_STREAM, sid) + body
-                for sid in streams))
+            a.send(
+                preamble({f.SETTINGS_INITIAL_WINDOW_SIZE: 0})
+                + b"".join(
+                    headers_frame(enc.encode(req), sid)
+                    + f.frame_header(len(body), f.DATA, f.END_STREAM, sid)
+                    + body
+                    for sid in streams
+                )
+            )
             ended: set[int] = set()
             data = bytearray()
             deadline = time.monotonic() + 20
@@ -354,7 +386,8 @@ def test_zero_window_reader(setup: Setup) -> None:
                 data += chunk
                 for fr in frames_of(bytes(data)):
                     if isinstance(fr, hf.RstStreamFrame) or (
-                            isinstance(fr, hf.HeadersFrame) and "END_STREAM" in fr.flags):
+                        isinstance(fr, hf.HeadersFrame) and "END_STREAM" in fr.flags
+                    ):
                         ended.add(fr.stream_id)
             took = time.monotonic() - start
         finally:
@@ -363,10 +396,14 @@ def test_zero_window_reader(setup: Setup) -> None:
     assert ended == set(streams), frames[:20]
     assert took >= SEND_TIMEOUT * 0.8  # ended by grpc_send_timeout, not refused
     # Each stream got its response headers, then trailers or a reset; no DATA.
-    assert {fr.stream_id for fr in frames
-            if isinstance(fr, hf.HeadersFrame) and "END_STREAM" not in fr.flags} == set(streams)
-    assert not any(isinstance(fr, hf.RstStreamFrame) and fr.error_code == E.PROTOCOL_ERROR
-                   for fr in frames)
+    assert {
+        fr.stream_id
+        for fr in frames
+        if isinstance(fr, hf.HeadersFrame) and "END_STREAM" not in fr.flags
+    } == set(streams)
+    assert not any(
+        isinstance(fr, hf.RstStreamFrame) and fr.error_code == E.PROTOCOL_ERROR for fr in frames
+    )
     assert not any(isinstance(fr, hf.DataFrame) and fr.data for fr in frames_of(bytes(data)))
     assert not good.failures, good.failures[:5]
     assert rss.peak - setup.baseline_rss < RSS_GROWTH_BOUND
@@ -387,6 +424,7 @@ def test_slowloris_silent(setup: Setup) -> None:
 
 def test_slowloris_trickle(setup: Setup) -> None:
     """The preface a byte at a time, then PINGs and never a request."""
+
     def chunks() -> Iterator[bytes]:
         for b in preamble():
             time.sleep(0.02)

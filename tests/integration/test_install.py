@@ -44,19 +44,29 @@ class Installed:
     def script(self) -> str:
         return str(self.venv / "bin" / "grpc-proxy")
 
-    def run(self, *args: str, timeout: float = 60,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.script, *args], cwd=self.elsewhere,
-                              env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+    def run(
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.script, *args],
+            cwd=self.elsewhere,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
 
-def _run(argv: list[str], cwd: Path, env: dict[str, str],
-         timeout: float) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                       timeout=timeout, check=False)
-    assert r.returncode == 0, f"{argv} exited {r.returncode}:\n{r.stdout[-3000:]}\n" \
-                              f"{r.stderr[-3000:]}"
+def _run(
+    argv: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert r.returncode == 0, (
+        f"{argv} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    )
     return r
 
 
@@ -68,8 +78,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     src.mkdir()
     for name in SOURCES:
         if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, src / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
         else:
             shutil.copy(REPO / name, src / name)
     # Nothing from this checkout on the path: only the installed package runs.
@@ -79,31 +90,38 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     return dist, env
 
 
-def _install(tmp_path_factory: pytest.TempPathFactory, dist: Path, env: dict[str, str],
-             extra: str) -> Installed:
+def _install(
+    tmp_path_factory: pytest.TempPathFactory, dist: Path, env: dict[str, str], extra: str
+) -> Installed:
     """The wheel (``extra``: ``"[demo]"`` or ``""``) in a fresh venv."""
     root = tmp_path_factory.mktemp("install")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], root, env, 120)
     wheels = sorted(dist.glob("grpc_proxy-*.whl"))
     assert len(wheels) == 1, sorted(dist.iterdir())
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheels[0]}{extra}"],
-         root, env, 300)
+    _run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheels[0]}{extra}"],
+        root,
+        env,
+        300,
+    )
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
     return Installed(dist, venv, elsewhere, env)
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory,
-              built: tuple[Path, dict[str, str]]) -> Installed:
+def installed(
+    tmp_path_factory: pytest.TempPathFactory, built: tuple[Path, dict[str, str]]
+) -> Installed:
     """``pip install 'WHEEL[demo]'``."""
     return _install(tmp_path_factory, *built, "[demo]")
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory,
-          built: tuple[Path, dict[str, str]]) -> Installed:
+def plain(
+    tmp_path_factory: pytest.TempPathFactory, built: tuple[Path, dict[str, str]]
+) -> Installed:
     """``pip install WHEEL``: no extra."""
     return _install(tmp_path_factory, *built, "")
 
@@ -112,14 +130,22 @@ def test_sdist_and_wheel_build_and_pass_twine_check(installed: Installed) -> Non
     sdists = sorted(installed.dist.glob("grpc_proxy-*.tar.gz"))
     wheels = sorted(installed.dist.glob("grpc_proxy-*.whl"))
     assert len(sdists) == 1 and len(wheels) == 1, sorted(installed.dist.iterdir())
-    r = _run([sys.executable, "-m", "twine", "check", "--strict", str(sdists[0]), str(wheels[0])],
-             installed.dist, installed.env, 60)
+    r = _run(
+        [sys.executable, "-m", "twine", "check", "--strict", str(sdists[0]), str(wheels[0])],
+        installed.dist,
+        installed.env,
+        60,
+    )
     assert r.stdout.count("PASSED") == 2, r.stdout
 
 
 def test_the_installed_package_is_the_one_that_runs(installed: Installed) -> None:
-    r = _run([str(installed.venv / "bin" / "python"), "-c",
-              "import proxy; print(proxy.__file__)"], installed.elsewhere, installed.env, 30)
+    r = _run(
+        [str(installed.venv / "bin" / "python"), "-c", "import proxy; print(proxy.__file__)"],
+        installed.elsewhere,
+        installed.env,
+        30,
+    )
     assert r.stdout.strip().startswith(str(installed.venv)), r.stdout
 
 
@@ -136,8 +162,10 @@ def test_check_without_c_reads_the_packaged_config(installed: Installed) -> None
 
 def test_check_without_c_reads_the_environment_variable(installed: Installed) -> None:
     conf = installed.elsewhere / "mine.conf"
-    conf.write_text("upstream u { server 127.0.0.1:1; }\n"
-                    "server { listen 127.0.0.1:1; location / { grpc_pass u; } }\n")
+    conf.write_text(
+        "upstream u { server 127.0.0.1:1; }\n"
+        "server { listen 127.0.0.1:1; location / { grpc_pass u; } }\n"
+    )
     r = installed.run("-t", env={CONFIG_ENV: "mine.conf"})
     assert (r.returncode, r.stdout, r.stderr) == (0, "mine.conf: ok\n", "")
 
@@ -152,9 +180,14 @@ def test_demo_runs_from_another_directory(installed: Installed) -> None:
     taken = [p for p in DEMO_PORTS if not port_is_free(p)]
     if taken:
         pytest.skip(f"the demo needs ports {DEMO_PORTS}; in use: {taken}")
-    proc = subprocess.Popen([installed.script, "demo", "-n", "20"], cwd=installed.elsewhere,
-                            env=installed.env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [installed.script, "demo", "-n", "20"],
+        cwd=installed.elsewhere,
+        env=installed.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         out_b, err_b = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
@@ -179,8 +212,12 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_a_plain_install_has_no_demo_dependencies(plain: Installed) -> None:
-    r = _run([str(plain.venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
-             plain.elsewhere, plain.env, 60)
+    r = _run(
+        [str(plain.venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+        plain.elsewhere,
+        plain.env,
+        60,
+    )
     names = {line.split("==")[0].lower() for line in r.stdout.splitlines()}
     assert "grpc-proxy" in names
     assert not names & set(DEMO_DISTS), sorted(names)
@@ -191,13 +228,20 @@ def test_a_plain_install_checks_and_serves(plain: Installed) -> None:
     that accepts a connection and drains on SIGTERM."""
     port = free_port()
     conf = plain.elsewhere / "plain.conf"
-    conf.write_text("upstream u { server 127.0.0.1:1; }\n"
-                    f"server {{ listen 127.0.0.1:{port}; location / {{ grpc_pass u; }} }}\n")
+    conf.write_text(
+        "upstream u { server 127.0.0.1:1; }\n"
+        f"server {{ listen 127.0.0.1:{port}; location / {{ grpc_pass u; }} }}\n"
+    )
     r = plain.run("-t", "-c", str(conf))
     assert (r.returncode, r.stdout) == (0, f"{conf}: ok\n"), r.stderr
-    proc = subprocess.Popen([plain.script, "-c", str(conf)], cwd=plain.elsewhere,
-                            env=plain.env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [plain.script, "-c", str(conf)],
+        cwd=plain.elsewhere,
+        env=plain.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert wait_for_port(port, timeout=20, proc=proc), proc.poll()
     finally:
@@ -214,5 +258,6 @@ def test_a_plain_install_checks_and_serves(plain: Installed) -> None:
 def test_without_the_demo_extra_demo_and_echo_say_so(plain: Installed, command: str) -> None:
     r = plain.run(command)
     assert (r.returncode, r.stdout) == (1, ""), r
-    assert r.stderr == (f"grpc-proxy {command}: needs the demo extra: "
-                        "pip install 'grpc-proxy[demo]'\n")
+    assert r.stderr == (
+        f"grpc-proxy {command}: needs the demo extra: pip install 'grpc-proxy[demo]'\n"
+    )

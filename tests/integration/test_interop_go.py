@@ -41,16 +41,28 @@ pytestmark = pytest.mark.timeout(SETUP_TIMEOUT + 120)
 SERVICES = ("/grpc.testing.TestService/", "/grpc.testing.UnimplementedService/")
 
 CASES = [
-    "empty_unary", "large_unary", "client_streaming", "server_streaming", "ping_pong",
-    "empty_stream", "timeout_on_sleeping_server", "cancel_after_begin",
-    "cancel_after_first_response", "custom_metadata", "status_code_and_message",
-    "special_status_message", "unimplemented_method", "unimplemented_service",
+    "empty_unary",
+    "large_unary",
+    "client_streaming",
+    "server_streaming",
+    "ping_pong",
+    "empty_stream",
+    "timeout_on_sleeping_server",
+    "cancel_after_begin",
+    "cancel_after_first_response",
+    "custom_metadata",
+    "status_code_and_message",
+    "special_status_message",
+    "unimplemented_method",
+    "unimplemented_service",
 ]
 
 # name: (interop_client arguments, -deadline in seconds)
 SOAKS = {
-    "rpc_soak_1000_unary": (["-soak_iterations", "1000", "-soak_request_size", "1024",
-                             "-soak_response_size", "1024"], 60.0),
+    "rpc_soak_1000_unary": (
+        ["-soak_iterations", "1000", "-soak_request_size", "1024", "-soak_response_size", "1024"],
+        60.0,
+    ),
     "rpc_soak_200_large_unary_bdp": (["-soak_iterations", "200"], 90.0),
 }
 
@@ -60,9 +72,11 @@ SOAKS = {
 # or not; after one, as Canceled.
 SERVER_SEES = {
     "cancel_after_begin": re.compile(
-        r"call /grpc\.testing\.TestService/StreamingInputCall: end (Canceled|Internal)$", re.M),
+        r"call /grpc\.testing\.TestService/StreamingInputCall: end (Canceled|Internal)$", re.M
+    ),
     "cancel_after_first_response": re.compile(
-        r"call /grpc\.testing\.TestService/FullDuplexCall: end Canceled$", re.M),
+        r"call /grpc\.testing\.TestService/FullDuplexCall: end Canceled$", re.M
+    ),
 }
 SERVER_LOG_WAIT = 3.0
 
@@ -138,14 +152,16 @@ class Watch:
         log = _read_from(self.env.proxy.log_path, self.log_at).splitlines()
         server = self.server_log().splitlines()
         bad = [ln for ln in self._access_lines() if '"code":"OK"' not in ln]
-        return "\n".join([
-            f"--- proxy log since the run ({len(log)} lines, last {lines}) ---",
-            *log[-lines:],
-            f"--- access log: calls ended not OK since the run ({len(bad)}, first {lines}) ---",
-            *bad[:lines],
-            f"--- Go server log since the run ({len(server)} lines, last {lines}) ---",
-            *server[-lines:],
-        ])
+        return "\n".join(
+            [
+                f"--- proxy log since the run ({len(log)} lines, last {lines}) ---",
+                *log[-lines:],
+                f"--- access log: calls ended not OK since the run ({len(bad)}, first {lines}) ---",
+                *bad[:lines],
+                f"--- Go server log since the run ({len(server)} lines, last {lines}) ---",
+                *server[-lines:],
+            ]
+        )
 
     def _access_lines(self) -> list[str]:
         """Access-log lines of calls that ended since the run started."""
@@ -184,10 +200,11 @@ def run_case(env: Interop, via: str, case: str, *args: str, deadline: float = 60
     if why is None and case in SERVER_SEES:
         # The cancellation reached the server: its handler ended at once.
         want = SERVER_SEES[case]
-        if not _wait_until(lambda: want.search(watch.server_log()) is not None,
-                           SERVER_LOG_WAIT):
-            why = (f"{case} passed at the client, but the Go server did not log "
-                   f"{want.pattern!r} within {SERVER_LOG_WAIT:.0f}s")
+        if not _wait_until(lambda: want.search(watch.server_log()) is not None, SERVER_LOG_WAIT):
+            why = (
+                f"{case} passed at the client, but the Go server did not log "
+                f"{want.pattern!r} within {SERVER_LOG_WAIT:.0f}s"
+            )
     if why is not None:
         if via == "proxy":
             why += "\n" + watch.report()
@@ -224,9 +241,18 @@ def test_first_call_on_a_fresh_proxy(go: GoTools, stack: Stack, via: str) -> Non
     (so the first on the proxy's new upstream connection) succeeds within 5 s."""
     env = start_interop(go, stack, "fresh")
     watch = Watch(env)
-    run = go.client(env.port(via), "empty_unary", "-connect_timeout", f"{FIRST_CALL_DEADLINE}s",
-                    rpc_timeout=FIRST_CALL_DEADLINE, deadline=2 * FIRST_CALL_DEADLINE + 5.0)
+    run = go.client(
+        env.port(via),
+        "empty_unary",
+        "-connect_timeout",
+        f"{FIRST_CALL_DEADLINE}s",
+        rpc_timeout=FIRST_CALL_DEADLINE,
+        deadline=2 * FIRST_CALL_DEADLINE + 5.0,
+    )
     if not run.passed:
-        pytest.fail(f"the first call on a fresh {via} stack did not succeed within "
-                    f"{FIRST_CALL_DEADLINE:.0f}s\n{run.describe()}"
-                    + (f"\n{watch.report()}" if via == "proxy" else ""), pytrace=False)
+        pytest.fail(
+            f"the first call on a fresh {via} stack did not succeed within "
+            f"{FIRST_CALL_DEADLINE:.0f}s\n{run.describe()}"
+            + (f"\n{watch.report()}" if via == "proxy" else ""),
+            pytrace=False,
+        )

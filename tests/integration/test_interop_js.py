@@ -116,8 +116,7 @@ def peers(js_peers: Any, module_stack: Stack) -> Peers:
     stack = module_stack
     js = start_js_server(stack, "js1")
     py = stack.backend("py1")
-    proxies = {"js": stack.proxy(proxy_config(js.port)),
-               "py": stack.proxy(proxy_config(py.port))}
+    proxies = {"js": stack.proxy(proxy_config(js.port)), "py": stack.proxy(proxy_config(py.port))}
     # The first call on a new upstream connection can hang (a known bug, being fixed
     # on main; test_first_call_* below catches it): open the proxies' upstream
     # connections first, so that each case tests what it names.
@@ -136,26 +135,30 @@ def batch(peers: Peers) -> Callable[[str, str], dict[str, dict[str, Any]]]:
 
     def get(server: str, path: str) -> dict[str, dict[str, Any]]:
         if (server, path) not in cache:
-            cache[(server, path)] = run_js_client(peers.target(server, path), CHANNEL_CASES,
-                                                  timeout=90)
+            cache[(server, path)] = run_js_client(
+                peers.target(server, path), CHANNEL_CASES, timeout=90
+            )
         return cache[(server, path)]
 
     return get
 
 
 @pytest.fixture(scope="module", autouse=True)
-def keepalive_runs(request: pytest.FixtureRequest,
-                   peers: Peers) -> Iterator[dict[tuple[str, str], JsClientRun]]:
+def keepalive_runs(
+    request: pytest.FixtureRequest, peers: Peers
+) -> Iterator[dict[tuple[str, str], JsClientRun]]:
     """The keepalive runs (30 s idle each), started together before the module's
     first test so that they overlap the other tests; only if some are selected."""
-    selected = any(item.module is request.module and "keepalive" in item.name
-                   for item in request.session.items)
+    selected = any(
+        item.module is request.module and "keepalive" in item.name for item in request.session.items
+    )
     runs: dict[tuple[str, str], JsClientRun] = {}
     if selected:
         for server in SERVERS:
             for path in PATHS:
-                runs[(server, path)] = JsClientRun(peers.target(server, path), ["keepalive"],
-                                                   idle_s=IDLE_S, timeout=IDLE_S + 60)
+                runs[(server, path)] = JsClientRun(
+                    peers.target(server, path), ["keepalive"], idle_s=IDLE_S, timeout=IDLE_S + 60
+                )
     try:
         yield runs
     finally:
@@ -174,8 +177,13 @@ def _server_saw_cancel(peers: Peers, server: str, call_id: str) -> tuple[bool, A
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("case", CHANNEL_CASES)
-def test_grpc_js_client(case: str, server: str, path: str, peers: Peers,
-                        batch: Callable[[str, str], dict[str, dict[str, Any]]]) -> None:
+def test_grpc_js_client(
+    case: str,
+    server: str,
+    path: str,
+    peers: Peers,
+    batch: Callable[[str, str], dict[str, dict[str, Any]]],
+) -> None:
     r = batch(server, path)[case]
     where = f"grpc-js client -> {'proxy -> ' if path == 'proxy' else ''}{server} server, {case}"
     logs = peers.logs() if path == "proxy" else ""
@@ -234,8 +242,9 @@ def test_grpcio_client_grpc_js_server(path: str, peers: Peers, stack: Stack) -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("server", SERVERS)
-def test_keepalive_pings_over_idle(server: str, path: str, peers: Peers,
-                                   keepalive_runs: dict[tuple[str, str], JsClientRun]) -> None:
+def test_keepalive_pings_over_idle(
+    server: str, path: str, peers: Peers, keepalive_runs: dict[tuple[str, str], JsClientRun]
+) -> None:
     """grpc.keepalive_time_ms 10000 with permit_without_calls, 30 s without a call:
     pings answered, no GOAWAY, one TCP connection, READY throughout, then a call
     on the same channel succeeds."""
@@ -258,6 +267,7 @@ def test_first_call_on_a_fresh_proxy(path: str, js_peers: Any, stack: Stack) -> 
     r = run_js_client(target, ["first"], deadline_ms=5000, timeout=30)["first"]
     if not r["ok"] and stack.proxies:  # the access log line comes a moment later
         wait_until(lambda: "/echo.Echo/Unary" in stack.proxies[0].stderr(), timeout=3)
-    assert r["ok"], (f"first grpc-js call, {path}, to a fresh grpc-js server\n{describe(r)}\n"
-                     f"{proxy_logs(stack)}")
+    assert r["ok"], (
+        f"first grpc-js call, {path}, to a fresh grpc-js server\n{describe(r)}\n{proxy_logs(stack)}"
+    )
     assert r["elapsed_ms"] < 5000

@@ -53,9 +53,13 @@ def wait_log(proxy: object, text: str, timeout: float = 10.0, after: int = 0) ->
 def test_silent_stream_ends_by_read_timeout_despite_pings_chatty_one_lives(stack: Stack) -> None:
     b = stack.backend("b1")
     port = free_port()
-    proxy = stack.proxy(make_config(port, [upstream("echo", [addr(b.port)])],
-                                    [location("/echo.Echo/", "grpc_pass echo",
-                                              "grpc_read_timeout 2s")]))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [upstream("echo", [addr(b.port)])],
+            [location("/echo.Echo/", "grpc_pass echo", "grpc_read_timeout 2s")],
+        )
+    )
     client = stack.client(proxy.port, *PINGING_CLIENT)
     silent = RequestQueue(idle_limit=30)
     silent.put(b"hello")
@@ -82,11 +86,20 @@ def test_frozen_upstream_detected_by_keepalive(stack: Stack) -> None:
     spare = stack.backend("spare")
     port = free_port()
     keepalive_time, keepalive_timeout = 1.0, 1.0
-    proxy = stack.proxy(make_config(
-        port,
-        [upstream("echo", [addr(frozen.port), addr(spare.port, "backup")],
-                  "keepalive_time 1s", "keepalive_timeout 1s")],
-        [location("/echo.Echo/", "grpc_pass echo")]))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [
+                upstream(
+                    "echo",
+                    [addr(frozen.port), addr(spare.port, "backup")],
+                    "keepalive_time 1s",
+                    "keepalive_timeout 1s",
+                )
+            ],
+            [location("/echo.Echo/", "grpc_pass echo")],
+        )
+    )
     client = stack.client(proxy.port)
     assert client.unary(b"x").backend == "frozen"
     queue = RequestQueue(idle_limit=20)
@@ -123,17 +136,24 @@ def test_frozen_upstream_detected_by_keepalive(stack: Stack) -> None:
 
 def _local_ports_to(port: int) -> set[int]:
     me = psutil.Process(os.getpid())
-    return {c.laddr.port for c in me.net_connections(kind="tcp")
-            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED}
+    return {
+        c.laddr.port
+        for c in me.net_connections(kind="tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    }
 
 
 def test_max_connection_age_moves_clients_to_new_connections(stack: Stack) -> None:
     b = stack.backend("b1")
     port = free_port()
-    proxy = stack.proxy(make_config(
-        port, [upstream("echo", [addr(b.port)])],
-        [location("/echo.Echo/", "grpc_pass echo")],
-        server_directives=["max_connection_age 2s", "max_connection_age_grace 5s"]))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [upstream("echo", [addr(b.port)])],
+            [location("/echo.Echo/", "grpc_pass echo")],
+            server_directives=["max_connection_age 2s", "max_connection_age_grace 5s"],
+        )
+    )
     client = stack.client(proxy.port)
     seen: set[int] = set()
     failures = []
@@ -155,8 +175,11 @@ def test_max_connection_age_moves_clients_to_new_connections(stack: Stack) -> No
 def test_ping_flood_gets_enhance_your_calm_others_unaffected(stack: Stack) -> None:
     b = stack.backend("b1")
     port = free_port()
-    proxy = stack.proxy(make_config(port, [upstream("echo", [addr(b.port)])],
-                                    [location("/echo.Echo/", "grpc_pass echo")]))
+    proxy = stack.proxy(
+        make_config(
+            port, [upstream("echo", [addr(b.port)])], [location("/echo.Echo/", "grpc_pass echo")]
+        )
+    )
     client = stack.client(proxy.port)
     stop = threading.Event()
     results: list[bool] = []
@@ -190,8 +213,9 @@ def test_ping_flood_gets_enhance_your_calm_others_unaffected(stack: Stack) -> No
                 break
             if not data:
                 break
-            terminated += [e for e in conn.receive_data(data)
-                           if isinstance(e, h2.events.ConnectionTerminated)]
+            terminated += [
+                e for e in conn.receive_data(data) if isinstance(e, h2.events.ConnectionTerminated)
+            ]
     finally:
         sock.close()
         time.sleep(0.3)
@@ -213,8 +237,12 @@ def test_reload_adds_backend_while_stream_runs_and_broken_file_is_refused(stack:
     queue = RequestQueue(idle_limit=20)
     replies: list[bytes] = []
     out: list[object] = []
-    t = threading.Thread(target=lambda: out.append(client.bidi(
-        queue, timeout=20, on_message=lambda i, m: replies.append(m))), daemon=True)
+    t = threading.Thread(
+        target=lambda: out.append(
+            client.bidi(queue, timeout=20, on_message=lambda i, m: replies.append(m))
+        ),
+        daemon=True,
+    )
     t.start()
     queue.put(b"before")
     deadline = time.monotonic() + 5
@@ -224,7 +252,8 @@ def test_reload_adds_backend_while_stream_runs_and_broken_file_is_refused(stack:
 
     mark = len(proxy.stderr())
     proxy.config_path.write_text(
-        make_config(port, [upstream("echo", [addr(b1.port), addr(b2.port)])], [loc]))
+        make_config(port, [upstream("echo", [addr(b1.port), addr(b2.port)])], [loc])
+    )
     os.kill(proxy.pid, signal.SIGHUP)
     assert wait_log(proxy, "configuration reloaded", after=mark), proxy_logs(stack)
     backends = {client.unary(b"x", timeout=5).backend for _ in range(6)}
@@ -272,8 +301,9 @@ def test_reload_adds_and_removes_listeners(stack: Stack) -> None:
 def test_sigterm_lets_50_in_flight_calls_finish(stack: Stack) -> None:
     b = stack.backend("b1")
     port = free_port()
-    config = make_config(port, [upstream("echo", [addr(b.port)])],
-                         [location("/echo.Echo/", "grpc_pass echo")])
+    config = make_config(
+        port, [upstream("echo", [addr(b.port)])], [location("/echo.Echo/", "grpc_pass echo")]
+    )
     proxy = stack.proxy("shutdown_timeout 10s;\n" + config)
     clients = [stack.client(proxy.port) for _ in range(5)]
     started = threading.Event()
@@ -286,8 +316,9 @@ def test_sigterm_lets_50_in_flight_calls_finish(stack: Stack) -> None:
         return clients[i % 5].unary(b"x", metadata=[("x-sleep-ms", "2000")], timeout=15)
 
     holder: list[object] = []
-    t = threading.Thread(target=lambda: holder.append(run_in_threads(call, 51, timeout=30)),
-                         daemon=True)
+    t = threading.Thread(
+        target=lambda: holder.append(run_in_threads(call, 51, timeout=30)), daemon=True
+    )
     t.start()
     assert started.wait(15), proxy_logs(stack)
     sent = time.monotonic()
@@ -308,8 +339,9 @@ def test_client_keepalive_on_the_wire(stack: Stack) -> None:
     about every second (it was every 6 s), and one that stops answering is
     closed about keepalive_time + keepalive_timeout after its last ACK."""
     port = free_port()
-    proxy = stack.proxy(make_config(port, [], [], server_directives=(
-        "keepalive_time 1s", "keepalive_timeout 5s")))
+    proxy = stack.proxy(
+        make_config(port, [], [], server_directives=("keepalive_time 1s", "keepalive_timeout 5s"))
+    )
     sock = socket.create_connection((LOCALHOST, proxy.port), timeout=5)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
@@ -354,5 +386,7 @@ def test_client_keepalive_on_the_wire(stack: Stack) -> None:
     assert answered_gaps and max(answered_gaps) < 2.0, pings
     assert closed_at is not None, pings
     assert 5.0 <= closed_at - last_ack < 1.0 + 5.0 + 1.0, (pings, last_ack, closed_at)
-    print(f"\nping gaps {[round(g, 3) for g in answered_gaps]}; "
-          f"closed {closed_at - last_ack:.2f}s after the last ACK")
+    print(
+        f"\nping gaps {[round(g, 3) for g in answered_gaps]}; "
+        f"closed {closed_at - last_ack:.2f}s after the last ACK"
+    )

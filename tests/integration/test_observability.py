@@ -49,22 +49,26 @@ def get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str],
 def scrape(port: int) -> Samples:
     status, headers, body = get(port, "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+    }
 
 
 def values(samples: Samples, name: str, **labels: str) -> dict[tuple[tuple[str, str], ...], float]:
     """Samples of ``name`` whose labels include ``labels``."""
-    return {k: v for (n, k), v in samples.items()
-            if n == name and all((lk, lv) in k for lk, lv in labels.items())}
-
-
-
+    return {
+        k: v
+        for (n, k), v in samples.items()
+        if n == name and all((lk, lv) in k for lk, lv in labels.items())
+    }
 
 
 def wait_lines(path: Path, n: int, timeout: float = 10.0) -> list[str]:
     def lines() -> list[str]:
         return path.read_text().splitlines() if path.exists() else []
+
     wait_for(lambda: len(lines()) >= n, timeout)
     return lines()
 
@@ -73,14 +77,16 @@ UNARY = "/echo.Echo/Unary"
 COMBINED = re.compile(
     r'(?P<ip>\S+) - - \[[^\]]+\] "POST (?P<path>\S+) HTTP/2\.0" (?P<http>\d+) \d+ "-" "[^"]*" '
     r"(?P<status>\d+) (?P<code>[A-Z_]+) (?P<endpoint>\S+) (?P<secs>[\d.]+) (?P<rqb>\d+) "
-    r'(?P<rsb>\d+) (?P<rqm>\d+) (?P<rsm>\d+) "(?P<error>[^"]*)"')
+    r'(?P<rsb>\d+) (?P<rqm>\d+) (?P<rsm>\d+) "(?P<error>[^"]*)"'
+)
 
 
 # --------------------------------------------------------------------------- tests
 
 
 def test_counters_histograms_messages_and_access_log_match_the_calls(
-        stack: Stack, tmp_path: Path) -> None:
+    stack: Stack, tmp_path: Path
+) -> None:
     b1 = stack.backend("b1")
     dead = free_port()
     port, admin = free_ports(2)
@@ -117,8 +123,9 @@ def test_counters_histograms_messages_and_access_log_match_the_calls(
     echo = {"service": "echo.Echo", "upstream": "echo"}
     assert total(m, req, method="Unary", code="OK", **echo) == 5
     assert total(m, req, method="Unary", code="NOT_FOUND", **echo) == 3
-    assert total(m, req, service="dead.Svc", method="Call", upstream="dead",
-                 code="UNAVAILABLE") == 2
+    assert (
+        total(m, req, service="dead.Svc", method="Call", upstream="dead", code="UNAVAILABLE") == 2
+    )
     assert total(m, req, service="unknown", method="unknown", code="UNIMPLEMENTED") == 2
     assert total(m, req, method="ServerStream", code="OK") == 1
     assert total(m, req, method="ClientStream", code="OK") == 1
@@ -137,8 +144,7 @@ def test_counters_histograms_messages_and_access_log_match_the_calls(
     assert total(m, "grpc_proxy_upstream_requests_total", code="OK", **ep) == 7
     # The first dead call failed to connect and took the endpoint out (max_fails=1):
     # the second found no endpoint to try.
-    assert total(m, "grpc_proxy_upstream_requests_total", code="UNAVAILABLE",
-                 upstream="dead") == 1
+    assert total(m, "grpc_proxy_upstream_requests_total", code="UNAVAILABLE", upstream="dead") == 1
     assert total(m, "grpc_proxy_active_streams", upstream="echo") == 0
     assert total(m, "grpc_proxy_downstream_connections") >= 1
     assert total(m, "grpc_proxy_upstream_connections", **ep) == 1
@@ -152,22 +158,33 @@ def test_counters_histograms_messages_and_access_log_match_the_calls(
     assert [(p["path"], p["code"]) for p in parsed] == expected  # type: ignore[index]
     first = parsed[0]
     assert first is not None
-    assert (first["ip"], first["status"], first["endpoint"], first["rqm"], first["rsm"],
-            first["error"]) == (LOCALHOST, "0", f"{LOCALHOST}:{b1.port}", "1", "1", "-")
+    assert (
+        first["ip"],
+        first["status"],
+        first["endpoint"],
+        first["rqm"],
+        first["rsm"],
+        first["error"],
+    ) == (LOCALHOST, "0", f"{LOCALHOST}:{b1.port}", "1", "1", "-")
     dead_line = parsed[8]
     assert dead_line is not None and dead_line["endpoint"] == f"{LOCALHOST}:{dead}"
     assert dead_line["error"].startswith(f"upstream connect error: {LOCALHOST}:{dead}")
     second = parsed[9]
-    assert second is not None and (second["endpoint"], second["error"]) == \
-        ("-", "no healthy upstream in dead")
+    assert second is not None and (second["endpoint"], second["error"]) == (
+        "-",
+        "no healthy upstream in dead",
+    )
 
 
 def test_active_streams_count_an_open_stream_and_return_to_zero(stack: Stack) -> None:
     b1 = stack.backend("b1")
     port, admin = free_ports(2)
-    proxy = stack.proxy(make_config(port, [upstream("echo", [addr(b1.port)])],
-                                    [location("/echo.Echo/", "grpc_pass echo")])
-                        + admin_block(admin))
+    proxy = stack.proxy(
+        make_config(
+            port, [upstream("echo", [addr(b1.port)])], [location("/echo.Echo/", "grpc_pass echo")]
+        )
+        + admin_block(admin)
+    )
     client = stack.client(proxy.port)
     q = RequestQueue(idle_limit=20)
     got: list[bytes] = []
@@ -188,8 +205,7 @@ def test_active_streams_count_an_open_stream_and_return_to_zero(stack: Stack) ->
         q.close()
         t.join(20)
     assert done and getattr(done[0], "ok", False)
-    assert wait_for(lambda: total(scrape(admin), "grpc_proxy_active_streams",
-                                  upstream="echo") == 0)
+    assert wait_for(lambda: total(scrape(admin), "grpc_proxy_active_streams", upstream="echo") == 0)
     m = scrape(admin)
     assert total(m, "grpc_proxy_requests_total", method="Bidi", code="OK") == 1
 
@@ -198,12 +214,21 @@ def test_endpoint_health_follows_a_stopped_backend(stack: Stack, tmp_path: Path)
     b1, b2 = stack.backend("b1"), stack.backend("b2")
     port, admin = free_ports(2)
     log_path = tmp_path / "access.json"
-    config = make_config(
-        port,
-        [upstream("echo", [addr(b1.port, "fail_timeout=60s"), addr(b2.port, "fail_timeout=60s")],
-                  "connect_timeout 2s")],
-        [location("/echo.Echo/", "grpc_pass echo")],
-    ) + admin_block(admin) + f"access_log {log_path} json;\n"
+    config = (
+        make_config(
+            port,
+            [
+                upstream(
+                    "echo",
+                    [addr(b1.port, "fail_timeout=60s"), addr(b2.port, "fail_timeout=60s")],
+                    "connect_timeout 2s",
+                )
+            ],
+            [location("/echo.Echo/", "grpc_pass echo")],
+        )
+        + admin_block(admin)
+        + f"access_log {log_path} json;\n"
+    )
     proxy = stack.proxy(config)
     client = stack.client(proxy.port)
     for _ in range(4):
@@ -227,22 +252,39 @@ def test_endpoint_health_follows_a_stopped_backend(stack: Stack, tmp_path: Path)
     lines = wait_lines(log_path, 8)
     records = [json.loads(line) for line in lines]
     assert len(records) == 8
-    assert all(r["code"] == "OK" and r["grpc_status"] == 0 and r["http_status"] == 200
-               for r in records), records
+    assert all(
+        r["code"] == "OK" and r["grpc_status"] == 0 and r["http_status"] == 200 for r in records
+    ), records
     assert {r["endpoint"] for r in records[4:]} == {e1["endpoint"]}
-    assert all(r["path"] == UNARY and r["request_messages"] == 1 and r["response_messages"] == 1
-               and r["client"].startswith(LOCALHOST + ":") for r in records)
+    assert all(
+        r["path"] == UNARY
+        and r["request_messages"] == 1
+        and r["response_messages"] == 1
+        and r["client"].startswith(LOCALHOST + ":")
+        for r in records
+    )
 
 
 def test_admin_endpoints(stack: Stack) -> None:
     b1 = stack.backend("b1")
     port, admin, other, gone = free_ports(4)
-    proxy = stack.proxy(make_config(
-        port,
-        [upstream("api", [addr(b1.port, "weight=3", "meta=zone:a,tier:gold"),
-                          addr(other, "backup"), addr(gone, "down")])],
-        [location("/", "grpc_pass api")],
-    ) + admin_block(admin))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [
+                upstream(
+                    "api",
+                    [
+                        addr(b1.port, "weight=3", "meta=zone:a,tier:gold"),
+                        addr(other, "backup"),
+                        addr(gone, "down"),
+                    ],
+                )
+            ],
+            [location("/", "grpc_pass api")],
+        )
+        + admin_block(admin)
+    )
     assert stack.client(proxy.port).unary(b"x").ok
     assert get(admin, "/healthz")[:1] == (200,)
     assert get(admin, "/readyz")[0] == 200
@@ -256,9 +298,17 @@ def test_admin_endpoints(stack: Stack) -> None:
     eps = {e["address"]: e for e in pool["endpoints"]}
     assert len(eps) == 3
     first = eps[f"{LOCALHOST}:{b1.port}"]
-    assert (first["weight"], first["labels"], first["backup"], first["down"], first["healthy"],
-            first["active"], first["fails"], first["connections"], first["source"]) == \
-        (3, {"zone": "a", "tier": "gold"}, False, False, True, 0, 0, 1, "static")
+    assert (
+        first["weight"],
+        first["labels"],
+        first["backup"],
+        first["down"],
+        first["healthy"],
+        first["active"],
+        first["fails"],
+        first["connections"],
+        first["source"],
+    ) == (3, {"zone": "a", "tier": "gold"}, False, False, True, 0, 0, 1, "static")
     backup, down = eps[f"{LOCALHOST}:{other}"], eps[f"{LOCALHOST}:{gone}"]
     assert backup["backup"] is True and down["down"] is True and down["healthy"] is False
     # A client that sends garbage, or nothing, gets an error or is dropped;
@@ -276,10 +326,15 @@ def test_admin_endpoints(stack: Stack) -> None:
 def test_many_unknown_methods_leave_the_series_bounded(stack: Stack) -> None:
     b1 = stack.backend("b1")
     port, admin = free_ports(2)
-    proxy = stack.proxy(make_config(
-        port, [upstream("echo", [addr(b1.port)])],
-        [location("/echo.Echo/", "grpc_pass echo"), location("/open.", "grpc_pass echo")],
-    ) + "metrics_max_methods 100;\n" + admin_block(admin))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [upstream("echo", [addr(b1.port)])],
+            [location("/echo.Echo/", "grpc_pass echo"), location("/open.", "grpc_pass echo")],
+        )
+        + "metrics_max_methods 100;\n"
+        + admin_block(admin)
+    )
     rnd = random.Random(6)
     calls = 10_000
     with RawH2(proxy.port, timeout=10) as h2c:
@@ -291,21 +346,25 @@ def test_many_unknown_methods_leave_the_series_bounded(stack: Stack) -> None:
                 sids.append(h2c.grpc_request(f"{prefix}S{rnd.getrandbits(40)}/M{i}"))
             for sid in sids:
                 r = h2c.response(sid, timeout=10)
-                assert r.ended and (r.trailer("grpc-status") or r.header("grpc-status")) == "12", \
-                    (r, proxy_logs(stack))
+                assert r.ended and (r.trailer("grpc-status") or r.header("grpc-status")) == "12", (
+                    r,
+                    proxy_logs(stack),
+                )
                 del h2c.responses[sid]
     m = scrape(admin)
     req = values(m, "grpc_proxy_requests_total")
     assert sum(req.values()) == calls
     assert total(m, "grpc_proxy_requests_total", service="unknown", method="unknown") == calls / 2
-    assert total(m, "grpc_proxy_requests_total", service="other", method="other") == \
-        calls / 2 - 100
+    assert total(m, "grpc_proxy_requests_total", service="other", method="other") == calls / 2 - 100
     assert len(req) <= 102, len(req)  # 100 admitted pairs, other/other, unknown/unknown
     assert len(m) < 3000, len(m)  # every family together, histograms included
 
 
-def _two_workers(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                 ) -> tuple[list[ProxyProcess], list[int]]:
+def _two_workers(
+    stack: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[ProxyProcess], list[int]]:
     """Two proxies sharing one PROMETHEUS_MULTIPROC_DIR, as a master's workers
     do, each with its own admin port."""
     b1 = stack.backend("b1")
@@ -315,15 +374,23 @@ def _two_workers(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     proxies, admins = [], []
     for _ in range(2):
         port, admin = free_ports(2)
-        proxies.append(stack.proxy(make_config(
-            port, [upstream("echo", [addr(b1.port)])], [location("/echo.Echo/", "grpc_pass echo")]
-        ) + admin_block(admin)))
+        proxies.append(
+            stack.proxy(
+                make_config(
+                    port,
+                    [upstream("echo", [addr(b1.port)])],
+                    [location("/echo.Echo/", "grpc_pass echo")],
+                )
+                + admin_block(admin)
+            )
+        )
         admins.append(admin)
     return proxies, admins
 
 
-def test_two_processes_share_one_scrape(stack: Stack, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_processes_share_one_scrape(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Worker processes (issue 5's master sets PROMETHEUS_MULTIPROC_DIR for
     them): each scrape merges every process's series."""
     proxies, admins = _two_workers(stack, tmp_path, monkeypatch)
@@ -332,9 +399,11 @@ def test_two_processes_share_one_scrape(stack: Stack, tmp_path: Path,
         for _ in range(n):
             assert client.unary(b"x").ok
     for admin in admins:
-        assert wait_for(lambda a=admin: total(scrape(a), "grpc_proxy_requests_total",
-                                               method="Unary", code="OK") == 7), \
-            (scrape(admin), proxy_logs(stack))
+        assert wait_for(
+            lambda a=admin: (
+                total(scrape(a), "grpc_proxy_requests_total", method="Unary", code="OK") == 7
+            )
+        ), (scrape(admin), proxy_logs(stack))
         m = scrape(admin)
         assert total(m, "grpc_proxy_request_duration_seconds_count", method="Unary") == 7
         assert total(m, "grpc_proxy_downstream_connections") == 2
@@ -345,24 +414,33 @@ def test_two_processes_share_one_scrape(stack: Stack, tmp_path: Path,
 
 
 def test_startup_refused_for_admin_port_clash_unwritable_log_and_busy_admin_port(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     port = free_port()
-    base = make_config(port, [upstream("echo", [addr(free_port())])],
-                       [location("/", "grpc_pass echo")])
+    base = make_config(
+        port, [upstream("echo", [addr(free_port())])], [location("/", "grpc_pass echo")]
+    )
 
     def run(config: str, *args: str) -> subprocess.CompletedProcess[str]:
         path = tmp_path / "p.conf"
         path.write_text(config)
-        return subprocess.run([sys.executable, "-m", "proxy", "-c", str(path), *args],
-                              capture_output=True, text=True, timeout=30, env=subprocess_env())
+        return subprocess.run(
+            [sys.executable, "-m", "proxy", "-c", str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=subprocess_env(),
+        )
 
     r = run(base + f"admin {{ listen {port}; }}\n", "-t")
     lines = base.count("\n")
     listen_line = base.splitlines().index(f"    listen {LOCALHOST}:{port} http2;") + 1
     assert r.returncode == 1
-    assert r.stderr.strip() == (f"{tmp_path}/p.conf:{lines + 1}: admin listen "
-                                f"127.0.0.1:{port} shares port {port} with the server listen "
-                                f"at {tmp_path}/p.conf:{listen_line}")
+    assert r.stderr.strip() == (
+        f"{tmp_path}/p.conf:{lines + 1}: admin listen "
+        f"127.0.0.1:{port} shares port {port} with the server listen "
+        f"at {tmp_path}/p.conf:{listen_line}"
+    )
     r = run(base + "access_log /nonexistent-dir/a.log;\n")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f'p.conf:{lines + 1}: cannot open access log "/nonexistent-dir/a.log"' in r.stderr
@@ -375,8 +453,9 @@ def test_startup_refused_for_admin_port_clash_unwritable_log_and_busy_admin_port
     assert f"cannot listen on 127.0.0.1:{admin} for admin" in r.stderr
 
 
-def test_a_dead_workers_gauges_leave_the_merged_scrape(stack: Stack, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dead_workers_gauges_leave_the_merged_scrape(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What the master does when a worker exits (``worker_exited``): the
     worker's live gauges go, its counters stay."""
     from proxy.metrics.export import worker_exited

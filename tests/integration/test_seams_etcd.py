@@ -50,13 +50,27 @@ def hostport(port: int) -> str:
     return f"127.0.0.1:{port}"
 
 
-def etcd_config(port: int, admin: int, url: str, prefix: str = PREFIX,
-                policy: tuple[str, ...] = (), extra_locations: tuple[str, ...] = (),
-                read_timeout: str = "60s") -> str:
-    up = upstream("echo", [], f"etcd {url} prefix={prefix}", "etcd_dial_timeout 1s",
-                  "connect_timeout 1s", *policy)
-    locs = [location("/echo.Echo/", "grpc_pass echo", f"grpc_read_timeout {read_timeout}"),
-            *extra_locations]
+def etcd_config(
+    port: int,
+    admin: int,
+    url: str,
+    prefix: str = PREFIX,
+    policy: tuple[str, ...] = (),
+    extra_locations: tuple[str, ...] = (),
+    read_timeout: str = "60s",
+) -> str:
+    up = upstream(
+        "echo",
+        [],
+        f"etcd {url} prefix={prefix}",
+        "etcd_dial_timeout 1s",
+        "connect_timeout 1s",
+        *policy,
+    )
+    locs = [
+        location("/echo.Echo/", "grpc_pass echo", f"grpc_read_timeout {read_timeout}"),
+        *extra_locations,
+    ]
     return "shutdown_timeout 5s;\n" + make_config(port, [up], locs) + admin_block(admin)
 
 
@@ -65,8 +79,9 @@ def reload(proxy: ProxyProcess, config: str) -> None:
     done = proxy.stderr().count("configuration reloaded")
     proxy.config_path.write_text(config)
     os.kill(proxy.pid, signal.SIGHUP)
-    assert wait_for(lambda: proxy.stderr().count("configuration reloaded") > done, 10), \
+    assert wait_for(lambda: proxy.stderr().count("configuration reloaded") > done, 10), (
         proxy.stderr_tail()
+    )
 
 
 def backends_seen(client: EchoClient, calls: int, md: tuple[tuple[str, str], ...] = ()) -> set[str]:
@@ -84,6 +99,7 @@ def wait_routing(client: EchoClient, want: set[str], stack: Stack) -> None:
         nonlocal seen
         seen = backends_seen(client, 3 * len(want) + 3)
         return seen == want
+
     assert wait_for(check, POLL, step=0.05), (seen, want, proxy_logs(stack))
 
 
@@ -95,8 +111,9 @@ class Load:
         self.failures: list[str] = []
         self.calls = 0
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(c,), daemon=True)
-                         for c in self.clients]
+        self._threads = [
+            threading.Thread(target=self._run, args=(c,), daemon=True) for c in self.clients
+        ]
 
     def _run(self, client: EchoClient) -> None:
         for _ in range(1_000_000):
@@ -119,7 +136,8 @@ class Load:
 
 
 def test_reload_under_load_keeps_the_etcd_pool_and_follows_etcd_after_it(
-        stack: Stack, etcd1: etcd.EtcdMember) -> None:
+    stack: Stack, etcd1: etcd.EtcdMember
+) -> None:
     kv = etcd.Client(etcd1.url)
     b1, b2, b3 = (stack.backend(n) for n in ("b1", "b2", "b3"))
     kv.put(PREFIX + "b1", hostport(b1.port))
@@ -132,8 +150,9 @@ def test_reload_under_load_keeps_the_etcd_pool_and_follows_etcd_after_it(
     with Load(stack, port) as load:
         # A reload with etcd up: a new location, a changed timeout.
         extra = (location("/echo2.", "grpc_pass echo"),)
-        reload(proxy, etcd_config(port, admin, etcd1.url, extra_locations=extra,
-                                  read_timeout="30s"))
+        reload(
+            proxy, etcd_config(port, admin, etcd1.url, extra_locations=extra, read_timeout="30s")
+        )
         assert client.unary(b"x", path="/echo2.Echo/Unary").code == grpc.StatusCode.UNIMPLEMENTED
         kv.put(PREFIX + "b3", hostport(b3.port))
         wait_routing(client, {"b1", "b2", "b3"}, stack)
@@ -155,12 +174,14 @@ def test_reload_under_load_keeps_the_etcd_pool_and_follows_etcd_after_it(
     pool = upstreams(admin)["echo"]
     assert pool["source"] == "etcd" and pool["etcd"]["connected"], pool
     assert pool["etcd"]["revision"] == kv.revision(), pool
-    assert sorted(e["address"] for e in pool["endpoints"]) == \
-        sorted(hostport(b.port) for b in (b2, b3))
+    assert sorted(e["address"] for e in pool["endpoints"]) == sorted(
+        hostport(b.port) for b in (b2, b3)
+    )
 
 
 def test_reload_to_another_prefix_switches_to_its_endpoints(
-        stack: Stack, etcd1: etcd.EtcdMember) -> None:
+    stack: Stack, etcd1: etcd.EtcdMember
+) -> None:
     kv = etcd.Client(etcd1.url)
     b1, b2 = stack.backend("b1"), stack.backend("b2")
     kv.put(PREFIX + "b1", hostport(b1.port))
@@ -181,7 +202,8 @@ def test_reload_to_another_prefix_switches_to_its_endpoints(
 
 
 def test_readyz_waits_for_the_first_etcd_sync_and_admin_shows_the_feed(
-        stack: Stack, tmp_path: Path) -> None:
+    stack: Stack, tmp_path: Path
+) -> None:
     member = etcd.single(tmp_path, "late")
     stack.defer(member.stop)
     b1 = stack.backend("b1")
@@ -215,17 +237,33 @@ def test_readyz_waits_for_the_first_etcd_sync_and_admin_shows_the_feed(
 
 
 @contextlib.contextmanager
-def registered(stack: Stack, url: str, name: str, port: int,
-               *meta: str) -> Iterator[subprocess.Popen[bytes]]:
+def registered(
+    stack: Stack, url: str, name: str, port: int, *meta: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """``grpc-proxy register`` for one backend, stopped by PID at the end."""
-    args = ["--etcd", url, "--prefix", PREFIX, "--address", hostport(port), "--id", name,
-            "--ttl", "5"]
+    args = [
+        "--etcd",
+        url,
+        "--prefix",
+        PREFIX,
+        "--address",
+        hostport(port),
+        "--id",
+        name,
+        "--ttl",
+        "5",
+    ]
     for m in meta:
         args += ["--meta", m]
     with open(stack.workdir / f"register-{name}.stderr", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "proxy", "register", *args],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                cwd=str(REPO_ROOT), env=subprocess_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "register", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=str(REPO_ROOT),
+            env=subprocess_env(),
+        )
     try:
         yield proc
     finally:
@@ -239,7 +277,8 @@ def registered(stack: Stack, url: str, name: str, port: int,
 
 
 def test_subset_and_least_conn_on_a_pool_registered_with_labels(
-        stack: Stack, etcd1: etcd.EtcdMember) -> None:
+    stack: Stack, etcd1: etcd.EtcdMember
+) -> None:
     b1, b2, b3 = (stack.backend(n) for n in ("b1", "b2", "b3"))
     port, admin = free_ports(2)
     stack.proxy(etcd_config(port, admin, etcd1.url, policy=("least_conn", "subset version")))
@@ -247,8 +286,7 @@ def test_subset_and_least_conn_on_a_pool_registered_with_labels(
     with contextlib.ExitStack() as regs:
         regs.enter_context(registered(stack, etcd1.url, "b1", b1.port, "version=v1"))
         regs.enter_context(registered(stack, etcd1.url, "b2", b2.port, "version=v2"))
-        regs.enter_context(registered(stack, etcd1.url, "b3", b3.port, "version=v2",
-                                      "zone=a"))
+        regs.enter_context(registered(stack, etcd1.url, "b3", b3.port, "version=v2", "zone=a"))
         wait_routing(client, {"b1", "b2", "b3"}, stack)
         labels = {e["address"]: e["labels"] for e in upstreams(admin)["echo"]["endpoints"]}
         assert labels[hostport(b3.port)] == {"version": "v2", "zone": "a"}, labels
@@ -264,13 +302,15 @@ def test_subset_and_least_conn_on_a_pool_registered_with_labels(
         # call, the other gets every new v2 call (round robin would alternate).
         slow_client = stack.client(port)
         slow: list[object] = []
-        t = threading.Thread(target=lambda: slow.append(slow_client.unary(
-            b"slow", metadata=[*v2, ("x-sleep-ms", "4000")], timeout=20)))
+        t = threading.Thread(
+            target=lambda: slow.append(
+                slow_client.unary(b"slow", metadata=[*v2, ("x-sleep-ms", "4000")], timeout=20)
+            )
+        )
         t.start()
         busy = None
         for _ in range(100):
-            busy = next((b for b in (b2, b3) if any(not c.done for c in b.events.snapshot())),
-                        None)
+            busy = next((b for b in (b2, b3) if any(not c.done for c in b.events.snapshot())), None)
             if busy is not None:
                 break
             time.sleep(0.05)

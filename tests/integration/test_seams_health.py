@@ -35,32 +35,40 @@ def backend(stack: Stack, name: str) -> EchoBackend:
 
 
 def config(port: int, admin: int, servers: list[str], read_timeout: str) -> str:
-    up = upstream("echo", servers, "connect_timeout 2s",
-                  f"health_check interval={INTERVAL_MS}ms timeout=500ms fails=1 passes=1")
+    up = upstream(
+        "echo",
+        servers,
+        "connect_timeout 2s",
+        f"health_check interval={INTERVAL_MS}ms timeout=500ms fails=1 passes=1",
+    )
     loc = location("/echo.Echo/", "grpc_pass echo", f"grpc_read_timeout {read_timeout}")
     return make_config(port, [up], [loc]) + admin_block(admin)
 
 
 def spread(client: EchoClient, n: int) -> Counter[str]:
-    return Counter(r.backend or "?" if r.ok else r.code.name
-                   for r in (client.unary(b"x", timeout=5) for _ in range(n)))
+    return Counter(
+        r.backend or "?" if r.ok else r.code.name
+        for r in (client.unary(b"x", timeout=5) for _ in range(n))
+    )
 
 
 def health_of(admin: int, port: int) -> tuple[bool, float]:
     """(healthy in /upstreams, grpc_proxy_endpoint_healthy) of one endpoint."""
     eps = {e["address"]: e for e in upstreams(admin)["echo"]["endpoints"]}
     endpoint = f"127.0.0.1:{port}"
-    return (eps[endpoint]["healthy"],
-            total(scrape(admin), "grpc_proxy_endpoint_healthy", upstream="echo",
-                  endpoint=endpoint))
+    return (
+        eps[endpoint]["healthy"],
+        total(scrape(admin), "grpc_proxy_endpoint_healthy", upstream="echo", endpoint=endpoint),
+    )
 
 
 def sighup(proxy: ProxyProcess, text: str) -> None:
     done = proxy.stderr().count("configuration reloaded")
     proxy.config_path.write_text(text)
     os.kill(proxy.pid, signal.SIGHUP)
-    assert wait_for(lambda: proxy.stderr().count("configuration reloaded") > done), \
+    assert wait_for(lambda: proxy.stderr().count("configuration reloaded") > done), (
         proxy.stderr_tail()
+    )
 
 
 def test_an_unhealthy_endpoint_stays_out_across_a_reload_until_it_serves(stack: Stack) -> None:

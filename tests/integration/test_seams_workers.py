@@ -32,14 +32,18 @@ CALLS = 6  # per client: OK ones, plus one NOT_FOUND each
 
 
 def live_workers(proxy: ProxyProcess) -> list[int]:
-    return [c.pid for c in psutil.Process(proxy.pid).children()
-            if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    return [
+        c.pid
+        for c in psutil.Process(proxy.pid).children()
+        if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def wait_workers(proxy: ProxyProcess, n: int, exclude: set[int], timeout: float = 20) -> list[int]:
     pids: list[int] = []
-    ok = wait_for(lambda: len(pids := live_workers(proxy)) == n and not set(pids) & exclude,
-                  timeout)
+    ok = wait_for(
+        lambda: len(pids := live_workers(proxy)) == n and not set(pids) & exclude, timeout
+    )
     pids = live_workers(proxy)
     assert ok, (pids, exclude, proxy.stderr_tail())
     return pids
@@ -47,17 +51,28 @@ def wait_workers(proxy: ProxyProcess, n: int, exclude: set[int], timeout: float 
 
 def accepted_by(pid: int, port: int) -> int:
     """Established client connections a worker holds on the listen ``port``."""
-    return sum(1 for c in psutil.Process(pid).net_connections(kind="tcp")
-               if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+    return sum(
+        1
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )
 
 
 def two_workers(stack: Stack, log_path: Path | None = None) -> tuple[ProxyProcess, int, list[int]]:
     b1 = stack.backend("b1")
     port, admin = free_ports(2)
     server = [f"access_log {log_path}"] if log_path else []
-    config = "shutdown_timeout 5s;\n" + make_config(
-        port, [upstream("echo", [addr(b1.port)])], [location("/echo.Echo/", "grpc_pass echo")],
-        worker_processes=2, server_directives=server) + admin_block(admin)
+    config = (
+        "shutdown_timeout 5s;\n"
+        + make_config(
+            port,
+            [upstream("echo", [addr(b1.port)])],
+            [location("/echo.Echo/", "grpc_pass echo")],
+            worker_processes=2,
+            server_directives=server,
+        )
+        + admin_block(admin)
+    )
     proxy = stack.proxy(config)
     pids = wait_workers(proxy, 2, set())
     assert wait_for(lambda: status(admin, "/readyz") == 200), proxy_logs(stack)
@@ -65,7 +80,8 @@ def two_workers(stack: Stack, log_path: Path | None = None) -> tuple[ProxyProces
 
 
 def test_one_scrape_adds_up_both_workers_and_each_call_is_logged_once(
-        stack: Stack, tmp_path: Path) -> None:
+    stack: Stack, tmp_path: Path
+) -> None:
     log_path = tmp_path / "access.log"
     proxy, admin, pids = two_workers(stack, log_path)
     clients = [stack.client(proxy.port) for _ in range(CLIENTS)]
@@ -100,12 +116,14 @@ def test_one_scrape_adds_up_both_workers_and_each_call_is_logged_once(
     # The access log: both workers append to one file; one whole line per call.
     def lines() -> list[str]:
         return log_path.read_text().splitlines() if log_path.exists() else []
+
     assert wait_for(lambda: len(lines()) >= calls_made), (len(lines()), proxy_logs(stack))
     time.sleep(1.5)  # a duplicate would come with the next flush
     got = lines()
     assert len(got) == calls_made, (len(got), got[:3])
-    assert all(re.search(r'"POST /echo\.Echo/Unary HTTP/2\.0" 200 .* (OK|NOT_FOUND) ', ln)
-               for ln in got), [ln for ln in got if "Unary" not in ln][:3]
+    assert all(
+        re.search(r'"POST /echo\.Echo/Unary HTTP/2\.0" 200 .* (OK|NOT_FOUND) ', ln) for ln in got
+    ), [ln for ln in got if "Unary" not in ln][:3]
     assert sum(" NOT_FOUND " in ln for ln in got) == CLIENTS
 
 
@@ -126,9 +144,9 @@ def test_a_killed_worker_is_replaced_and_its_live_gauges_leave_the_scrape(stack:
     # The dead worker's connections went with it; its gauges must leave the
     # merged scrape (the replacement has no client connection yet).
     left = per_worker[survivor]
-    assert wait_for(lambda: total(scrape(admin), gauge) == left
-                    and accepted_by(survivor, proxy.port) == left), \
-        (total(scrape(admin), gauge), left, proxy_logs(stack))
+    assert wait_for(
+        lambda: total(scrape(admin), gauge) == left and accepted_by(survivor, proxy.port) == left
+    ), (total(scrape(admin), gauge), left, proxy_logs(stack))
     m = scrape(admin)
     assert total(m, "grpc_proxy_upstream_connections", upstream="echo") == 1
     # Counters never go down: the dead worker's calls still count.
@@ -139,12 +157,20 @@ def test_a_killed_worker_is_replaced_and_its_live_gauges_leave_the_scrape(stack:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_readyz_turns_503_on_drain_healthz_stays_200_and_the_slow_call_succeeds(
-        stack: Stack, workers: int) -> None:
+    stack: Stack, workers: int
+) -> None:
     b1 = stack.backend("b1")
     port, admin = free_ports(2)
-    config = "shutdown_timeout 10s;\n" + make_config(
-        port, [upstream("echo", [addr(b1.port)])], [location("/echo.Echo/", "grpc_pass echo")],
-        worker_processes=workers) + admin_block(admin)
+    config = (
+        "shutdown_timeout 10s;\n"
+        + make_config(
+            port,
+            [upstream("echo", [addr(b1.port)])],
+            [location("/echo.Echo/", "grpc_pass echo")],
+            worker_processes=workers,
+        )
+        + admin_block(admin)
+    )
     proxy = stack.proxy(config)
     if workers > 1:
         wait_workers(proxy, workers, set())
@@ -153,15 +179,19 @@ def test_readyz_turns_503_on_drain_healthz_stays_200_and_the_slow_call_succeeds(
     client = stack.client(proxy.port)
     key, value = tag()
     result: list[object] = []
-    slow = threading.Thread(target=lambda: result.append(
-        client.unary(b"slow", metadata=[(key, value), ("x-sleep-ms", "3000")], timeout=20)))
+    slow = threading.Thread(
+        target=lambda: result.append(
+            client.unary(b"slow", metadata=[(key, value), ("x-sleep-ms", "3000")], timeout=20)
+        )
+    )
     slow.start()
     assert b1.events.wait_call(key, value, timeout=10) is not None
     proxy.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
 
     # Draining: not ready, but alive, until the process is gone.
-    assert wait_for(lambda: status(admin, "/readyz") == 503, timeout=5, step=0.05), \
-        proxy_logs(stack)
+    assert wait_for(lambda: status(admin, "/readyz") == 503, timeout=5, step=0.05), proxy_logs(
+        stack
+    )
     healthz: list[int] = []
     deadline = time.monotonic() + 20
     while proxy.alive and time.monotonic() < deadline:

@@ -20,11 +20,17 @@ from proxy.cli import CONFIG_ENV
 WAIT = 15.0
 
 
-def _start(args: list[str], log: Path, env: dict[str, str] | None = None
-           ) -> subprocess.Popen[bytes]:
+def _start(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with open(log, "wb") as f:
-        return subprocess.Popen([sys.executable, "-m", "proxy", *args], stdin=subprocess.DEVNULL,
-                                stdout=f, stderr=f, env={**subprocess_env(), **(env or {})})
+        return subprocess.Popen(
+            [sys.executable, "-m", "proxy", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=f,
+            env={**subprocess_env(), **(env or {})},
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int | None:
@@ -86,17 +92,25 @@ def test_a_busy_listen_port_names_the_listen_line(tmp_path: Path, workers: int) 
         busy.bind((LOCALHOST, 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        conf.write_text(f"worker_processes {workers};\n"
-                        "upstream u { server 127.0.0.1:1; }\n"
-                        f"server {{ listen {LOCALHOST}:{free_port()}; }}\n"
-                        "server {\n"
-                        f"    listen {LOCALHOST}:{port};\n"
-                        "    location / { grpc_pass u; }\n"
-                        "}\n")
-        r = subprocess.run([sys.executable, "-m", "proxy", "-c", str(conf)],
-                           env=subprocess_env(), capture_output=True, text=True, timeout=30,
-                           check=False)
+        conf.write_text(
+            f"worker_processes {workers};\n"
+            "upstream u { server 127.0.0.1:1; }\n"
+            f"server {{ listen {LOCALHOST}:{free_port()}; }}\n"
+            "server {\n"
+            f"    listen {LOCALHOST}:{port};\n"
+            "    location / { grpc_pass u; }\n"
+            "}\n"
+        )
+        r = subprocess.run(
+            [sys.executable, "-m", "proxy", "-c", str(conf)],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
-    assert f"{conf}:5: cannot listen on {LOCALHOST}:{port}: address already in use" \
-        in r.stderr, r.stderr
+    assert f"{conf}:5: cannot listen on {LOCALHOST}:{port}: address already in use" in r.stderr, (
+        r.stderr
+    )

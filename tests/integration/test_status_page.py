@@ -39,18 +39,25 @@ def etcd1(tmp_path: Path):
 
 
 def test_status_json_and_page_show_pools_feeds_and_call_rates(
-        stack: Stack, etcd1: etcd.EtcdMember) -> None:
+    stack: Stack, etcd1: etcd.EtcdMember
+) -> None:
     s = status_stack.start(stack, etcd1)
     status_stack.send_traffic(s)
     doc = status_stack.wait_counted(s.admin, 10)
     assert status_stack.counted(doc), (doc, proxy_logs(stack))
-    assert (doc["ready"], doc["draining"], doc["workers"], doc["pid"]) == \
-        (True, False, 1, s.proxy.pid)
+    assert (doc["ready"], doc["draining"], doc["workers"], doc["pid"]) == (
+        True,
+        False,
+        1,
+        s.proxy.pid,
+    )
     assert doc["admin"] == f"{LOCALHOST}:{s.admin}"
     (listener,) = doc["listeners"]
     assert listener["addresses"] == [f"{LOCALHOST}:{s.proxy.port}"] and not listener["tls"]
-    assert listener["routes"] == [{"path": "= /echo.Echo/ServerStream", "upstream": "streams"},
-                                  {"path": "/echo.Echo/", "upstream": "echo"}]
+    assert listener["routes"] == [
+        {"path": "= /echo.Echo/ServerStream", "upstream": "streams"},
+        {"path": "/echo.Echo/", "upstream": "echo"},
+    ]
 
     pools = {p["name"]: p for p in doc["upstreams"]}
     echo, streams = pools["echo"], pools["streams"]
@@ -64,11 +71,19 @@ def test_status_json_and_page_show_pools_feeds_and_call_rates(
     assert sum(eps[a]["connections"] for a in s.static) >= 1
     assert echo["up"] == 2
     (disc,) = streams["endpoints"]
-    assert (disc["address"], disc["state"], disc["source"], disc["labels"]) == \
-        (s.discovered, "up", "etcd", {"zone": "eu-1"})
+    assert (disc["address"], disc["state"], disc["source"], disc["labels"]) == (
+        s.discovered,
+        "up",
+        "etcd",
+        {"zone": "eu-1"},
+    )
     (feed,) = streams["etcd"]
-    assert (feed["pid"], feed["connected"], feed["synced_once"], feed["url"]) == \
-        (s.proxy.pid, True, True, etcd1.url)
+    assert (feed["pid"], feed["connected"], feed["synced_once"], feed["url"]) == (
+        s.proxy.pid,
+        True,
+        True,
+        etcd1.url,
+    )
     assert feed["revision"] > 0 and feed["endpoints"] == 1
 
     calls = doc["calls"]
@@ -90,8 +105,7 @@ def test_status_json_and_page_show_pools_feeds_and_call_rates(
     # Self-contained: no external script, style, image or font.
     assert not re.search(r"<(script|link|img|iframe)[^>]*\s(src|href)=", page, re.I)
     assert "@import" not in page and "url(" not in page
-    embedded = re.search(r'<script type="application/json" id="initial">(.*?)</script>', page,
-                         re.S)
+    embedded = re.search(r'<script type="application/json" id="initial">(.*?)</script>', page, re.S)
     assert embedded is not None
     first = json.loads(embedded.group(1))
     assert {e["address"] for e in first["upstreams"][0]["endpoints"]} == {*s.static, s.dead}
@@ -103,11 +117,21 @@ def test_status_json_and_page_show_pools_feeds_and_call_rates(
 def test_status_counts_an_open_stream_and_a_stopped_backend(stack: Stack) -> None:
     b1, b2 = stack.backend("b1"), stack.backend("b2")
     port, admin = free_ports(2)
-    proxy = stack.proxy(make_config(
-        port, [upstream("echo", [addr(b1.port, "fail_timeout=60s"),
-                                 addr(b2.port, "fail_timeout=60s")],
-                        "hash $grpc_method consistent", "connect_timeout 2s")],
-        [location("/echo.Echo/", "grpc_pass echo")]) + admin_block(admin))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [
+                upstream(
+                    "echo",
+                    [addr(b1.port, "fail_timeout=60s"), addr(b2.port, "fail_timeout=60s")],
+                    "hash $grpc_method consistent",
+                    "connect_timeout 2s",
+                )
+            ],
+            [location("/echo.Echo/", "grpc_pass echo")],
+        )
+        + admin_block(admin)
+    )
     client = stack.client(proxy.port)
     q = RequestQueue(idle_limit=20)
     got: list[bytes] = []
@@ -128,8 +152,11 @@ def test_status_counts_an_open_stream_and_a_stopped_backend(stack: Stack) -> Non
         q.close()
         t.join(20)
     assert done and getattr(done[0], "ok", False)
-    served = {e["address"] for e in status_stack.status(admin)["upstreams"][0]["endpoints"]
-              if e["connections"]}
+    served = {
+        e["address"]
+        for e in status_stack.status(admin)["upstreams"][0]["endpoints"]
+        if e["connections"]
+    }
     (busy,) = served  # hash $grpc_method: every Bidi call goes to one endpoint
     backend = b1 if busy.endswith(f":{b1.port}") else b2
     backend.stop()
@@ -141,8 +168,9 @@ def test_status_counts_an_open_stream_and_a_stopped_backend(stack: Stack) -> Non
     assert pool["up"] == 1 and pool["active"] == 0
 
 
-def test_two_workers_answer_with_both(stack: Stack, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_workers_answer_with_both(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two proxies sharing one PROMETHEUS_MULTIPROC_DIR, as a master's
     workers do: either admin port shows both workers' connections and the
     calls of both, and rates once it has sampled twice."""
@@ -153,9 +181,16 @@ def test_two_workers_answer_with_both(stack: Stack, tmp_path: Path,
     proxies, admins = [], []
     for _ in range(2):
         port, admin = free_ports(2)
-        proxies.append(stack.proxy(make_config(
-            port, [upstream("echo", [addr(b1.port)])],
-            [location("/echo.Echo/", "grpc_pass echo")]) + admin_block(admin)))
+        proxies.append(
+            stack.proxy(
+                make_config(
+                    port,
+                    [upstream("echo", [addr(b1.port)])],
+                    [location("/echo.Echo/", "grpc_pass echo")],
+                )
+                + admin_block(admin)
+            )
+        )
         admins.append(admin)
     for proxy, n in zip(proxies, (3, 4), strict=True):
         client = stack.client(proxy.port)
@@ -166,12 +201,18 @@ def test_two_workers_answer_with_both(stack: Stack, tmp_path: Path,
         doc = status_stack.status(admin)
         unary = status_stack.method(doc, "echo.Echo", "Unary")
         (pool,) = doc["upstreams"]
-        return (doc["workers"] == 2 and unary is not None and unary["total"] == 7
-                and pool["endpoints"][0]["connections"] == 2)
+        return (
+            doc["workers"] == 2
+            and unary is not None
+            and unary["total"] == 7
+            and pool["endpoints"][0]["connections"] == 2
+        )
 
     for admin in admins:
-        assert wait_for(lambda a=admin: both(a), 10), \
-            (status_stack.status(admin), proxy_logs(stack))
+        assert wait_for(lambda a=admin: both(a), 10), (
+            status_stack.status(admin),
+            proxy_logs(stack),
+        )
     doc = status_stack.status(admins[0])
     assert doc["calls"]["seconds"] > 0  # sampled at every request: a window now
     assert len(list(shared.glob("status_*.json"))) == 2

@@ -54,8 +54,11 @@ class Pki:
     other_client_key: Path
 
     def client_pems(self, other: bool = False) -> tuple[bytes, bytes]:
-        cert, key = ((self.other_client_cert, self.other_client_key) if other
-                     else (self.client_cert, self.client_key))
+        cert, key = (
+            (self.other_client_cert, self.other_client_key)
+            if other
+            else (self.client_cert, self.client_key)
+        )
         return key.read_bytes(), cert.read_bytes()
 
 
@@ -64,8 +67,9 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def _leaf(ca: trustme.CA, dir: Path, name: str, *identities: str,
-          common_name: str | None = None) -> tuple[Path, Path]:
+def _leaf(
+    ca: trustme.CA, dir: Path, name: str, *identities: str, common_name: str | None = None
+) -> tuple[Path, Path]:
     cert = ca.issue_cert(*identities, common_name=common_name)
     crt = _write(dir / f"{name}.crt", b"".join(b.bytes() for b in cert.cert_chain_pems))
     key = _write(dir / f"{name}.key", cert.private_key_pem.bytes())
@@ -79,39 +83,58 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     other = trustme.CA()
     ca_pem = _write(d / "ca.pem", ca.cert_pem.bytes())
     server_cert, server_key = _leaf(ca, d, "server", "localhost", "127.0.0.1")
-    client_cert, client_key = _leaf(ca, d, "client", "client.example",
-                                    common_name="client-one")
+    client_cert, client_key = _leaf(ca, d, "client", "client.example", common_name="client-one")
     other_cert, other_key = _leaf(other, d, "other", "client.example")
-    return Pki(d, ca, ca_pem, server_cert, server_key, client_cert, client_key,
-               other_cert, other_key)
+    return Pki(
+        d, ca, ca_pem, server_cert, server_key, client_cert, client_key, other_cert, other_key
+    )
 
 
-def tls_proxy(stack: Stack, pki: Pki, backend_port: int, *server_directives: str,
-              locations: tuple[str, ...] = ()) -> ProxyProcess:
+def tls_proxy(
+    stack: Stack,
+    pki: Pki,
+    backend_port: int,
+    *server_directives: str,
+    locations: tuple[str, ...] = (),
+) -> ProxyProcess:
     port = free_port()
     text = make_config(
-        port, [upstream("echo", [addr(backend_port)], "connect_timeout 2s")],
+        port,
+        [upstream("echo", [addr(backend_port)], "connect_timeout 2s")],
         list(locations) or [location("/echo.Echo/", "grpc_pass echo")],
-        server_directives=[f"ssl_certificate {pki.server_cert}",
-                           f"ssl_certificate_key {pki.server_key}", *server_directives],
+        server_directives=[
+            f"ssl_certificate {pki.server_cert}",
+            f"ssl_certificate_key {pki.server_key}",
+            *server_directives,
+        ],
     ).replace(" http2;", " http2 ssl;")
     return stack.proxy(text)
 
 
-def tls_client(stack: Stack, port: int, pki: Pki, cert: tuple[bytes, bytes] | None = None
-               ) -> EchoClient:
+def tls_client(
+    stack: Stack, port: int, pki: Pki, cert: tuple[bytes, bytes] | None = None
+) -> EchoClient:
     creds = grpc.ssl_channel_credentials(
         root_certificates=pki.ca_pem.read_bytes(),
-        private_key=cert[0] if cert else None, certificate_chain=cert[1] if cert else None)
-    ch = grpc.secure_channel(f"{LOCALHOST}:{port}", creds, options=[
-        *CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1),
-        ("grpc.ssl_target_name_override", "localhost")])
+        private_key=cert[0] if cert else None,
+        certificate_chain=cert[1] if cert else None,
+    )
+    ch = grpc.secure_channel(
+        f"{LOCALHOST}:{port}",
+        creds,
+        options=[
+            *CHANNEL_OPTIONS,
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.ssl_target_name_override", "localhost"),
+        ],
+    )
     stack.defer(ch.close)
     return EchoClient(ch)
 
 
-def raw_tls(port: int, alpn: list[str] | None, ca: Path | None = None,
-            timeout: float = 5.0) -> tuple[str | None, bytes, bytes]:
+def raw_tls(
+    port: int, alpn: list[str] | None, ca: Path | None = None, timeout: float = 5.0
+) -> tuple[str | None, bytes, bytes]:
     """Python ssl straight to the proxy: (negotiated ALPN, the first bytes the
     proxy sends within ``timeout`` (b"" if it closed), the peer cert DER)."""
     ctx = ssl.create_default_context(cafile=str(ca)) if ca else ssl.create_default_context()
@@ -120,8 +143,10 @@ def raw_tls(port: int, alpn: list[str] | None, ca: Path | None = None,
         ctx.verify_mode = ssl.CERT_NONE
     if alpn is not None:
         ctx.set_alpn_protocols(alpn)
-    with socket.create_connection((LOCALHOST, port), timeout=timeout) as raw, \
-            ctx.wrap_socket(raw, server_hostname="localhost") as s:
+    with (
+        socket.create_connection((LOCALHOST, port), timeout=timeout) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as s,
+    ):
         der = s.getpeercert(binary_form=True) or b""
         negotiated = s.selected_alpn_protocol()
         try:
@@ -157,7 +182,8 @@ def test_h2_over_tls_by_alpn_works(stack: Stack, pki: Pki) -> None:
 
 @pytest.mark.parametrize("alpn", [None, ["http/1.1"]], ids=["no-alpn", "http1.1-only"])
 def test_client_without_alpn_h2_is_closed_after_the_handshake(
-        stack: Stack, pki: Pki, alpn: list[str] | None) -> None:
+    stack: Stack, pki: Pki, alpn: list[str] | None
+) -> None:
     b = stack.backend("b1")
     proxy = tls_proxy(stack, pki, b.port)
     negotiated, data, _ = raw_tls(proxy.port, alpn, pki.ca_pem)
@@ -177,36 +203,44 @@ def test_plaintext_client_on_a_tls_listen_fails_cleanly(stack: Stack, pki: Pki) 
 
 
 def test_mtls_required_accepts_a_good_client_cert_and_rejects_others(
-        stack: Stack, pki: Pki) -> None:
+    stack: Stack, pki: Pki
+) -> None:
     b = stack.backend("b1")
-    proxy = tls_proxy(stack, pki, b.port, f"ssl_client_certificate {pki.ca_pem}",
-                      "ssl_verify_client on")
+    proxy = tls_proxy(
+        stack, pki, b.port, f"ssl_client_certificate {pki.ca_pem}", "ssl_verify_client on"
+    )
     good = tls_client(stack, proxy.port, pki, pki.client_pems()).unary(b"x", timeout=10)
     assert good.ok, (good, proxy_logs(stack))
     none = tls_client(stack, proxy.port, pki).unary(b"x", timeout=10)
     assert none.code == grpc.StatusCode.UNAVAILABLE, none
-    wrong = tls_client(stack, proxy.port, pki, pki.client_pems(other=True)).unary(
-        b"x", timeout=10)
+    wrong = tls_client(stack, proxy.port, pki, pki.client_pems(other=True)).unary(b"x", timeout=10)
     assert wrong.code == grpc.StatusCode.UNAVAILABLE, wrong
     assert b.events.count(UNARY) == 1  # only the good client got through
     assert "TLS handshake failed" in proxy.stderr()
 
 
 def test_optional_client_cert_subject_reaches_the_access_log(
-        stack: Stack, pki: Pki, tmp_path: Path) -> None:
+    stack: Stack, pki: Pki, tmp_path: Path
+) -> None:
     b = stack.backend("b1")
     log_path = tmp_path / "access.log"
-    proxy = tls_proxy(stack, pki, b.port, f"ssl_client_certificate {pki.ca_pem}",
-                      "ssl_verify_client optional", f"access_log {log_path} json")
+    proxy = tls_proxy(
+        stack,
+        pki,
+        b.port,
+        f"ssl_client_certificate {pki.ca_pem}",
+        "ssl_verify_client optional",
+        f"access_log {log_path} json",
+    )
     assert tls_client(stack, proxy.port, pki).unary(b"anonymous").ok
     assert tls_client(stack, proxy.port, pki, pki.client_pems()).unary(b"known").ok
-    wrong = tls_client(stack, proxy.port, pki, pki.client_pems(other=True)).unary(
-        b"x", timeout=10)
+    wrong = tls_client(stack, proxy.port, pki, pki.client_pems(other=True)).unary(b"x", timeout=10)
     assert wrong.code == grpc.StatusCode.UNAVAILABLE  # presented, so it must verify
 
     def lines() -> list[dict[str, object]]:
         text = log_path.read_text() if log_path.exists() else ""
         return [json.loads(x) for x in text.splitlines()]
+
     assert wait_for(lambda: len(lines()) >= 2), proxy_logs(stack)
     records = lines()
     assert len(records) == 2
@@ -221,19 +255,23 @@ def test_sighup_reloads_the_certificate(stack: Stack, pki: Pki, tmp_path: Path) 
     cert.write_bytes(pki.server_cert.read_bytes())
     key.write_bytes(pki.server_key.read_bytes())
     port = free_port()
-    text = make_config(port, [upstream("echo", [addr(b.port)])],
-                       [location("/echo.Echo/", "grpc_pass echo")],
-                       server_directives=[f"ssl_certificate {cert}", f"ssl_certificate_key {key}"]
-                       ).replace(" http2;", " http2 ssl;")
+    text = make_config(
+        port,
+        [upstream("echo", [addr(b.port)])],
+        [location("/echo.Echo/", "grpc_pass echo")],
+        server_directives=[f"ssl_certificate {cert}", f"ssl_certificate_key {key}"],
+    ).replace(" http2;", " http2 ssl;")
     proxy = stack.proxy(text)
     _, _, first = raw_tls(proxy.port, ["h2"], pki.ca_pem)
-    assert first == ssl.PEM_cert_to_DER_cert(pki.server_cert.read_text().split("-----END")[0]
-                                             + "-----END CERTIFICATE-----\n")
+    assert first == ssl.PEM_cert_to_DER_cert(
+        pki.server_cert.read_text().split("-----END")[0] + "-----END CERTIFICATE-----\n"
+    )
     new_crt, new_key = _leaf(pki.ca, tmp_path, "renewed", "localhost", "127.0.0.1")
     cert.write_bytes(new_crt.read_bytes())
     key.write_bytes(new_key.read_bytes())
-    new_der = ssl.PEM_cert_to_DER_cert(new_crt.read_text().split("-----END")[0]
-                                       + "-----END CERTIFICATE-----\n")
+    new_der = ssl.PEM_cert_to_DER_cert(
+        new_crt.read_text().split("-----END")[0] + "-----END CERTIFICATE-----\n"
+    )
     os.kill(proxy.pid, signal.SIGHUP)
     assert wait_for(lambda: "configuration reloaded" in proxy.stderr()), proxy_logs(stack)
     _, _, presented = raw_tls(proxy.port, ["h2"], pki.ca_pem)
@@ -244,12 +282,12 @@ def test_sighup_reloads_the_certificate(stack: Stack, pki: Pki, tmp_path: Path) 
 # ----------------------------------------------------------- upstream side
 
 
-def tls_backend(stack: Stack, pki: Pki, name: str, require_client: bool = False
-                ) -> EchoBackend:
+def tls_backend(stack: Stack, pki: Pki, name: str, require_client: bool = False) -> EchoBackend:
     creds = grpc.ssl_server_credentials(
         [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
         root_certificates=pki.ca_pem.read_bytes() if require_client else None,
-        require_client_auth=require_client)
+        require_client_auth=require_client,
+    )
     backend = EchoBackend(name, credentials=creds)
     backend.start()
     stack.defer(backend.stop)
@@ -258,15 +296,20 @@ def tls_backend(stack: Stack, pki: Pki, name: str, require_client: bool = False
 
 def grpcs_proxy(stack: Stack, backend: EchoBackend, *directives: str) -> ProxyProcess:
     port = free_port()
-    return stack.proxy(make_config(
-        port, [], [location("/echo.Echo/", f"grpc_pass grpcs://127.0.0.1:{backend.port}",
-                            *directives)]))
+    return stack.proxy(
+        make_config(
+            port,
+            [],
+            [location("/echo.Echo/", f"grpc_pass grpcs://127.0.0.1:{backend.port}", *directives)],
+        )
+    )
 
 
 def test_upstream_grpcs_with_verification(stack: Stack, pki: Pki) -> None:
     b = tls_backend(stack, pki, "tls1")
-    proxy = grpcs_proxy(stack, b, f"grpc_ssl_trusted_certificate {pki.ca_pem}",
-                        "grpc_ssl_name localhost")
+    proxy = grpcs_proxy(
+        stack, b, f"grpc_ssl_trusted_certificate {pki.ca_pem}", "grpc_ssl_name localhost"
+    )
     client = stack.client(proxy.port)
     for _ in range(3):  # one shared TLS connection
         r = client.unary(b"secure")
@@ -278,8 +321,9 @@ def test_upstream_grpcs_with_verification(stack: Stack, pki: Pki) -> None:
 
 def test_upstream_grpcs_wrong_name_is_unavailable(stack: Stack, pki: Pki) -> None:
     b = tls_backend(stack, pki, "tls1")
-    proxy = grpcs_proxy(stack, b, f"grpc_ssl_trusted_certificate {pki.ca_pem}",
-                        "grpc_ssl_name wrong.example")
+    proxy = grpcs_proxy(
+        stack, b, f"grpc_ssl_trusted_certificate {pki.ca_pem}", "grpc_ssl_name wrong.example"
+    )
     r = stack.client(proxy.port).unary(b"x", timeout=10)
     assert r.code == grpc.StatusCode.UNAVAILABLE, r
     assert "certificate verify failed" in r.details and "wrong.example" in r.details, r.details
@@ -302,18 +346,31 @@ def test_upstream_mtls_client_certificate(stack: Stack, pki: Pki) -> None:
     without = grpcs_proxy(stack, b, f"grpc_ssl_trusted_certificate {pki.ca_pem}")
     r = stack.client(without.port).unary(b"x", timeout=10)
     assert r.code == grpc.StatusCode.UNAVAILABLE, r
-    with_cert = grpcs_proxy(stack, b, f"grpc_ssl_trusted_certificate {pki.ca_pem}",
-                            f"grpc_ssl_certificate {pki.client_cert}",
-                            f"grpc_ssl_certificate_key {pki.client_key}")
+    with_cert = grpcs_proxy(
+        stack,
+        b,
+        f"grpc_ssl_trusted_certificate {pki.ca_pem}",
+        f"grpc_ssl_certificate {pki.client_cert}",
+        f"grpc_ssl_certificate_key {pki.client_key}",
+    )
     r = stack.client(with_cert.port).unary(b"mutual")
     assert r.ok and r.messages == [b"mutual"], (r, proxy_logs(stack))
 
 
 def test_tls_on_both_sides(stack: Stack, pki: Pki) -> None:
     b = tls_backend(stack, pki, "tls1")
-    proxy = tls_proxy(stack, pki, b.port, locations=(
-        location("/echo.Echo/", f"grpc_pass grpcs://127.0.0.1:{b.port}",
-                 f"grpc_ssl_trusted_certificate {pki.ca_pem}"),))
+    proxy = tls_proxy(
+        stack,
+        pki,
+        b.port,
+        locations=(
+            location(
+                "/echo.Echo/",
+                f"grpc_pass grpcs://127.0.0.1:{b.port}",
+                f"grpc_ssl_trusted_certificate {pki.ca_pem}",
+            ),
+        ),
+    )
     client = tls_client(stack, proxy.port, pki)
     r = client.server_stream(b"abc", metadata=[("x-count", "5")])
     assert r.ok and r.messages == [b"abc"] * 5, (r, proxy_logs(stack))
@@ -321,15 +378,26 @@ def test_tls_on_both_sides(stack: Stack, pki: Pki) -> None:
 
 def test_health_checks_of_a_grpcs_upstream_use_tls(stack: Stack, pki: Pki) -> None:
     creds = grpc.ssl_server_credentials(
-        [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())])
+        [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())]
+    )
     b = EchoBackend("tlshealth", credentials=creds, health=True)
     b.start()
     stack.defer(b.stop)
     port = free_port()
-    proxy = stack.proxy(make_config(
-        port, [upstream("secure", [addr(b.port)], "health_check interval=200ms timeout=2s")],
-        [location("/echo.Echo/", "grpc_pass grpcs://secure", "grpc_ssl_name localhost",
-                  f"grpc_ssl_trusted_certificate {pki.ca_pem}")]))
+    proxy = stack.proxy(
+        make_config(
+            port,
+            [upstream("secure", [addr(b.port)], "health_check interval=200ms timeout=2s")],
+            [
+                location(
+                    "/echo.Echo/",
+                    "grpc_pass grpcs://secure",
+                    "grpc_ssl_name localhost",
+                    f"grpc_ssl_trusted_certificate {pki.ca_pem}",
+                )
+            ],
+        )
+    )
     client = stack.client(proxy.port)
     assert client.unary(b"x").ok, proxy_logs(stack)
     b.set_serving(False)  # the probes reach the backend: they see NOT_SERVING

@@ -53,10 +53,32 @@ def registrar(stack: Stack, name: str, port: int, urls: str) -> subprocess.Popen
     log = open(stack.workdir / f"register-{name}.stderr", "ab")  # noqa: SIM115 - closed below
     env = {k: v for k, v in subprocess_env().items() if not k.lower().endswith("_proxy")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "register", "--etcd", urls, "--prefix", PREFIX,
-         "--id", name, "--address", f"127.0.0.1:{port}", "--ttl", "10",
-         "--meta", f"version={BACKENDS[name]}", "--health", f"127.0.0.1:{port}"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=str(REPO_ROOT), env=env)
+        [
+            sys.executable,
+            "-m",
+            "proxy",
+            "register",
+            "--etcd",
+            urls,
+            "--prefix",
+            PREFIX,
+            "--id",
+            name,
+            "--address",
+            f"127.0.0.1:{port}",
+            "--ttl",
+            "10",
+            "--meta",
+            f"version={BACKENDS[name]}",
+            "--health",
+            f"127.0.0.1:{port}",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        cwd=str(REPO_ROOT),
+        env=env,
+    )
     log.close()
 
     def stop() -> None:  # SIGTERM revokes the lease; by PID, bounded
@@ -88,8 +110,7 @@ def test_compose_topology_as_processes(stack: Stack, tmp_path: Path) -> None:
     urls = ",".join(m.url for m in members)
 
     for name in BACKENDS:
-        backend = EchoProcess(name, 0, health=True,
-                              stderr_path=tmp_path / f"echo-{name}.stderr")
+        backend = EchoProcess(name, 0, health=True, stderr_path=tmp_path / f"echo-{name}.stderr")
         stack.defer(backend.stop)
         backend.start()
         registrar(stack, name, backend.port, urls)

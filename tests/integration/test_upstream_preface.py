@@ -22,11 +22,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[ScriptedBackend]:
         b.close()
 
 
-def test_first_call_on_a_fresh_proxy_gets_its_response(stack: Stack,
-                                                       backend: ScriptedBackend) -> None:
+def test_first_call_on_a_fresh_proxy_gets_its_response(
+    stack: Stack, backend: ScriptedBackend
+) -> None:
     port = free_port()
-    proxy = stack.proxy(make_config(port, [upstream("s", [addr(backend.port)])],
-                                    [location("/echo.Echo/", "grpc_pass s")]))
+    proxy = stack.proxy(
+        make_config(
+            port, [upstream("s", [addr(backend.port)])], [location("/echo.Echo/", "grpc_pass s")]
+        )
+    )
     client = stack.client(proxy.port)
     first = client.unary(b"first", timeout=5.0)
     assert first.ok, (first.code, first.details, proxy.stderr_tail())

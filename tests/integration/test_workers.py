@@ -38,8 +38,11 @@ def wait_workers(proxy: ProxyProcess, n: int, exclude: set[int], timeout: float 
 
 def accepted_by(pid: int, port: int) -> int:
     """Established connections a process holds on the listen ``port``."""
-    return sum(1 for c in psutil.Process(pid).net_connections(kind="tcp")
-               if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+    return sum(
+        1
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )
 
 
 def test_two_workers_share_connections_heal_and_reload_without_loss(stack: Stack) -> None:
@@ -47,7 +50,8 @@ def test_two_workers_share_connections_heal_and_reload_without_loss(stack: Stack
     port = free_port()
     loc = location("/echo.Echo/", "grpc_pass echo")
     config = "shutdown_timeout 5s;\n" + make_config(
-        port, [upstream("echo", [addr(b.port)])], [loc], worker_processes=2)
+        port, [upstream("echo", [addr(b.port)])], [loc], worker_processes=2
+    )
     proxy = stack.proxy(config)
     pids = wait_workers(proxy, 2, set())
 
@@ -99,5 +103,8 @@ def test_two_workers_share_connections_heal_and_reload_without_loss(stack: Stack
     alive = [p.pid for p in workers(proxy)]
     proxy.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
     assert proxy.proc.wait(15) == 0  # type: ignore[union-attr]
-    assert not [pid for pid in alive if psutil.pid_exists(pid)
-                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        pid
+        for pid in alive
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]

@@ -30,9 +30,16 @@ class FrameFactory:
             f.flags.add("ACK")
         return f.serialize()
 
-    def headers(self, stream_id: int, headers: list[tuple[bytes, bytes]] | None = None,
-                end_stream: bool = False, end_headers: bool = True, raw_block: bytes | None = None,
-                padded: int = 0, priority_depends_on: int | None = None) -> bytes:
+    def headers(
+        self,
+        stream_id: int,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        end_stream: bool = False,
+        end_headers: bool = True,
+        raw_block: bytes | None = None,
+        padded: int = 0,
+        priority_depends_on: int | None = None,
+    ) -> bytes:
         f = hf.HeadersFrame(stream_id)
         f.data = raw_block if raw_block is not None else self.encoder.encode(headers or REQUEST)
         if end_stream:

@@ -75,44 +75,65 @@ def test_upstreams_json_matches_the_config() -> None:
     r = h.route("GET", "/upstreams")
     assert r is not None and r.content_type == "application/json"
     (pool,) = json.loads(r.body)["upstreams"]
-    assert (pool["name"], pool["source"], pool["policy"], pool["etcd"]) == \
-        ("api", "static", "round_robin", None)
+    assert (pool["name"], pool["source"], pool["policy"], pool["etcd"]) == (
+        "api",
+        "static",
+        "round_robin",
+        None,
+    )
     eps = {e["address"]: e for e in pool["endpoints"]}
     assert eps["127.0.0.1:5001"]["labels"] == {"zone": "a", "tier": "gold"}
     assert eps["127.0.0.1:5001"]["weight"] == 3
     assert eps["127.0.0.1:5002"]["backup"] is True
     assert eps["127.0.0.1:5003"]["down"] is True and eps["127.0.0.1:5003"]["healthy"] is False
-    assert all(e["active"] == 0 and e["fails"] == 0 and e["source"] == "static"
-               for e in eps.values())
+    assert all(
+        e["active"] == 0 and e["fails"] == 0 and e["source"] == "static" for e in eps.values()
+    )
 
 
 def test_upstreams_json_shows_etcd_state() -> None:
-    status = SimpleNamespace(connected=True, synced_once=True, revision=42, events_applied=5,
-                             resyncs=1, last_message_at=99.0)
+    status = SimpleNamespace(
+        connected=True,
+        synced_once=True,
+        revision=42,
+        events_applied=5,
+        resyncs=1,
+        last_message_at=99.0,
+    )
     h = handlers(etcd=lambda: {"api": status})
     (pool,) = json.loads(h.route("GET", "/upstreams").body)["upstreams"]  # type: ignore[union-attr]
     assert pool["source"] == "etcd"
-    assert pool["etcd"] == {"connected": True, "synced_once": True, "revision": 42,
-                            "events_applied": 5, "resyncs": 1,
-                            "seconds_since_last_message": 1.0}
+    assert pool["etcd"] == {
+        "connected": True,
+        "synced_once": True,
+        "revision": 42,
+        "events_applied": 5,
+        "resyncs": 1,
+        "seconds_since_last_message": 1.0,
+    }
 
 
-@pytest.mark.parametrize("method,shown", [
-    ("", "round_robin"),
-    ("least_conn;", "least_conn"),
-    ("random;", "random"),
-    ("random two;", "random two"),
-    ("random two least_conn;", "random two"),
-    ("ip_hash;", "ip_hash"),
-    ("hash $http_x_user;", "hash $http_x_user"),
-    ("hash $grpc_method consistent;", "hash $grpc_method consistent"),
-    ("least_time;", "least_time"),
-])
+@pytest.mark.parametrize(
+    "method,shown",
+    [
+        ("", "round_robin"),
+        ("least_conn;", "least_conn"),
+        ("random;", "random"),
+        ("random two;", "random two"),
+        ("random two least_conn;", "random two"),
+        ("ip_hash;", "ip_hash"),
+        ("hash $http_x_user;", "hash $http_x_user"),
+        ("hash $grpc_method consistent;", "hash $grpc_method consistent"),
+        ("least_time;", "least_time"),
+    ],
+)
 def test_upstreams_json_shows_the_configured_method(method: str, shown: str) -> None:
     config = parse_string(
         f"upstream api {{ {method} server 127.0.0.1:5001; }}\n"
         "server { listen 127.0.0.1:8080; location / { grpc_pass api; }\n"
-        "         location /direct/ { grpc_pass 127.0.0.1:5009; } }\n", "t.conf")
+        "         location /direct/ { grpc_pass 127.0.0.1:5009; } }\n",
+        "t.conf",
+    )
     relay = Relay(build_pools(config.upstreams, {}), lambda: 100.0)
     h = AdminHandlers(Sources(relay), lambda: (b"", "text/plain"))
     pools = {p["name"]: p for p in json.loads(h.route("GET", "/upstreams").body)["upstreams"]}

@@ -43,16 +43,21 @@ async def _keep_alive() -> None:
     client, srv = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(admin.handle_connection, srv)
-        await client.send_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
-                              b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
-                              b"PUT /readyz HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+        await client.send_all(
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"PUT /readyz HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"
+        )
         data = await read_until(client, b"HTTP/1.1 ", 3)
         await client.aclose()
     replies = data.split(b"HTTP/1.1 ")[1:]
     assert [r[:3] for r in replies] == [b"200", b"200", b"405"]
     # Status lines with the standard reason phrase (h11 sends none by default).
-    assert [r.split(b"\r\n", 1)[0] for r in replies] == \
-        [b"200 OK", b"200 OK", b"405 Method Not Allowed"]
+    assert [r.split(b"\r\n", 1)[0] for r in replies] == [
+        b"200 OK",
+        b"200 OK",
+        b"405 Method Not Allowed",
+    ]
     assert replies[1].endswith(b"x_total 1\n") and flushed == [1]
     assert b"Allow: GET" in replies[2] or b"allow: GET" in replies[2]
     assert admin.connections == 0
@@ -82,8 +87,9 @@ async def _oversized() -> None:
     client, srv = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(admin.handle_connection, srv)
-        await client.send_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n"
-                              b"Content-Length: 1000000\r\n\r\n" + b"a" * 70000)
+        await client.send_all(
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" + b"a" * 70000
+        )
         data = await read_until(client, b"\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 413")
 
@@ -94,4 +100,3 @@ def test_reason_phrases() -> None:
     assert reason_phrase(503) == b"Service Unavailable"
     assert reason_phrase(431) == b"Request Header Fields Too Large"
     assert reason_phrase(299) == b""  # not a standard code: none, as before
-

@@ -35,8 +35,7 @@ def observed(rig: Rig, max_methods: int = 1000) -> tuple[CallRecorder, AccessLog
     return rec, q
 
 
-def start_call(rig: Rig, headers: list | None = None, body: bytes = b"",
-               end: bool = False) -> int:
+def start_call(rig: Rig, headers: list | None = None, body: bytes = b"", end: bool = False) -> int:
     rig.client.send_headers(1, headers or REQUEST, end_stream=end and not body)
     if body:
         rig.client.send_data(1, body, end_stream=end)
@@ -154,12 +153,23 @@ def test_method_labels_are_capped() -> None:
     rig = Rig()
     rec, _ = observed(rig, max_methods=2)
     loc = Location("/", False, "u")
-    labels = [(s.service, s.method) for s in (
-        rec._series_for(loc, "/a.S/M1"), rec._series_for(loc, "/a.S/M2"),
-        rec._series_for(loc, "/a.S/M3"), rec._series_for(loc, "/b.S/M"),
-        rec._series_for(loc, "/a.S/M1"))]
-    assert labels == [("a.S", "M1"), ("a.S", "M2"), ("a.S", "other"), ("other", "other"),
-                      ("a.S", "M1")]
+    labels = [
+        (s.service, s.method)
+        for s in (
+            rec._series_for(loc, "/a.S/M1"),
+            rec._series_for(loc, "/a.S/M2"),
+            rec._series_for(loc, "/a.S/M3"),
+            rec._series_for(loc, "/b.S/M"),
+            rec._series_for(loc, "/a.S/M1"),
+        )
+    ]
+    assert labels == [
+        ("a.S", "M1"),
+        ("a.S", "M2"),
+        ("a.S", "other"),
+        ("other", "other"),
+        ("a.S", "M1"),
+    ]
     rnd = random.Random(1)
     for _ in range(5000):
         rec._series_for(loc, f"/s{rnd.random()}/m{rnd.random()}")
@@ -185,8 +195,11 @@ def test_full_access_log_queue_drops_and_counts() -> None:
 def scrape(exp: Exporter) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     exp.flush()
     text = exp.render()[0].decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 def test_export_moves_counts_once_and_sets_gauges() -> None:
@@ -198,18 +211,43 @@ def test_export_moves_counts_once_and_sets_gauges() -> None:
     assert m[("grpc_proxy_active_streams", (("upstream", "u"),))] == 1
     rig.server.send_headers(sid, RESPONSE + [(b"grpc-status", b"14")], end_stream=True)
     rig.pump()
-    labels = (("code", "UNAVAILABLE"), ("method", "Unary"), ("service", "echo.Echo"),
-              ("upstream", "u"))
+    labels = (
+        ("code", "UNAVAILABLE"),
+        ("method", "Unary"),
+        ("service", "echo.Echo"),
+        ("upstream", "u"),
+    )
     for _ in range(2):  # a second flush adds nothing
         m = scrape(exp)
         assert m[("grpc_proxy_requests_total", labels)] == 1
-        assert m[("grpc_proxy_request_duration_seconds_count",
-                  (("method", "Unary"), ("service", "echo.Echo"), ("upstream", "u")))] == 1
-        assert m[("grpc_proxy_messages_total", (("direction", "request"), ("method", "Unary"),
-                                                ("service", "echo.Echo")))] == 1
+        assert (
+            m[
+                (
+                    "grpc_proxy_request_duration_seconds_count",
+                    (("method", "Unary"), ("service", "echo.Echo"), ("upstream", "u")),
+                )
+            ]
+            == 1
+        )
+        assert (
+            m[
+                (
+                    "grpc_proxy_messages_total",
+                    (("direction", "request"), ("method", "Unary"), ("service", "echo.Echo")),
+                )
+            ]
+            == 1
+        )
         assert m[("grpc_proxy_bytes_total", (("direction", "request"),))] == 6
-        assert m[("grpc_proxy_upstream_requests_total",
-                  (("code", "UNAVAILABLE"), ("endpoint", "127.0.0.1:1"), ("upstream", "u")))] == 1
+        assert (
+            m[
+                (
+                    "grpc_proxy_upstream_requests_total",
+                    (("code", "UNAVAILABLE"), ("endpoint", "127.0.0.1:1"), ("upstream", "u")),
+                )
+            ]
+            == 1
+        )
         assert m[("grpc_proxy_active_streams", (("upstream", "u"),))] == 0
     ep = (("endpoint", "127.0.0.1:1"), ("upstream", "u"))
     assert m[("grpc_proxy_endpoint_healthy", ep)] == 1
@@ -242,6 +280,7 @@ def test_bulk_histogram_equals_observing_one_by_one() -> None:
     durations = [0.0001, 0.0005, 0.0007, 0.003, 0.2, 0.2, 7.0, 59.0, 61.0, 1e9]
     bounds = (*names.DURATION_BUCKETS, float("inf"))
     from bisect import bisect_left
+
     counts = [0] * len(bounds)
     for d in durations:
         counts[bisect_left(bounds, d)] += 1
@@ -251,5 +290,6 @@ def test_bulk_histogram_equals_observing_one_by_one() -> None:
     for d in durations:
         ha.observe(d)
     _add_histogram(hb, counts, sum(durations))
-    assert [s for f in a.collect() for s in f.samples if s.name != "h_created"] == \
-        [s for f in b.collect() for s in f.samples if s.name != "h_created"]
+    assert [s for f in a.collect() for s in f.samples if s.name != "h_created"] == [
+        s for f in b.collect() for s in f.samples if s.name != "h_created"
+    ]

@@ -7,8 +7,10 @@ import pytest
 from proxy.config import ConfigError, parse_string
 from proxy.config.model import Http2Limits
 
-BASE = "upstream u {{ server 127.0.0.1:1; }}\nserver {{ listen 127.0.0.1:9;\n{srv}\n" \
-       "location / {{ grpc_pass u; }} }}\n"
+BASE = (
+    "upstream u {{ server 127.0.0.1:1; }}\nserver {{ listen 127.0.0.1:9;\n{srv}\n"
+    "location / {{ grpc_pass u; }} }}\n"
+)
 
 
 def conf(srv: str = "") -> str:
@@ -25,26 +27,36 @@ def test_defaults() -> None:
 
 
 def test_values() -> None:
-    c = parse_string(conf(
-        "http2_max_header_size 64k; http2_max_continuation_frames 16; "
-        "http2_max_reset_streams 500; http2_max_control_frames 20; "
-        "http2_max_window_updates_per_data_frame 4; http2_max_queued_control_frames 300;"))
+    c = parse_string(
+        conf(
+            "http2_max_header_size 64k; http2_max_continuation_frames 16; "
+            "http2_max_reset_streams 500; http2_max_control_frames 20; "
+            "http2_max_window_updates_per_data_frame 4; http2_max_queued_control_frames 300;"
+        )
+    )
     assert c.servers[0].http2 == Http2Limits(
-        max_header_size=65536, max_continuation_frames=16, max_reset_streams=500,
-        max_control_frames=20, max_window_updates_per_data_frame=4, max_queued_control_frames=300)
+        max_header_size=65536,
+        max_continuation_frames=16,
+        max_reset_streams=500,
+        max_control_frames=20,
+        max_window_updates_per_data_frame=4,
+        max_queued_control_frames=300,
+    )
 
 
-@pytest.mark.parametrize(("srv", "message"), [
-    ("http2_max_header_size 512;", 'invalid value "512" in "http2_max_header_size"'),
-    ("http2_max_header_size 17m;", "it must be from 1024 to 16777216"),
-    ("http2_max_header_size 16q;", 'invalid size "16q"'),
-    ("http2_max_control_frames 0;", "it must be from 1 to"),
-    ("http2_max_reset_streams -1;", 'invalid value "-1"'),
-    ("http2_max_window_updates_per_data_frame many;", 'invalid value "many"'),
-    ("http2_max_continuation_frames 1 2;", "invalid number of arguments"),
-    ("http2_max_queued_control_frames 5; http2_max_queued_control_frames 6;",
-     "is duplicate"),
-])
+@pytest.mark.parametrize(
+    ("srv", "message"),
+    [
+        ("http2_max_header_size 512;", 'invalid value "512" in "http2_max_header_size"'),
+        ("http2_max_header_size 17m;", "it must be from 1024 to 16777216"),
+        ("http2_max_header_size 16q;", 'invalid size "16q"'),
+        ("http2_max_control_frames 0;", "it must be from 1 to"),
+        ("http2_max_reset_streams -1;", 'invalid value "-1"'),
+        ("http2_max_window_updates_per_data_frame many;", 'invalid value "many"'),
+        ("http2_max_continuation_frames 1 2;", "invalid number of arguments"),
+        ("http2_max_queued_control_frames 5; http2_max_queued_control_frames 6;", "is duplicate"),
+    ],
+)
 def test_errors(srv: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse_string(conf(srv), "f.conf")

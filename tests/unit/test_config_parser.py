@@ -84,7 +84,11 @@ def test_default_server(default: Config) -> None:
     assert server.http2_max_concurrent_streams == 1000
     echo, root = server.locations
     assert (echo.path, echo.exact, echo.upstream, echo.read_timeout) == (
-        "/echo.Echo/", False, "echo", 300.0)
+        "/echo.Echo/",
+        False,
+        "echo",
+        300.0,
+    )
     assert (root.path, root.exact, root.upstream) == ("/", False, "echo")
     assert root.read_timeout == DEFAULT_READ_TIMEOUT
     assert root.send_timeout == DEFAULT_SEND_TIMEOUT
@@ -113,7 +117,7 @@ def test_comments_quotes_and_escapes() -> None:
     config = parse_string(
         "# comment\n"
         'upstream "u" {  # trailing comment\n'
-        "    server 'h:1' \"meta=k:a\\\"b\";\n"
+        '    server \'h:1\' "meta=k:a\\"b";\n'
         "}\n" + SERVER
     )
     assert config.upstreams["u"].servers[0].meta == (("k", 'a"b'),)
@@ -138,7 +142,13 @@ def test_lexer_words_and_escapes(source: str, words: list[str]) -> None:
 def test_lexer_lines_count_newlines_inside_quotes() -> None:
     tokens = tokenize('a "1\n2\n" b\n;\n{ }', "t")
     assert [(t.value, t.line) for t in tokens] == [
-        ("a", 1), ("1\n2\n", 1), ("b", 3), (";", 4), ("{", 5), ("}", 5)]
+        ("a", 1),
+        ("1\n2\n", 1),
+        ("b", 3),
+        (";", 4),
+        ("{", 5),
+        ("}", 5),
+    ]
 
 
 def test_hash_and_quotes_inside_a_word_are_literal() -> None:
@@ -154,8 +164,7 @@ def test_empty_config_is_allowed() -> None:
 
 def test_upstream_may_follow_server() -> None:
     config = parse_string(
-        "server { listen 1; location / { grpc_pass late; } }\n"
-        "upstream late { server h:1; }\n"
+        "server { listen 1; location / { grpc_pass late; } }\nupstream late { server h:1; }\n"
     )
     assert config.servers[0].locations[0].upstream == "late"
 
@@ -241,13 +250,17 @@ def test_implicit_upstreams_are_shared() -> None:
     assert shared.implicit and shared.servers[0].address == Address("10.0.0.1", 5)
     assert shared.connect_timeout == DEFAULT_CONNECT_TIMEOUT
     assert [loc.upstream for loc in config.servers[0].locations] == [
-        "10.0.0.1:5", "10.0.0.1:5", "[::1]:6"]
+        "10.0.0.1:5",
+        "10.0.0.1:5",
+        "[::1]:6",
+    ]
 
 
 @pytest.mark.parametrize("target", ["u", "grpc://u", "GRPC://u"])
 def test_grpc_pass_names_an_upstream(target: str) -> None:
-    config = parse_string("upstream u { server h:1; }" + SERVER.replace(
-        "grpc://127.0.0.1:1", target))
+    config = parse_string(
+        "upstream u { server h:1; }" + SERVER.replace("grpc://127.0.0.1:1", target)
+    )
     assert config.servers[0].locations[0].upstream == "u"
     assert list(config.upstreams) == ["u"]
 
@@ -265,11 +278,17 @@ def test_include_glob_sorted_at_any_level(tmp_path: Path) -> None:
     write(tmp_path, "conf.d/b.conf", "upstream b { server h:2; }\n")
     write(tmp_path, "conf.d/a.conf", "upstream a { server h:1; }\n")
     write(tmp_path, "conf.d/ignored.txt", "garbage\n")
-    write(tmp_path, "locations/all.conf",
-          "location /a { grpc_pass a; }\nlocation /b { include ../pass-b.inc; }\n")
+    write(
+        tmp_path,
+        "locations/all.conf",
+        "location /a { grpc_pass a; }\nlocation /b { include ../pass-b.inc; }\n",
+    )
     write(tmp_path, "pass-b.inc", "grpc_pass b;\n")
-    main = write(tmp_path, "main.conf",
-                 "include conf.d/*.conf;\nserver { listen 1; include locations/*.conf; }\n")
+    main = write(
+        tmp_path,
+        "main.conf",
+        "include conf.d/*.conf;\nserver { listen 1; include locations/*.conf; }\n",
+    )
     config = load(str(main))
     assert list(config.upstreams) == ["a", "b"]
     assert [(x.path, x.upstream) for x in config.servers[0].locations] == [("/a", "a"), ("/b", "b")]
@@ -294,8 +313,7 @@ def test_include_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(str(main))
     missing = tmp_path / "nope.conf"
-    assert str(info.value) == (
-        f'{main}:3: cannot open "{missing}": No such file or directory')
+    assert str(info.value) == (f'{main}:3: cannot open "{missing}": No such file or directory')
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
@@ -323,7 +341,8 @@ def test_include_permission_error_even_as_root(
     with pytest.raises(ConfigError) as info:
         parse_string(text, str(main))
     assert str(info.value) == (
-        f'{main}:2: cannot open "{tmp_path / "secret.conf"}": Permission denied')
+        f'{main}:2: cannot open "{tmp_path / "secret.conf"}": Permission denied'
+    )
 
 
 def test_include_directory_is_an_error(tmp_path: Path) -> None:
@@ -348,7 +367,8 @@ def test_syntax_error_inside_included_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(str(main))
     assert str(info.value) == (
-        f'{inner}:2: unexpected end of file, expecting "}}" to close "upstream" at line 1')
+        f'{inner}:2: unexpected end of file, expecting "}}" to close "upstream" at line 1'
+    )
 
 
 def test_include_cycle(tmp_path: Path) -> None:
@@ -362,9 +382,12 @@ def test_include_cycle(tmp_path: Path) -> None:
 
 def test_same_file_may_be_included_twice(tmp_path: Path) -> None:
     write(tmp_path, "pass.inc", "grpc_pass h:1;\n")
-    main = write(tmp_path, "main.conf",
-                 "server { listen 1; location /a { include pass.inc; }"
-                 " location /b { include pass.inc; } }\n")
+    main = write(
+        tmp_path,
+        "main.conf",
+        "server { listen 1; location /a { include pass.inc; }"
+        " location /b { include pass.inc; } }\n",
+    )
     assert len(load(str(main)).servers[0].locations) == 2
 
 
@@ -403,8 +426,11 @@ def test_invalid_utf8_reports_its_line(tmp_path: Path) -> None:
 ERRORS = [
     # syntax
     ("worker_processes 1", 1, 'unexpected end of file, expecting ";" or "}"'),
-    ("server {\n  listen 1;\n", 2,
-     'unexpected end of file, expecting "}" to close "server" at line 1'),
+    (
+        "server {\n  listen 1;\n",
+        2,
+        'unexpected end of file, expecting "}" to close "server" at line 1',
+    ),
     ("worker_processes 1;\n}\n", 2, 'unexpected "}"'),
     ("server {\n  listen 1\n}\n", 3, 'unexpected "}"'),
     ("\n;", 2, 'unexpected ";"'),
@@ -416,16 +442,28 @@ ERRORS = [
     ("http { }", 1, 'unknown directive "http"'),
     ("listen 1;", 1, '"listen" directive is not allowed here'),
     ("upstream u { listen 1; }", 1, '"listen" directive is not allowed here'),
-    ("server { listen 1; location / { grpc_pass h:1; location /x { } } }", 1,
-     '"location" directive is not allowed here'),
+    (
+        "server { listen 1; location / { grpc_pass h:1; location /x { } } }",
+        1,
+        '"location" directive is not allowed here',
+    ),
     ("server { listen 1; grpc_pass h:1; }", 1, '"grpc_pass" directive is not allowed here'),
     ("worker_processes 1;\nworker_processes 2;", 2, '"worker_processes" directive is duplicate'),
-    ("server { listen 1; location / {\n grpc_pass h:1;\n grpc_pass h:2;\n} }", 3,
-     '"grpc_pass" directive is duplicate'),
-    ("upstream u { server h:1; connect_timeout 1s; connect_timeout 2s; }", 1,
-     '"connect_timeout" directive is duplicate'),
-    ("server { listen 1; http2_max_concurrent_streams 1;\nhttp2_max_concurrent_streams 2; }", 2,
-     '"http2_max_concurrent_streams" directive is duplicate'),
+    (
+        "server { listen 1; location / {\n grpc_pass h:1;\n grpc_pass h:2;\n} }",
+        3,
+        '"grpc_pass" directive is duplicate',
+    ),
+    (
+        "upstream u { server h:1; connect_timeout 1s; connect_timeout 2s; }",
+        1,
+        '"connect_timeout" directive is duplicate',
+    ),
+    (
+        "server { listen 1; http2_max_concurrent_streams 1;\nhttp2_max_concurrent_streams 2; }",
+        2,
+        '"http2_max_concurrent_streams" directive is duplicate',
+    ),
     ("worker_processes;", 1, 'invalid number of arguments in "worker_processes" directive'),
     ("worker_processes 1 2;", 1, 'invalid number of arguments in "worker_processes" directive'),
     ("upstream { server h:1; }", 1, 'invalid number of arguments in "upstream" directive'),
@@ -438,38 +476,65 @@ ERRORS = [
     ("server { listen 1 { } }", 1, 'directive "listen" is not terminated by ";"'),
     ("include x { }", 1, 'directive "include" is not terminated by ";"'),
     # values
-    ("worker_processes 0;", 1,
-     'invalid value "0" in "worker_processes" directive, '
-     'it must be "auto" or a number from 1 to 1024'),
-    ("upstream u { server h:1 weight=0; }", 1,
-     'invalid value "0" in "weight", it must be at least 1'),
-    ("upstream u { server h:1 max_fails=-1; }", 1,
-     'invalid value "-1" in "max_fails", it must be at least 0'),
+    (
+        "worker_processes 0;",
+        1,
+        'invalid value "0" in "worker_processes" directive, '
+        'it must be "auto" or a number from 1 to 1024',
+    ),
+    (
+        "upstream u { server h:1 weight=0; }",
+        1,
+        'invalid value "0" in "weight", it must be at least 1',
+    ),
+    (
+        "upstream u { server h:1 max_fails=-1; }",
+        1,
+        'invalid value "-1" in "max_fails", it must be at least 0',
+    ),
     ("upstream u { server h:1 fail_timeout=5x; }", 1, 'invalid duration "5x"'),
     ("upstream u { server h:1 slow_start=1s; }", 1, 'invalid parameter "slow_start=1s"'),
     ("upstream u { server h:1 backup backup; }", 1, 'duplicate parameter "backup"'),
-    ("upstream u { server h:1 meta=zone; }", 1,
-     'invalid value "zone" in "meta", it must be key:value[,key:value...]'),
+    (
+        "upstream u { server h:1 meta=zone; }",
+        1,
+        'invalid value "zone" in "meta", it must be key:value[,key:value...]',
+    ),
     ("upstream u { server h:1 meta=a:1,a:2; }", 1, 'duplicate key "a" in "meta"'),
     ("upstream u { server h; }", 1, 'invalid address "h", a port is required'),
     ("upstream u { server h:0; }", 1, 'invalid address "h:0", the port must be 1-65535'),
     ("upstream u { server 10.0.0:1; }", 1, 'invalid address "10.0.0:1"'),
-    ("upstream u { server ::1:1; }", 1,
-     'invalid address "::1:1", IPv6 addresses need brackets: [::1]:80'),
+    (
+        "upstream u { server ::1:1; }",
+        1,
+        'invalid address "::1:1", IPv6 addresses need brackets: [::1]:80',
+    ),
     ("upstream u { server [::g]:1; }", 1, 'invalid address "[::g]:1"'),
-    ("upstream u { server h:1; connect_timeout 0; }", 1,
-     'invalid value "0" in "connect_timeout" directive, it must be more than 0'),
+    (
+        "upstream u { server h:1; connect_timeout 0; }",
+        1,
+        'invalid value "0" in "connect_timeout" directive, it must be more than 0',
+    ),
     ("upstream u { server h:1;\n server h:1; }", 2, 'duplicate server h:1 in upstream "u"'),
     ("upstream u {\n}", 1, 'upstream "u" has no servers'),
     ("upstream u { server h:1; }\nupstream u { server h:2; }", 2, 'duplicate upstream "u"'),
-    ("upstream a:1 { server h:1; }", 1,
-     'invalid upstream name "a:1", use letters, digits, ".", "-" and "_"'),
-    ("server { listen 1; http2_max_concurrent_streams 0; }", 1,
-     'invalid value "0" in "http2_max_concurrent_streams" directive, it must be at least 1'),
+    (
+        "upstream a:1 { server h:1; }",
+        1,
+        'invalid upstream name "a:1", use letters, digits, ".", "-" and "_"',
+    ),
+    (
+        "server { listen 1; http2_max_concurrent_streams 0; }",
+        1,
+        'invalid value "0" in "http2_max_concurrent_streams" directive, it must be at least 1',
+    ),
     # server and listen
     ("server {\n}", 1, "server has no listen"),
-    ("server { listen 127.0.0.1:80 ssl; }", 1,
-     'no "ssl_certificate" is defined for the "listen ... ssl" directive in t.conf:1'),
+    (
+        "server { listen 127.0.0.1:80 ssl; }",
+        1,
+        'no "ssl_certificate" is defined for the "listen ... ssl" directive in t.conf:1',
+    ),
     ("server { listen 80 default_server; }", 1, 'invalid parameter "default_server"'),
     ("server { listen 8080; }\nserver { listen *:8080; }", 2, "duplicate listen 0.0.0.0:8080"),
     ("server { listen [::1]:1;\n listen [0::1]:1; }", 2, "duplicate listen [::1]:1"),
@@ -477,34 +542,73 @@ ERRORS = [
     # locations
     ("server { listen 1;\n location /x {\n }\n}", 2, 'location "/x" has no grpc_pass'),
     ("server { listen 1; location = /x { } }", 1, 'location "= /x" has no grpc_pass'),
-    ("server { listen 1;\n location /a { grpc_pass h:1; }\n location /a { grpc_pass h:2; } }", 3,
-     'duplicate location "/a"'),
-    ("server { listen 1; location ~ ^/a { grpc_pass h:1; } }", 1,
-     "regular expression locations are not supported"),
+    (
+        "server { listen 1;\n location /a { grpc_pass h:1; }\n location /a { grpc_pass h:2; } }",
+        3,
+        'duplicate location "/a"',
+    ),
+    (
+        "server { listen 1; location ~ ^/a { grpc_pass h:1; } }",
+        1,
+        "regular expression locations are not supported",
+    ),
     ("server { listen 1; location @x { grpc_pass h:1; } }", 1, "named locations are not supported"),
     ("server { listen 1; location ! /a { grpc_pass h:1; } }", 1, 'invalid location modifier "!"'),
-    ("server { listen 1; location a { grpc_pass h:1; } }", 1,
-     'invalid location path "a", it must start with "/"'),
-    ("server { listen 1;\n location / {\n  grpc_pass nowhere;\n } }", 3,
-     'no upstream "nowhere" for grpc_pass'),
-    ("server { listen 1; location / { grpc_pass grpc://h:1; grpc_ssl_verify off; } }", 1,
-     '"grpc_ssl_verify" needs "grpc_pass grpcs://..."'),
-    ("server { listen 1; location / { grpc_pass http://h:1; } }", 1,
-     'invalid URL prefix in "http://h:1"'),
-    ("server { listen 1; location / { grpc_pass grpc://h:1/x; } }", 1,
-     'invalid grpc_pass "grpc://h:1/x", a URI path is not allowed'),
-    ("server { listen 1; location / { grpc_pass grpc://; } }", 1,
-     'invalid grpc_pass "grpc://", an upstream or address is needed'),
-    ("server { listen 1; location / { grpc_pass grpc://h:x; } }", 1,
-     'invalid address "h:x", the port must be 1-65535'),
-    ("server { listen 1; location / { grpc_pass h:1; grpc_read_timeout 5x; } }", 1,
-     'invalid duration "5x"'),
-    ("server { listen 1; location / { grpc_pass h:1; grpc_send_timeout -1; } }", 1,
-     'invalid duration "-1"'),
-    ("server { listen 1; location / { grpc_pass h:1; grpc_connect_timeout off; } }", 1,
-     'invalid duration "off"'),
-    ("server { listen 1; location / { grpc_pass h:1; grpc_next_upstream_tries x; } }", 1,
-     'invalid value "x" in "grpc_next_upstream_tries" directive, it must be at least 0'),
+    (
+        "server { listen 1; location a { grpc_pass h:1; } }",
+        1,
+        'invalid location path "a", it must start with "/"',
+    ),
+    (
+        "server { listen 1;\n location / {\n  grpc_pass nowhere;\n } }",
+        3,
+        'no upstream "nowhere" for grpc_pass',
+    ),
+    (
+        "server { listen 1; location / { grpc_pass grpc://h:1; grpc_ssl_verify off; } }",
+        1,
+        '"grpc_ssl_verify" needs "grpc_pass grpcs://..."',
+    ),
+    (
+        "server { listen 1; location / { grpc_pass http://h:1; } }",
+        1,
+        'invalid URL prefix in "http://h:1"',
+    ),
+    (
+        "server { listen 1; location / { grpc_pass grpc://h:1/x; } }",
+        1,
+        'invalid grpc_pass "grpc://h:1/x", a URI path is not allowed',
+    ),
+    (
+        "server { listen 1; location / { grpc_pass grpc://; } }",
+        1,
+        'invalid grpc_pass "grpc://", an upstream or address is needed',
+    ),
+    (
+        "server { listen 1; location / { grpc_pass grpc://h:x; } }",
+        1,
+        'invalid address "h:x", the port must be 1-65535',
+    ),
+    (
+        "server { listen 1; location / { grpc_pass h:1; grpc_read_timeout 5x; } }",
+        1,
+        'invalid duration "5x"',
+    ),
+    (
+        "server { listen 1; location / { grpc_pass h:1; grpc_send_timeout -1; } }",
+        1,
+        'invalid duration "-1"',
+    ),
+    (
+        "server { listen 1; location / { grpc_pass h:1; grpc_connect_timeout off; } }",
+        1,
+        'invalid duration "off"',
+    ),
+    (
+        "server { listen 1; location / { grpc_pass h:1; grpc_next_upstream_tries x; } }",
+        1,
+        'invalid value "x" in "grpc_next_upstream_tries" directive, it must be at least 0',
+    ),
 ]
 
 
@@ -583,8 +687,9 @@ def test_match(routes: Server, path: str, upstream: str) -> None:
 
 
 def test_no_match() -> None:
-    config = parse_string("server { listen 1; location /a/ { grpc_pass h:1; }"
-                          " location = /b { grpc_pass h:1; } }")
+    config = parse_string(
+        "server { listen 1; location /a/ { grpc_pass h:1; } location = /b { grpc_pass h:1; } }"
+    )
     server = config.servers[0]
     assert server.match("/b/") is None
     assert server.match("/a") is None

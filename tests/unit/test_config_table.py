@@ -59,16 +59,20 @@ def test_a_parser_gives_what_its_field_holds() -> None:
         _table(Command("x", Context.MAIN, Arity.TAKE1, _count, "names"))
     # A float fits "float | None"; a str is appended to "list[str]"; a
     # dotted field is one of a frozen value's.
-    _table(Command("a", Context.MAIN, Arity.TAKE1, _seconds, "maybe"),
-           Command("b", Context.MAIN, Arity.TAKE1, _name, "names"),
-           Command("c", Context.MAIN, Arity.TAKE1, _seconds, "connection.idle_timeout"),
-           Command("d", Context.MAIN, Arity.TAKE1, keep, "kept"))
+    _table(
+        Command("a", Context.MAIN, Arity.TAKE1, _seconds, "maybe"),
+        Command("b", Context.MAIN, Arity.TAKE1, _name, "names"),
+        Command("c", Context.MAIN, Arity.TAKE1, _seconds, "connection.idle_timeout"),
+        Command("d", Context.MAIN, Arity.TAKE1, keep, "kept"),
+    )
 
 
 def test_one_row_per_name_and_context() -> None:
     with pytest.raises(ValueError, match="two rows"):
-        _table(Command("x", Context.MAIN, Arity.TAKE1, _count, "count"),
-               Command("x", Context.MAIN | Context.SERVER, Arity.TAKE1, _count, "count"))
+        _table(
+            Command("x", Context.MAIN, Arity.TAKE1, _count, "count"),
+            Command("x", Context.MAIN | Context.SERVER, Arity.TAKE1, _count, "count"),
+        )
 
 
 def _d(name: str, *args: str, block: tuple[Directive, ...] | None = None) -> Directive:
@@ -79,26 +83,31 @@ def test_reading_sets_fields_in_phases() -> None:
     table = _table(
         Command("count", Context.MAIN, Arity.TAKE1, _count, "count"),
         Command("name", Context.MAIN, Arity.ONEMORE, _name, "names", multiple=True, phase=2),
-        Command("idle", Context.MAIN, Arity.TAKE1, _seconds, "connection.idle_timeout",
-                phase=1),
+        Command("idle", Context.MAIN, Arity.TAKE1, _seconds, "connection.idle_timeout", phase=1),
     )
     draft = _Draft()
-    table.read(Context.MAIN, [_d("name", "a"), _d("count", "2"), _d("name", "b", "c"),
-                              _d("idle", "1.5")], draft)
+    table.read(
+        Context.MAIN,
+        [_d("name", "a"), _d("count", "2"), _d("name", "b", "c"), _d("idle", "1.5")],
+        draft,
+    )
     assert (draft.count, draft.names, draft.connection.idle_timeout) == (2, [], 600.0)
     assert [d.name for _, d in draft.later] == ["name", "name", "idle"]
     draft.finish()
     assert (draft.names, draft.connection.idle_timeout, draft.later) == (["a", "b"], 1.5, [])
 
 
-@pytest.mark.parametrize(("directive", "message"), [
-    (_d("nope"), 'unknown directive "nope"'),
-    (_d("srv", "1"), '"srv" directive is not allowed here'),
-    (_d("count", "1", block=()), 'directive "count" is not terminated by ";"'),
-    (_d("blk"), 'directive "blk" has no opening "{"'),
-    (_d("count"), 'invalid number of arguments in "count" directive'),
-    (_d("count", "1", "2"), 'invalid number of arguments in "count" directive'),
-])
+@pytest.mark.parametrize(
+    ("directive", "message"),
+    [
+        (_d("nope"), 'unknown directive "nope"'),
+        (_d("srv", "1"), '"srv" directive is not allowed here'),
+        (_d("count", "1", block=()), 'directive "count" is not terminated by ";"'),
+        (_d("blk"), 'directive "blk" has no opening "{"'),
+        (_d("count"), 'invalid number of arguments in "count" directive'),
+        (_d("count", "1", "2"), 'invalid number of arguments in "count" directive'),
+    ],
+)
 def test_generic_checks(directive: Directive, message: str) -> None:
     table = _table(
         Command("count", Context.MAIN, Arity.TAKE1, _count, "count"),
@@ -111,26 +120,32 @@ def test_generic_checks(directive: Directive, message: str) -> None:
 
 
 def test_duplicates_unless_multiple() -> None:
-    table = _table(Command("count", Context.MAIN, Arity.TAKE1, _count, "count"),
-                   Command("name", Context.MAIN, Arity.TAKE1, _name, "names", multiple=True))
+    table = _table(
+        Command("count", Context.MAIN, Arity.TAKE1, _count, "count"),
+        Command("name", Context.MAIN, Arity.TAKE1, _name, "names", multiple=True),
+    )
     table.read(Context.MAIN, [_d("name", "a"), _d("name", "b")], _Draft())
     with pytest.raises(ConfigError, match='"count" directive is duplicate'):
         table.read(Context.MAIN, [_d("count", "1"), _d("count", "2")], _Draft())
 
 
-@pytest.mark.parametrize(("arity", "counts"), [
-    (Arity.NOARGS, {0}),
-    (Arity.TAKE1, {1}),
-    (Arity.FLAG, {1}),
-    (Arity.TAKE12, {1, 2}),
-    (Arity.NOARGS | Arity.TAKE1, {0, 1}),
-    (Arity.NOARGS | Arity.TAKE12, {0, 1, 2}),
-    (Arity.ONEMORE, {1, 2, 3, 4, 9}),
-    (Arity.ANY, {0, 1, 2, 3, 4, 9}),
-])
+@pytest.mark.parametrize(
+    ("arity", "counts"),
+    [
+        (Arity.NOARGS, {0}),
+        (Arity.TAKE1, {1}),
+        (Arity.FLAG, {1}),
+        (Arity.TAKE12, {1, 2}),
+        (Arity.NOARGS | Arity.TAKE1, {0, 1}),
+        (Arity.NOARGS | Arity.TAKE12, {0, 1, 2}),
+        (Arity.ONEMORE, {1, 2, 3, 4, 9}),
+        (Arity.ANY, {0, 1, 2, 3, 4, 9}),
+    ],
+)
 def test_arity(arity: Arity, counts: set[int]) -> None:
-    assert {n for n in range(10) if arity.takes(n)} == counts | ({5, 6, 7, 8} if 9 in counts
-                                                                 else set())
+    assert {n for n in range(10) if arity.takes(n)} == counts | (
+        {5, 6, 7, 8} if 9 in counts else set()
+    )
 
 
 def test_the_table_knows_each_context() -> None:

@@ -22,22 +22,34 @@ def _trio_style(*errors: OSError) -> OSError:
 
 
 def _refused() -> OSError:
-    return ConnectionRefusedError(errno.ECONNREFUSED,
-                                  "Error connecting to ('127.0.0.1', 1): Connection refused")
+    return ConnectionRefusedError(
+        errno.ECONNREFUSED, "Error connecting to ('127.0.0.1', 1): Connection refused"
+    )
 
 
-@pytest.mark.parametrize(("error", "reason"), [
-    (_trio_style(_refused()), "connection refused"),
-    (_trio_style(_refused(), _refused()), "connection refused"),
-    (_trio_style(_refused(), OSError(errno.ENETUNREACH, "Error connecting to ('::1', 1): x")),
-     "connection refused, network is unreachable"),
-    (_trio_style(OSError(errno.EHOSTUNREACH, "Error connecting to (...): No route to host")),
-     "no route to host"),
-    (_refused(), "connection refused"),
-    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
-     "name or service not known"),
-    (OSError("something else"), "something else"),
-])
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (_trio_style(_refused()), "connection refused"),
+        (_trio_style(_refused(), _refused()), "connection refused"),
+        (
+            _trio_style(
+                _refused(), OSError(errno.ENETUNREACH, "Error connecting to ('::1', 1): x")
+            ),
+            "connection refused, network is unreachable",
+        ),
+        (
+            _trio_style(OSError(errno.EHOSTUNREACH, "Error connecting to (...): No route to host")),
+            "no route to host",
+        ),
+        (_refused(), "connection refused"),
+        (
+            socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+            "name or service not known",
+        ),
+        (OSError("something else"), "something else"),
+    ],
+)
 def test_reason(error: OSError, reason: str) -> None:
     assert _os_reason(error) == reason
 

@@ -36,9 +36,14 @@ def test_dashboard_loads_and_uses_only_defined_metrics() -> None:
     assert used <= defined, used - defined
     # What the issue asks to see: rate by code, latency by method, active
     # streams, endpoint health, etcd state.
-    assert {"grpc_proxy_requests_total", "grpc_proxy_request_duration_seconds_bucket",
-            "grpc_proxy_active_streams", "grpc_proxy_endpoint_healthy",
-            "grpc_proxy_etcd_connected", "grpc_proxy_etcd_revision"} <= used
+    assert {
+        "grpc_proxy_requests_total",
+        "grpc_proxy_request_duration_seconds_bucket",
+        "grpc_proxy_active_streams",
+        "grpc_proxy_endpoint_healthy",
+        "grpc_proxy_etcd_connected",
+        "grpc_proxy_etcd_revision",
+    } <= used
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
 

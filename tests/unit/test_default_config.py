@@ -18,7 +18,8 @@ def test_packaged_config_is_the_repository_example() -> None:
     packaged = Path(cli.PACKAGED_CONFIG)
     assert packaged == REPO / "proxy" / "conf" / "grpc-proxy.conf"
     assert packaged.read_bytes() == (REPO / "conf" / "grpc-proxy.conf").read_bytes(), (
-        "conf/grpc-proxy.conf changed: cp conf/grpc-proxy.conf proxy/conf/grpc-proxy.conf")
+        "conf/grpc-proxy.conf changed: cp conf/grpc-proxy.conf proxy/conf/grpc-proxy.conf"
+    )
     config = load(str(packaged))
     assert config.servers, "the default configuration must serve something (the demo)"
 
@@ -43,8 +44,9 @@ def test_system_file_when_it_exists(tmp_path: Path) -> None:
     assert cli.default_config({cli.CONFIG_ENV: ""}, str(system), "/pkg.conf") == str(system)
 
 
-def test_check_without_c_names_the_file_it_read(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_without_c_names_the_file_it_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(cli.CONFIG_ENV, str(REPO / "conf" / "examples" / "minimal.conf"))
     assert cli.main(["-t"]) == 0
     out = capsys.readouterr()
@@ -58,8 +60,9 @@ def test_help_documents_the_default(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.CONFIG_ENV in out and cli.SYSTEM_CONFIG in out
 
 
-def test_c_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_c_wins_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(cli.CONFIG_ENV, "/nonexistent/grpc-proxy.conf")
     minimal = str(REPO / "conf" / "examples" / "minimal.conf")
     assert cli.main(["-t", "-c", minimal]) == 0

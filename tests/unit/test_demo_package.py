@@ -25,9 +25,9 @@ def test_the_demo_extra_is_installed_here() -> None:
 
 @pytest.mark.parametrize("command", ["demo", "echo"])
 @pytest.mark.parametrize("absent", ["grpc", "rich", "grpc_health", "google.protobuf"])
-def test_without_the_extra_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str],
-                                               command: str, absent: str) -> None:
+def test_without_the_extra_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str, absent: str
+) -> None:
     monkeypatch.setitem(sys.modules, absent, None)  # what find_spec reports as not installed
     assert grpc_proxy_demo.missing() == [absent]
     assert cli.main([command, "--help"]) == 1
@@ -51,8 +51,14 @@ except SystemExit:
 print(json.dumps([imported, os.environ.get("GRPC_VERBOSITY")]))
 """
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       timeout=60, env=env, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[-1]) == [True, "ERROR"]
 

@@ -29,8 +29,18 @@ from proxy.discovery import registration
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
 CONF_MOUNT = PurePosixPath("/etc/grpc-proxy")  # ./conf:/etc/grpc-proxy, COPY conf /etc/grpc-proxy
-EXPECTED = {"etcd1", "etcd2", "etcd3", "backend-v1a", "backend-v1b", "backend-v2",
-            "proxy1", "proxy2", "prometheus", "grafana"}
+EXPECTED = {
+    "etcd1",
+    "etcd2",
+    "etcd3",
+    "backend-v1a",
+    "backend-v1b",
+    "backend-v2",
+    "proxy1",
+    "proxy2",
+    "prometheus",
+    "grafana",
+}
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +115,17 @@ def _echo_address(argv: list[str]) -> Any:
     return echo_cli._address(p, args)
 
 
-def test_compose_has_the_issue_topology(compose: dict[str, Any],
-                                        services: dict[str, dict[str, Any]]) -> None:
+def test_compose_has_the_issue_topology(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
     assert set(services) == EXPECTED
     for name in EXPECTED - {"prometheus", "grafana"}:
         assert services[name].get("image") or services[name].get("build"), name
 
 
 def test_every_service_has_a_healthcheck_and_a_restart_policy(
-        services: dict[str, dict[str, Any]]) -> None:
+    services: dict[str, dict[str, Any]],
+) -> None:
     for name, svc in services.items():
         check = svc.get("healthcheck", {})
         assert check.get("test"), f"{name}: no healthcheck"
@@ -151,8 +163,9 @@ def test_build_contexts_have_their_dockerfile(services: dict[str, dict[str, Any]
             assert not svc["image"].endswith(":latest"), name
             continue
         context = build if isinstance(build, str) else build.get("context", ".")
-        dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile",
-                                                                           "Dockerfile")
+        dockerfile = (
+            "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+        )
         assert (REPO / context / dockerfile).is_file(), name
         built += 1
     assert built == 5  # three backends, two proxies
@@ -163,8 +176,9 @@ def test_published_ports_are_unique_and_on_loopback(services: dict[str, dict[str
     for name, svc in services.items():
         for port in svc.get("ports", []):
             parts = str(port).split(":")
-            assert len(parts) == 3 and parts[0] == "127.0.0.1", \
+            assert len(parts) == 3 and parts[0] == "127.0.0.1", (
                 f"{name}: publish {port} on 127.0.0.1 only (the admin port is unauthenticated)"
+            )
             assert parts[1] not in seen, f"{name} and {seen[parts[1]]} both publish {parts[1]}"
             seen[parts[1]] = name
     assert len(seen) == 6
@@ -194,16 +208,21 @@ def test_every_cli_flag_is_accepted_by_our_parsers(services: dict[str, dict[str,
 def test_backends_serve_reflection(services: dict[str, dict[str, Any]]) -> None:
     """The compose file's grpcurl examples (list, describe, -d '{}' with no
     .proto) need the backends' server reflection."""
-    echoes = [argv for svc in services.values() for argv in _commands(svc.get("command"))
-              if argv[:2] == ["grpc-proxy", "echo"]]
+    echoes = [
+        argv
+        for svc in services.values()
+        for argv in _commands(svc.get("command"))
+        if argv[:2] == ["grpc-proxy", "echo"]
+    ]
     assert len(echoes) == 3
     for argv in echoes:
         p = echo_cli.parser()
         assert echo_cli.backend_options(p, p.parse_args(argv[2:]))["reflection"], argv
 
 
-def test_proxy_configs_pass_the_check(services: dict[str, dict[str, Any]],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_proxy_configs_pass_the_check(
+    services: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     configs = _proxy_configs(services)
     assert set(configs) == {"proxy1", "proxy2"}
     for path in set(configs.values()):
@@ -236,8 +255,7 @@ def test_registrations_match_the_proxies_etcd_pool(services: dict[str, dict[str,
         assert f":{echo_ports[name]}" in json.dumps(services[name]["healthcheck"]["test"])
 
 
-def test_proxy_ports_and_healthcheck_match_the_config(
-        services: dict[str, dict[str, Any]]) -> None:
+def test_proxy_ports_and_healthcheck_match_the_config(services: dict[str, dict[str, Any]]) -> None:
     for name, path in _proxy_configs(services).items():
         config = load(str(path))
         assert config.admin is not None and config.admin.listen.host == "0.0.0.0"
@@ -254,8 +272,9 @@ def test_proxy_ports_and_healthcheck_match_the_config(
 
 def test_prometheus_scrapes_both_proxies(services: dict[str, dict[str, Any]]) -> None:
     prom = yaml.safe_load((CONF / "prometheus.yml").read_text())
-    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]}
+    targets = {
+        t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
     wanted = set()
     for name, path in _proxy_configs(services).items():
         config = load(str(path))
@@ -352,15 +371,43 @@ def test_image_install_step_builds_a_working_grpc_proxy(tmp_path: Path) -> None:
                 shutil.copy(REPO / s, target)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "whl"),
-         str(src)], capture_output=True, text=True, timeout=120, env=env)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            str(tmp_path / "whl"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert built.returncode == 0, built.stderr[-2000:]
     wheels = list((tmp_path / "whl").glob("grpc_proxy-*.whl"))
     assert len(wheels) == 1
     site = tmp_path / "site"
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
-         str(wheels[0])], capture_output=True, text=True, timeout=60, env=env)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheels[0]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert installed.returncode == 0, installed.stderr[-2000:]
     script = site / "bin" / "grpc-proxy"
     assert script.is_file()
@@ -368,17 +415,33 @@ def test_image_install_step_builds_a_working_grpc_proxy(tmp_path: Path) -> None:
     env["PYTHONPATH"] = str(site)
     probe = subprocess.run(
         [sys.executable, "-c", "import proxy, sys; print(proxy.__file__)"],
-        capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path)
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=tmp_path,
+    )
     assert probe.stdout.strip().startswith(str(site)), probe.stdout + probe.stderr
     checked = subprocess.run(
         [str(script), "-t", "-c", str(CONF / "compose" / "grpc-proxy.conf")],
-        capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path)
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=tmp_path,
+    )
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.strip().endswith("grpc-proxy.conf: ok")
     # The compose backends run `grpc-proxy echo` from the image: the demo
     # package is in the wheel, and the image installs its extra.
-    echo = subprocess.run([str(script), "echo", "--help"], capture_output=True, text=True,
-                          timeout=30, env=env, cwd=tmp_path)
+    echo = subprocess.run(
+        [str(script), "echo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=tmp_path,
+    )
     assert echo.returncode == 0 and "--listen" in echo.stdout, echo.stdout + echo.stderr
     assert (site / "grpc_proxy_demo" / "echo.proto").is_file()
     installs = [rest for op, rest in _dockerfile() if op == "RUN" and "pip install" in rest]

@@ -50,11 +50,13 @@ def test_every_directive_is_documented(context: str, name: str) -> None:
         assert re.search(r"^Default:", body, re.M), (heading, "Default:")
         assert re.search(r"^Context:", body, re.M), (heading, "Context:")
         assert re.search(r"nginx", body, re.I), (heading, "no word on nginx")
-    in_context = [b for _, b in mine
-                  if re.search(rf"^Context:.*\b{context}\b", b, re.M)]
+    in_context = [b for _, b in mine if re.search(rf"^Context:.*\b{context}\b", b, re.M)]
     if not in_context:  # a directive of a block's own context, e.g. admin's listen
-        block = [b for h, b in sections if context in _names_in(h)
-                 and re.search(rf"^Syntax:.*\b{name}\b", b, re.M)]
+        block = [
+            b
+            for h, b in sections
+            if context in _names_in(h) and re.search(rf"^Syntax:.*\b{name}\b", b, re.M)
+        ]
         assert block, f"{name!r} is not documented in the {context!r} context"
 
 

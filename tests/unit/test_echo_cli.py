@@ -8,18 +8,31 @@ from grpc_proxy_demo.echo_cli import _address, backend_options, parse_listen, pa
 from proxy.config.model import Address
 
 
-@pytest.mark.parametrize(("text", "host", "port"), [
-    ("127.0.0.1:0", "127.0.0.1", 0), ("127.0.0.1:50051", "127.0.0.1", 50051),
-    ("0", "0.0.0.0", 0), ("50051", "0.0.0.0", 50051), ("*:50051", "0.0.0.0", 50051),
-    ("[::1]:0", "::1", 0), ("localhost:7", "localhost", 7),
-])
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("127.0.0.1:0", "127.0.0.1", 0),
+        ("127.0.0.1:50051", "127.0.0.1", 50051),
+        ("0", "0.0.0.0", 0),
+        ("50051", "0.0.0.0", 50051),
+        ("*:50051", "0.0.0.0", 50051),
+        ("[::1]:0", "::1", 0),
+        ("localhost:7", "localhost", 7),
+    ],
+)
 def test_parse_listen(text: str, host: str, port: int) -> None:
     assert parse_listen(text) == Address(host, port)
 
 
-@pytest.mark.parametrize("argv", [
-    [], ["--host", "127.0.0.1"], ["--port", "0"], ["--listen", "127.0.0.1:0"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--host", "127.0.0.1"],
+        ["--port", "0"],
+        ["--listen", "127.0.0.1:0"],
+    ],
+)
 def test_default_and_old_spelling(argv: list[str]) -> None:
     p = parser()
     assert _address(p, p.parse_args(argv)) == Address("127.0.0.1", 0)

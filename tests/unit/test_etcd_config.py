@@ -67,27 +67,40 @@ def test_inline_password() -> None:
     assert u.etcd is not None and (u.etcd.username, u.etcd.password) == ("a", "b")
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("etcd 127.0.0.1:2379 prefix=/s/;", 't.conf:2: invalid etcd URL "127.0.0.1:2379"'),
-    ("etcd ftp://h:1 prefix=/s/;", 't.conf:2: invalid etcd URL "ftp://h:1"'),
-    ("etcd http://h prefix=/s/;", "it needs a host and a port"),
-    ("etcd http://h:1/v3 prefix=/s/;", "only scheme, host and port"),
-    ("etcd http://h:1,, prefix=/s/;", 'invalid etcd URL ""'),
-    ("etcd http://h:1;", 't.conf:2: "etcd" directive needs prefix='),
-    ("etcd http://h:1 prefix=;", 'empty "prefix"'),
-    ("etcd http://h:1 prefix=/a/ prefix=/b/;", 'duplicate parameter "prefix"'),
-    ("etcd http://h:1 prefix=/a/ bogus=1;", 'invalid parameter "bogus=1"'),
-    ("etcd http://h:1 prefix=/a/ watch_timeout=0;", 'in "watch_timeout", it must be more than 0'),
-    ("etcd http://h:1 prefix=/a/ watch_reopen=x;", 'invalid duration "x"'),
-    ("etcd http://h:1 prefix=/a/;\netcd http://h:2 prefix=/b/;",
-     't.conf:3: "etcd" directive is duplicate'),
-    ("etcd_username a;", 't.conf:2: "etcd_username" needs an "etcd" directive'),
-    ("etcd http://h:1 prefix=/s/; etcd_username a;", "a password go together"),
-    ("etcd http://h:1 prefix=/s/; etcd_password_file /nonexistent/pw;",
-     't.conf:2: cannot read "/nonexistent/pw" in "etcd_password_file"'),
-    ("etcd http://h:1 prefix=/s/; etcd_tls_ca /nonexistent/ca;", 'cannot read "/nonexistent/ca"'),
-    ("etcd http://h:1 prefix=/s/; etcd_dial_timeout 0;", "it must be more than 0"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("etcd 127.0.0.1:2379 prefix=/s/;", 't.conf:2: invalid etcd URL "127.0.0.1:2379"'),
+        ("etcd ftp://h:1 prefix=/s/;", 't.conf:2: invalid etcd URL "ftp://h:1"'),
+        ("etcd http://h prefix=/s/;", "it needs a host and a port"),
+        ("etcd http://h:1/v3 prefix=/s/;", "only scheme, host and port"),
+        ("etcd http://h:1,, prefix=/s/;", 'invalid etcd URL ""'),
+        ("etcd http://h:1;", 't.conf:2: "etcd" directive needs prefix='),
+        ("etcd http://h:1 prefix=;", 'empty "prefix"'),
+        ("etcd http://h:1 prefix=/a/ prefix=/b/;", 'duplicate parameter "prefix"'),
+        ("etcd http://h:1 prefix=/a/ bogus=1;", 'invalid parameter "bogus=1"'),
+        (
+            "etcd http://h:1 prefix=/a/ watch_timeout=0;",
+            'in "watch_timeout", it must be more than 0',
+        ),
+        ("etcd http://h:1 prefix=/a/ watch_reopen=x;", 'invalid duration "x"'),
+        (
+            "etcd http://h:1 prefix=/a/;\netcd http://h:2 prefix=/b/;",
+            't.conf:3: "etcd" directive is duplicate',
+        ),
+        ("etcd_username a;", 't.conf:2: "etcd_username" needs an "etcd" directive'),
+        ("etcd http://h:1 prefix=/s/; etcd_username a;", "a password go together"),
+        (
+            "etcd http://h:1 prefix=/s/; etcd_password_file /nonexistent/pw;",
+            't.conf:2: cannot read "/nonexistent/pw" in "etcd_password_file"',
+        ),
+        (
+            "etcd http://h:1 prefix=/s/; etcd_tls_ca /nonexistent/ca;",
+            'cannot read "/nonexistent/ca"',
+        ),
+        ("etcd http://h:1 prefix=/s/; etcd_dial_timeout 0;", "it must be more than 0"),
+    ],
+)
 def test_errors(body: str, message: str) -> None:
     assert message in error_of(body)
 
@@ -110,17 +123,22 @@ def test_upstream_without_servers_or_etcd_still_fails() -> None:
     assert 'upstream "u" has no servers' in error_of("")
 
 
-@pytest.mark.parametrize(("url", "normalized"), [
-    ("http://etcd:2379", "http://etcd:2379"), ("https://[::1]:2379/", "https://[::1]:2379"),
-])
+@pytest.mark.parametrize(
+    ("url", "normalized"),
+    [
+        ("http://etcd:2379", "http://etcd:2379"),
+        ("https://[::1]:2379/", "https://[::1]:2379"),
+    ],
+)
 def test_etcd_url_normalizes(url: str, normalized: str) -> None:
     from proxy.config.etcd_directives import etcd_url
 
     assert etcd_url(url) == normalized
 
 
-@pytest.mark.parametrize("url", ["foo://x:1", "x:2379", "http://x", "http://[::1", "",
-                                 "http://u@x:1", "http://x:1/v3"])
+@pytest.mark.parametrize(
+    "url", ["foo://x:1", "x:2379", "http://x", "http://[::1", "", "http://u@x:1", "http://x:1/v3"]
+)
 def test_etcd_url_rejects(url: str) -> None:
     from proxy.config.etcd_directives import etcd_url
     from proxy.config.units import UnitError
@@ -130,15 +148,19 @@ def test_etcd_url_rejects(url: str) -> None:
 
 
 def test_etcd_url_with_an_unclosed_bracket_is_a_config_error() -> None:
-    assert error_of('etcd "http://[::1" prefix=/s/;') == ('t.conf:2: invalid etcd URL '
-        '"http://[::1", it must be http://host:port or https://host:port')
+    assert error_of('etcd "http://[::1" prefix=/s/;') == (
+        't.conf:2: invalid etcd URL "http://[::1", it must be http://host:port or https://host:port'
+    )
 
 
 def test_register_checks_its_etcd_urls_first() -> None:
     from proxy.discovery import registration
 
-    assert registration.etcd_urls(["http://a:1, https://b:2/", "http://c:3"]) == \
-        ["http://a:1", "https://b:2", "http://c:3"]
+    assert registration.etcd_urls(["http://a:1, https://b:2/", "http://c:3"]) == [
+        "http://a:1",
+        "https://b:2",
+        "http://c:3",
+    ]
     for bad in (["foo://x"], [","], []):
         with pytest.raises(ValueError):
             registration.etcd_urls(bad)

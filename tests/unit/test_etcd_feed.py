@@ -15,23 +15,30 @@ from proxy.runtime.services import pool_publisher
 SRC = EtcdSource(("http://127.0.0.1:2379",), "/s/")
 
 
-def feed(static: tuple[UpstreamServer, ...] = (),
-         generation: SimpleNamespace | None = None) -> tuple[EtcdFeed, SimpleNamespace, Registry]:
+def feed(
+    static: tuple[UpstreamServer, ...] = (), generation: SimpleNamespace | None = None
+) -> tuple[EtcdFeed, SimpleNamespace, Registry]:
     """A feed publishing through the runtime's publisher into a stand-in
     generation's relay and registry."""
     up = Upstream("u", static, etcd=SRC)
     if generation is None:
         generation = SimpleNamespace(
-            current=True, runtime=SimpleNamespace(relay=SimpleNamespace(pools={}), registry={}))
+            current=True, runtime=SimpleNamespace(relay=SimpleNamespace(pools={}), registry={})
+        )
     publish = pool_publisher(generation)  # type: ignore[arg-type]
     runtime = generation.runtime
     return EtcdFeed(up, publish, EtcdStatus("u")), runtime.relay, runtime.registry
 
 
 def load(f: EtcdFeed, revision: int, **kvs: str) -> None:
-    f.state.load({"header": {"cluster_id": "1", "revision": str(revision)},
-                  "kvs": [{"key": b64(f"/s/{k}".encode()), "value": b64(v.encode())}
-                          for k, v in kvs.items()]})
+    f.state.load(
+        {
+            "header": {"cluster_id": "1", "revision": str(revision)},
+            "kvs": [
+                {"key": b64(f"/s/{k}".encode()), "value": b64(v.encode())} for k, v in kvs.items()
+            ],
+        }
+    )
     f._publish("synced")
 
 
@@ -40,7 +47,9 @@ def test_discovered_endpoints_follow_static_ones() -> None:
     load(f, 5, a="10.0.0.2:1", b='{"address": "10.0.0.1:1", "weight": 9}')
     pool = relay.pools["u"]
     assert [(str(e.address), e.source, e.weight) for e in pool.primaries] == [
-        ("10.0.0.1:1", "static", 1), ("10.0.0.2:1", "etcd", 1)]  # the static line wins
+        ("10.0.0.1:1", "static", 1),
+        ("10.0.0.2:1", "etcd", 1),
+    ]  # the static line wins
     assert f.status.endpoints == 1
 
 
@@ -65,7 +74,8 @@ def test_a_replaced_generation_publishes_nothing() -> None:
     """Once a reload has replaced its generation, a feed that is still
     running (it is being cancelled) changes no pool, registry or record."""
     generation = SimpleNamespace(
-        current=True, runtime=SimpleNamespace(relay=SimpleNamespace(pools={}), registry={}))
+        current=True, runtime=SimpleNamespace(relay=SimpleNamespace(pools={}), registry={})
+    )
     f, relay, registry = feed(generation=generation)
     load(f, 5, a="10.0.0.2:1")
     first, entries = relay.pools["u"], dict(registry)
@@ -98,19 +108,40 @@ def test_a_reload_keeping_the_source_carries_the_feed_status_over() -> None:
 
     src = EtcdSource(("http://127.0.0.1:2379",), "/s/")
     moved = EtcdSource(("http://127.0.0.1:2379",), "/t/")
-    config = Config("p.conf", 1, {"u": Upstream("u", (), etcd=src),
-                                  "v": Upstream("v", (), etcd=moved)}, ())
-    old = {name: EtcdStatus(name, connected=True, synced_once=True, revision=42,
-                            events_applied=7, resyncs=2, last_message_at=1.0, endpoints=3)
-           for name in ("u", "v")}
+    config = Config(
+        "p.conf", 1, {"u": Upstream("u", (), etcd=src), "v": Upstream("v", (), etcd=moved)}, ()
+    )
+    old = {
+        name: EtcdStatus(
+            name,
+            connected=True,
+            synced_once=True,
+            revision=42,
+            events_applied=7,
+            resyncs=2,
+            last_message_at=1.0,
+            endpoints=3,
+        )
+        for name in ("u", "v")
+    }
     known = {"u": (src, ()), "v": (src, ())}  # "v" was on another prefix before
     started: list[object] = []
     nursery = SimpleNamespace(start_soon=lambda fn, name=None: started.append(fn))
-    new = start_etcd_feeds(nursery, config, lambda up, found: True,  # type: ignore[arg-type]
-                           known, previous=old)
+    new = start_etcd_feeds(
+        nursery,
+        config,
+        lambda up, found: True,  # type: ignore[arg-type]
+        known,
+        previous=old,
+    )
     assert len(started) == 2
     u, v = new["u"], new["v"]
-    assert (u.synced_once, u.revision, u.events_applied, u.resyncs, u.endpoints) == \
-        (True, 42, 7, 2, 3)
+    assert (u.synced_once, u.revision, u.events_applied, u.resyncs, u.endpoints) == (
+        True,
+        42,
+        7,
+        2,
+        3,
+    )
     assert u.connected is False  # until the new feed's own watch opens
     assert (v.synced_once, v.revision, v.resyncs) == (False, 0, 0)  # a new source: from zero

@@ -9,8 +9,14 @@ from proxy.grpc_timeout import parse_grpc_timeout
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(b"1S", 1.0), (b"200m", 0.2), (b"5M", 300.0), (b"1H", 3600.0), (b"7u", 7e-6),
-     (b"99999999n", 0.099999999)],
+    [
+        (b"1S", 1.0),
+        (b"200m", 0.2),
+        (b"5M", 300.0),
+        (b"1H", 3600.0),
+        (b"7u", 7e-6),
+        (b"99999999n", 0.099999999),
+    ],
 )
 def test_units(value: bytes, seconds: float) -> None:
     assert parse_grpc_timeout(value) == pytest.approx(seconds)

@@ -43,26 +43,41 @@ def test_response_status_decodes_protobuf(status: int) -> None:
 def test_response_status_skips_unknown_fields_and_rejects_garbage() -> None:
     extra = b"\x12\x03abc\x08\x01"  # field 2 (string) then status=1
     assert health.response_status(b"\x00" + len(extra).to_bytes(4, "big") + extra) == 1
-    for bad in (b"", b"\x01\x00\x00\x00\x00", b"\x00\x00\x00\x00\x05\x08",
-                b"\x00\x00\x00\x00\x01\x08"):
+    for bad in (
+        b"",
+        b"\x01\x00\x00\x00\x00",
+        b"\x00\x00\x00\x00\x05\x08",
+        b"\x00\x00\x00\x00\x01\x08",
+    ):
         with pytest.raises(ValueError):
             health.response_status(bad)
 
 
-@pytest.mark.parametrize(("headers", "body", "trailers", "verdict"), [
-    (OK_HEADERS, message(1), OK_TRAILERS, ""),
-    (OK_HEADERS, message(2), OK_TRAILERS, "NOT_SERVING"),
-    (OK_HEADERS, message(3), OK_TRAILERS, "SERVICE_UNKNOWN"),
-    (OK_HEADERS, message(0), OK_TRAILERS, "UNKNOWN"),
-    (OK_HEADERS, message(1), None, "no trailers"),
-    (OK_HEADERS, message(1), [(b"grpc-status", b"2")], "grpc-status 2"),
-    (OK_HEADERS + [(b"grpc-status", b"12"), (b"grpc-message", b"no health")], b"", None,
-     "grpc-status 12: no health"),
-    ([(b":status", b"503")], b"", None, "HTTP status 503"),
-    (None, b"", None, "no response"),
-    (OK_HEADERS, b"\x00\x00", OK_TRAILERS, "bad HealthCheckResponse: not one uncompressed "
-                                           "gRPC message"),
-])
+@pytest.mark.parametrize(
+    ("headers", "body", "trailers", "verdict"),
+    [
+        (OK_HEADERS, message(1), OK_TRAILERS, ""),
+        (OK_HEADERS, message(2), OK_TRAILERS, "NOT_SERVING"),
+        (OK_HEADERS, message(3), OK_TRAILERS, "SERVICE_UNKNOWN"),
+        (OK_HEADERS, message(0), OK_TRAILERS, "UNKNOWN"),
+        (OK_HEADERS, message(1), None, "no trailers"),
+        (OK_HEADERS, message(1), [(b"grpc-status", b"2")], "grpc-status 2"),
+        (
+            OK_HEADERS + [(b"grpc-status", b"12"), (b"grpc-message", b"no health")],
+            b"",
+            None,
+            "grpc-status 12: no health",
+        ),
+        ([(b":status", b"503")], b"", None, "HTTP status 503"),
+        (None, b"", None, "no response"),
+        (
+            OK_HEADERS,
+            b"\x00\x00",
+            OK_TRAILERS,
+            "bad HealthCheckResponse: not one uncompressed gRPC message",
+        ),
+    ],
+)
 def test_verdict(headers: list | None, body: bytes, trailers: list | None, verdict: str) -> None:
     assert health.verdict(headers, body, trailers) == verdict
 

@@ -24,13 +24,21 @@ def _serving(status: int) -> Answer:
         msg = b"\x08" + bytes([status])  # HealthCheckResponse{status}
         conn.send_data(sid, b"\x00" + len(msg).to_bytes(4, "big") + msg)
         conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+
     return answer
 
 
 def _unimplemented(conn: h2.connection.H2Connection, sid: int) -> None:
-    conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
-                            ("grpc-status", "12"), ("grpc-message", "no health")],
-                      end_stream=True)
+    conn.send_headers(
+        sid,
+        [
+            (":status", "200"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", "12"),
+            ("grpc-message", "no health"),
+        ],
+        end_stream=True,
+    )
 
 
 def _silent(conn: h2.connection.H2Connection, sid: int) -> None:
@@ -59,7 +67,8 @@ def _with_server(answer: Answer, test: Callable[[str, list[str]], Awaitable[None
         paths: list[str] = []
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
-                partial(trio.serve_tcp, partial(_serve, answer, paths), 0, host="127.0.0.1"))
+                partial(trio.serve_tcp, partial(_serve, answer, paths), 0, host="127.0.0.1")
+            )
             port = listeners[0].socket.getsockname()[1]
             await test(f"127.0.0.1:{port}", paths)
             nursery.cancel_scope.cancel()
@@ -67,12 +76,15 @@ def _with_server(answer: Answer, test: Callable[[str, list[str]], Awaitable[None
     trio.run(main)
 
 
-@pytest.mark.parametrize(("answer", "reason"), [
-    (_serving(1), ""),
-    (_serving(2), "NOT_SERVING"),
-    (_unimplemented, "grpc-status 12: no health"),
-    (_silent, "no answer in 0.5s"),
-])
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (_serving(1), ""),
+        (_serving(2), "NOT_SERVING"),
+        (_unimplemented, "grpc-status 12: no health"),
+        (_silent, "no answer in 0.5s"),
+    ],
+)
 def test_check(answer: Answer, reason: str) -> None:
     async def test(target: str, paths: list[str]) -> None:
         assert await health_probe.check(target, 0.5) == reason

@@ -52,8 +52,9 @@ def goaway_code(out: bytes) -> int | None:
 
 
 def rst_codes(out: bytes) -> dict[int, int]:
-    return {fr.stream_id: fr.error_code for fr in parse_frames(out)
-            if isinstance(fr, hf.RstStreamFrame)}
+    return {
+        fr.stream_id: fr.error_code for fr in parse_frames(out) if isinstance(fr, hf.RstStreamFrame)
+    }
 
 
 # ------------------------------------------------------------ h2 as the peer
@@ -119,18 +120,23 @@ def test_h2_server_peer_sees_our_requests() -> None:
 def test_settings_are_acknowledged_and_applied() -> None:
     ff = FrameFactory()
     core = server()
-    core.receive_data(f.PREFACE + ff.settings({f.SETTINGS_MAX_FRAME_SIZE: 32768,
-                                                f.SETTINGS_INITIAL_WINDOW_SIZE: 100}))
+    core.receive_data(
+        f.PREFACE
+        + ff.settings({f.SETTINGS_MAX_FRAME_SIZE: 32768, f.SETTINGS_INITIAL_WINDOW_SIZE: 100})
+    )
     out = parse_frames(core.take_output())
     assert any(isinstance(x, hf.SettingsFrame) and "ACK" in x.flags for x in out)
     assert core.peer_max_frame_size == 32768 and core.peer_initial_window == 100
 
 
-@pytest.mark.parametrize("server_frames", [
-    "settings",                   # grpc-js, grpc-go: SETTINGS alone
-    "settings+window_update",     # grpcio: SETTINGS and a connection WINDOW_UPDATE
-    "settings+settings_ack",      # SETTINGS with the ACK of ours in one read
-])
+@pytest.mark.parametrize(
+    "server_frames",
+    [
+        "settings",  # grpc-js, grpc-go: SETTINGS alone
+        "settings+window_update",  # grpcio: SETTINGS and a connection WINDOW_UPDATE
+        "settings+settings_ack",  # SETTINGS with the ACK of ours in one read
+    ],
+)
 def test_client_learns_it_may_open_streams_from_settings_alone(server_frames: str) -> None:
     """The first SETTINGS of an upstream is what lets waiting calls start: it
     must surface as an event even when no other frame comes with it."""
@@ -417,8 +423,9 @@ def test_continuation_on_other_stream_is_protocol_error() -> None:
     ff = FrameFactory()
     core = started(server(), ff)
     block = ff.encoder.encode(REQUEST)
-    core.receive_data(ff.headers(1, raw_block=block[:5], end_headers=False)
-                      + ff.continuation(3, block[5:]))
+    core.receive_data(
+        ff.headers(1, raw_block=block[:5], end_headers=False) + ff.continuation(3, block[5:])
+    )
     assert goaway_code(core.take_output()) == E.PROTOCOL_ERROR
 
 
@@ -450,8 +457,15 @@ def test_hpack_garbage_is_compression_error() -> None:
         [h for h in REQUEST if h[0] != b"te"] + [(b"te", b"gzip")],
         REQUEST + [(b":status", b"200")],
     ],
-    ids=["missing-path", "repeated-path", "pseudo-after-regular", "uppercase", "connection",
-         "te-gzip", "response-pseudo"],
+    ids=[
+        "missing-path",
+        "repeated-path",
+        "pseudo-after-regular",
+        "uppercase",
+        "connection",
+        "te-gzip",
+        "response-pseudo",
+    ],
 )
 def test_malformed_requests_are_stream_errors(headers: list[tuple[bytes, bytes]]) -> None:
     ff = FrameFactory()

@@ -26,8 +26,12 @@ class Clock:
 
 
 def conn(clock: Clock, max_concurrent_streams: int = 128, **limits: int) -> Connection:
-    c = Connection(client=False, max_concurrent_streams=max_concurrent_streams,
-                   limits=Http2Limits(**limits), clock=clock)
+    c = Connection(
+        client=False,
+        max_concurrent_streams=max_concurrent_streams,
+        limits=Http2Limits(**limits),
+        clock=clock,
+    )
     c.receive_data(FrameFactory().preamble())
     c.take_output()
     return c
@@ -335,8 +339,7 @@ def test_continuation_flood_without_end_headers() -> None:
     clock = Clock()
     c = conn(clock)
     ff = FrameFactory()
-    frames = [ff.headers(1, end_headers=False)] + [
-        ff.continuation(1, b"", end_headers=False)] * 100
+    frames = [ff.headers(1, end_headers=False)] + [ff.continuation(1, b"", end_headers=False)] * 100
     ev = failed(feed(c, frames))
     assert ev is not None and ev.code == E.ENHANCE_YOUR_CALM and ev.kind == "header_size"
     assert b"CONTINUATION" in c.take_output()
@@ -349,7 +352,8 @@ def test_one_mib_header_block_is_refused_without_buffering_it() -> None:
     ff = FrameFactory()
     chunk = b"\x00" * 16384
     frames = [ff.headers(1, raw_block=chunk, end_headers=False)] + [
-        ff.continuation(1, chunk, end_headers=False)] * 63
+        ff.continuation(1, chunk, end_headers=False)
+    ] * 63
     ev = failed(feed(c, frames))
     assert ev is not None and ev.kind == "header_size"
     assert c._blocks.size <= 2 * 16384  # refused at the first frame past 16k
@@ -368,8 +372,7 @@ def test_decoded_list_over_the_limit() -> None:
     """A small block that expands (one big header indexed, then repeated)."""
     c = conn(Clock(), max_header_size=4096)
     ff = FrameFactory()
-    big = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/a"),
-           (b"x-big", b"v" * 1500)]
+    big = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/a"), (b"x-big", b"v" * 1500)]
     assert failed(c.receive_data(ff.headers(1, big))) is None
     ev = failed(c.receive_data(ff.headers(3, big + [(b"x-big", b"v" * 1500)] * 2)))
     assert ev is not None and ev.code == E.ENHANCE_YOUR_CALM and ev.kind == "header_size"

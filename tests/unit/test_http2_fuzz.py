@@ -16,8 +16,11 @@ from proxy.http2.connection import Connection
 from proxy.http2.events import ConnectionFailed, Event, HeadersReceived
 from tests.unit.frame_factory import REQUEST, FrameFactory
 
-FUZZ = settings(max_examples=300, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
@@ -105,8 +108,9 @@ def _raw(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
 
 @FUZZ
 @given(st.lists(_frame, max_size=40), st.lists(st.integers(0, 4096), max_size=6))
-def test_arbitrary_frames_to_a_server(frames: list[tuple[int, int, int, bytes]],
-                                      cuts: list[int]) -> None:
+def test_arbitrary_frames_to_a_server(
+    frames: list[tuple[int, int, int, bytes]], cuts: list[int]
+) -> None:
     ff = FrameFactory()
     data = ff.preamble() + ff.headers(1, REQUEST) + b"".join(_raw(*fr) for fr in frames)
     _feed(_server(), _split(data, cuts))

@@ -129,7 +129,8 @@ def test_late_frames_after_our_reset_are_ignored_after_the_peers_are_errors() ->
 
 def test_headers_after_end_stream_is_the_tables_refusal() -> None:
     assert SERVER[S.HALF_CLOSED_REMOTE, In.RECV_HEADERS] == Refusal(
-        E.STREAM_CLOSED, "HEADERS after END_STREAM")
+        E.STREAM_CLOSED, "HEADERS after END_STREAM"
+    )
     ff = FrameFactory()
     c = server(ff)
     s = request(c, ff, end_stream=True)
@@ -143,7 +144,7 @@ def test_a_header_block_we_reset_in_its_first_frame_is_ignored() -> None:
     ff = FrameFactory()
     c = client(ff)
     first = bytearray(ff.headers(11, RESPONSE, end_headers=False, priority_depends_on=11))
-    block = bytes(first[9 + 5:])
+    block = bytes(first[9 + 5 :])
     first[0:3] = (5 + 1).to_bytes(3, "big")  # keep one byte of the block for the CONTINUATION
     events = c.receive_data(bytes(first[: 9 + 5 + 1]) + ff.continuation(11, block[1:]))
     assert events == [] and not c.closed

@@ -45,8 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config/security", ("proxy.config", "proxy.security")),
     ("balancing", ("proxy.balancing",)),
     ("relay", ("proxy.relay",)),
-    ("discovery/metrics", ("proxy.discovery", "proxy.metrics", "proxy.admin",
-                           "proxy.access_log")),
+    ("discovery/metrics", ("proxy.discovery", "proxy.metrics", "proxy.admin", "proxy.access_log")),
     ("runtime", ("proxy.runtime",)),
     ("cli", ("proxy.cli", "proxy.__main__", "proxy.echo")),
 ]
@@ -82,8 +81,9 @@ def _is_module(name: str) -> bool:
 
 
 def _type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _walk(node: ast.AST, typing_only: bool = False) -> Iterator[tuple[ast.AST, bool]]:
@@ -126,8 +126,15 @@ def _imports() -> tuple[Import, ...]:
         tree = ast.parse(path.read_text(), str(path))
         for node, typing_only in _walk(tree):
             for target in _targets(node, module, path.name == "__init__.py"):
-                found.append(Import(module, target, path, node.lineno,  # type: ignore[attr-defined]
-                                    typing_only))
+                found.append(
+                    Import(
+                        module,
+                        target,
+                        path,
+                        node.lineno,  # type: ignore[attr-defined]
+                        typing_only,
+                    )
+                )
     return tuple(found)
 
 
@@ -145,13 +152,15 @@ def _internal(imp: Import) -> bool:
 
 
 def _violations() -> list[Import]:
-    return [imp for imp in _imports()
-            if _internal(imp) and not imp.typing_only and _layer(imp.target) > _layer(imp.module)]
+    return [
+        imp
+        for imp in _imports()
+        if _internal(imp) and not imp.typing_only and _layer(imp.target) > _layer(imp.module)
+    ]
 
 
 def _describe(imp: Import) -> str:
-    return (f"{imp} ({LAYERS[_layer(imp.module)][0]} may not import "
-            f"{LAYERS[_layer(imp.target)][0]})")
+    return f"{imp} ({LAYERS[_layer(imp.module)][0]} may not import {LAYERS[_layer(imp.target)][0]})"
 
 
 def test_every_module_has_a_layer() -> None:
@@ -171,22 +180,28 @@ def test_the_parser_sees_every_kind_of_import() -> None:
 
 def test_imports_follow_the_layers() -> None:
     bad = _violations()
-    assert not bad, f"{len(bad)} import(s) against the layers:\n" + \
-        "\n".join(_describe(i) for i in bad)
+    assert not bad, f"{len(bad)} import(s) against the layers:\n" + "\n".join(
+        _describe(i) for i in bad
+    )
 
 
 def test_no_violation_beyond_the_known_ones() -> None:
     """What holds until the known violations are gone: no new one."""
     bad = [i for i in _violations() if (i.module, i.target) not in KNOWN_VIOLATIONS]
-    assert not bad, f"{len(bad)} import(s) against the layers:\n" + \
-        "\n".join(_describe(i) for i in bad)
+    assert not bad, f"{len(bad)} import(s) against the layers:\n" + "\n".join(
+        _describe(i) for i in bad
+    )
 
 
 def test_discovery_names_neither_the_relay_nor_the_runtime() -> None:
     """Not even for type checking: feeds publish through the callback the
     runtime passes in."""
-    bad = [str(i) for i in _imports() if i.module.startswith("proxy.discovery")
-           and re.match(r"proxy\.(relay|runtime)(\.|$)", i.target)]
+    bad = [
+        str(i)
+        for i in _imports()
+        if i.module.startswith("proxy.discovery")
+        and re.match(r"proxy\.(relay|runtime)(\.|$)", i.target)
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -213,8 +228,7 @@ def test_proxy_imports_only_the_stdlib_and_its_default_dependencies() -> None:
     assert "trio" in _default_dependencies() and "grpcio" not in _default_dependencies()
 
 
-_MUTATORS = {"append", "extend", "insert", "update", "setdefault", "add", "register",
-             "__setitem__"}
+_MUTATORS = {"append", "extend", "insert", "update", "setdefault", "add", "register", "__setitem__"}
 
 
 def _top_level(tree: ast.Module) -> Iterator[ast.AST]:
@@ -237,8 +251,11 @@ def _root(node: ast.expr) -> str | None:
 def _changed(node: ast.AST) -> ast.expr | None:
     """What a statement or call changes in place: ``X.append(...)``,
     ``X[k] = ...``, ``X.a = ...``, ``X += ...``; else None."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-            and node.func.attr in _MUTATORS:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _MUTATORS
+    ):
         return node.func.value
     if isinstance(node, ast.Assign | ast.AugAssign):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -252,11 +269,17 @@ def test_no_module_registers_into_another_at_import() -> None:
     bad = []
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
-        imported = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree)
-                    if isinstance(node, ast.Import | ast.ImportFrom) for a in node.names}
+        imported = {
+            (a.asname or a.name).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for a in node.names
+        }
         for node in _top_level(tree):
             target = _changed(node)
             if target is not None and _root(target) in imported:
-                bad.append(f"{path.relative_to(REPO)}:{node.lineno}: "  # type: ignore[attr-defined]
-                           f"{ast.unparse(node)[:80]}")
+                bad.append(
+                    f"{path.relative_to(REPO)}:{node.lineno}: "  # type: ignore[attr-defined]
+                    f"{ast.unparse(node)[:80]}"
+                )
     assert not bad, "\n".join(sorted(bad))

@@ -19,8 +19,9 @@ from proxy.runtime.lifetime import LinkWatch
 from tests.unit.frame_factory import REQUEST, FrameFactory, parse_frames
 
 
-async def _serve(settings: TimerSettings, peer_script: Callable[[trio.abc.Stream], Awaitable[None]]
-                 ) -> tuple[list[hf.Frame], str, float]:
+async def _serve(
+    settings: TimerSettings, peer_script: Callable[[trio.abc.Stream], Awaitable[None]]
+) -> tuple[list[hf.Frame], str, float]:
     ours, theirs = trio.testing.memory_stream_pair()
     relay = Relay({}, trio.current_time)
     link = Link(Connection(client=False), peer="test")
@@ -94,8 +95,9 @@ def test_keepalive_keeps_a_client_that_acks() -> None:
     assert reason == "closed by peer" and ended >= 595
 
 
-async def _serve_answering(settings: TimerSettings, answer_until: float, run_for: float,
-                           upstream: bool = False) -> tuple[list[float], str, float]:
+async def _serve_answering(
+    settings: TimerSettings, answer_until: float, run_for: float, upstream: bool = False
+) -> tuple[list[float], str, float]:
     """A peer that answers every PING at once until ``answer_until`` (virtual
     seconds), then stays silent; returns when our PINGs arrived, the close
     reason and when the connection closed (or ``run_for`` ended it).
@@ -104,8 +106,7 @@ async def _serve_answering(settings: TimerSettings, answer_until: float, run_for
     ours, theirs = trio.testing.memory_stream_pair()
     relay = Relay({}, trio.current_time)
     link = Link(Connection(client=upstream), peer="test")
-    io = LinkIO(link, ours, relay,
-                relay.on_upstream_events if upstream else relay.on_client_events)
+    io = LinkIO(link, ours, relay, relay.on_upstream_events if upstream else relay.on_client_events)
     watch = LinkWatch(link, io, relay, settings)
     ff = FrameFactory()
     start = trio.current_time()
@@ -129,14 +130,14 @@ async def _serve_answering(settings: TimerSettings, answer_until: float, run_for
                 return
             buf += data
             if buf.startswith(PREFACE):
-                buf = buf[len(PREFACE):]
+                buf = buf[len(PREFACE) :]
             frames = []
             while len(buf) >= 9:
                 length = int.from_bytes(buf[:3], "big")
                 if len(buf) < 9 + length:
                     break
                 frames.append(buf[: 9 + length])
-                buf = buf[9 + length:]
+                buf = buf[9 + length :]
             for fr in parse_frames(b"".join(frames)):
                 if isinstance(fr, hf.PingFrame) and "ACK" not in fr.flags:
                     now = trio.current_time() - start
@@ -162,8 +163,9 @@ def test_keepalive_pings_every_keepalive_time_when_acked_at_once() -> None:
     pinged every second, not every keepalive_time + keepalive_timeout (the
     timer task used to notice the ACK only at the timeout)."""
     settings = TimerSettings(keepalive_time=1, keepalive_timeout=5)
-    pings, _, _ = trio.run(_serve_answering, settings, 1000.0, 20.0,
-                           clock=trio.testing.MockClock(autojump_threshold=0))
+    pings, _, _ = trio.run(
+        _serve_answering, settings, 1000.0, 20.0, clock=trio.testing.MockClock(autojump_threshold=0)
+    )
     gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
     assert len(pings) >= 17, pings
     assert gaps and max(gaps) <= 1.01, gaps
@@ -171,8 +173,9 @@ def test_keepalive_pings_every_keepalive_time_when_acked_at_once() -> None:
 
 def test_keepalive_declares_a_client_dead_keepalive_time_plus_timeout_after_its_last_ack() -> None:
     settings = TimerSettings(keepalive_time=1, keepalive_timeout=5)
-    pings, reason, ended = trio.run(_serve_answering, settings, 10.0, 60.0,
-                                    clock=trio.testing.MockClock(autojump_threshold=0))
+    pings, reason, ended = trio.run(
+        _serve_answering, settings, 10.0, 60.0, clock=trio.testing.MockClock(autojump_threshold=0)
+    )
     last_answered = max(p for p in pings if p < 10.0)
     assert reason == "keepalive timeout"
     # The first unanswered PING goes out 1 s after the last ACK; 5 s later: dead.
@@ -183,8 +186,14 @@ def test_upstream_keepalive_finds_a_frozen_backend_in_keepalive_time_plus_timeou
     """The same timers drive upstream connections: a backend that answered
     PINGs, then froze, is dead keepalive_time + keepalive_timeout later."""
     settings = TimerSettings(keepalive_time=1, keepalive_timeout=5, ping_idle=False)
-    pings, reason, ended = trio.run(_serve_answering, settings, 10.0, 60.0, True,
-                                    clock=trio.testing.MockClock(autojump_threshold=0))
+    pings, reason, ended = trio.run(
+        _serve_answering,
+        settings,
+        10.0,
+        60.0,
+        True,
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
     gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
     answered = [p for p in pings if p < 10.0]
     assert len(answered) >= 8 and max(gaps) <= 1.01, pings

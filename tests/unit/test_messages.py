@@ -28,8 +28,9 @@ cuts = st.lists(st.integers(0, 1 << 20), max_size=40)
 
 @settings(max_examples=400, deadline=None)
 @given(sizes, cuts, st.booleans())
-def test_any_split_counts_every_message_once(sizes: list[int], cuts: list[int],
-                                             views: bool) -> None:
+def test_any_split_counts_every_message_once(
+    sizes: list[int], cuts: list[int], views: bool
+) -> None:
     body = b"".join(frame(n, flag=n & 1) for n in sizes)
     mc = MessageCount()
     for chunk in split(body, cuts):
@@ -42,7 +43,8 @@ def test_any_split_counts_every_message_once(sizes: list[int], cuts: list[int],
 @settings(max_examples=200, deadline=None)
 @given(sizes, cuts, st.integers(0, 1 << 20))
 def test_a_cut_stream_counts_the_messages_whose_prefix_arrived(
-        sizes: list[int], cuts: list[int], stop: int) -> None:
+    sizes: list[int], cuts: list[int], stop: int
+) -> None:
     body = b"".join(frame(n) for n in sizes)
     stop %= len(body) + 1
     mc = MessageCount()
@@ -59,7 +61,7 @@ def test_byte_at_a_time() -> None:
     body = frame(3) + frame(0) + frame(70000)
     mc = MessageCount()
     for i in range(len(body)):
-        mc.feed(body[i:i + 1])
+        mc.feed(body[i : i + 1])
     assert (mc.messages, mc.bytes) == (3, len(body))
 
 

@@ -25,8 +25,11 @@ def ep(port: int, weight: int = 1, **kw: object) -> EndpointState:
     return e
 
 
-def ctx(peer: str = "10.0.0.1:4000", headers: list[tuple[bytes, bytes]] | None = None,
-        path: str = "/pkg.Svc/Method") -> PickContext:
+def ctx(
+    peer: str = "10.0.0.1:4000",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    path: str = "/pkg.Svc/Method",
+) -> PickContext:
     return PickContext(peer, headers or [], path)
 
 
@@ -117,8 +120,9 @@ def test_ip_hash_is_sticky_by_ipv4_slash_24() -> None:
 def test_ip_hash_spreads_clients_and_uses_whole_ipv6() -> None:
     group = (ep(1), ep(2), ep(3))
     policy = IpHash(group)
-    counts = ports([policy.pick(list(group), ctx(f"10.{i // 256}.{i % 256}.1:9"), 0.0)
-                    for i in range(3000)])
+    counts = ports(
+        [policy.pick(list(group), ctx(f"10.{i // 256}.{i % 256}.1:9"), 0.0) for i in range(3000)]
+    )
     assert min(counts.values()) > 600, counts
     assert ip_key("::1:5") == bytes(15) + b"\x01"
     assert ip_key("[2001:db8::1]:5") != ip_key("[2001:db8::2]:5")
@@ -194,28 +198,38 @@ def test_consistent_hash_share_of_a_new_endpoint_stays_near_one_in_n_for_any_por
     keys = [f"user-{i}".encode() for i in range(2000)]
     for _ in range(40):
         eps = [ep(p) for p in rng.sample(range(20000, 60000), 5)]
-        before, after = ConsistentHash(tuple(eps[:4]), lambda c: c), ConsistentHash(
-            tuple(eps), lambda c: c)
-        moved = sum(before.pick(eps[:4], k, 0.0) is not after.pick(eps, k, 0.0)  # type: ignore[arg-type]
-                    for k in keys)
+        before, after = (
+            ConsistentHash(tuple(eps[:4]), lambda c: c),
+            ConsistentHash(tuple(eps), lambda c: c),
+        )
+        moved = sum(
+            before.pick(eps[:4], k, 0.0) is not after.pick(eps, k, 0.0)  # type: ignore[arg-type]
+            for k in keys
+        )
         assert 0.13 <= moved / len(keys) <= 0.28, (moved, [e.address.port for e in eps])
 
 
 def test_plain_hash_moves_most_keys_when_a_server_is_added() -> None:
     """The contrast that makes ``consistent`` worth having."""
     eps = [ep(p) for p in range(1, 6)]
-    before, after = Hash(tuple(eps[:4]), key_reader("$http_k")), Hash(tuple(eps),
-                                                                       key_reader("$http_k"))
+    before, after = (
+        Hash(tuple(eps[:4]), key_reader("$http_k")),
+        Hash(tuple(eps), key_reader("$http_k")),
+    )
     keys = _keys(2000)
     moved = sum(before.pick(eps[:4], c, 0.0) is not after.pick(eps, c, 0.0) for c in keys)
     assert moved / len(keys) > 0.5
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(2, 8), removed=st.integers(0, 7),
-       keys=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=40))
+@given(
+    n=st.integers(2, 8),
+    removed=st.integers(0, 7),
+    keys=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=40),
+)
 def test_consistent_hash_unavailable_endpoint_moves_only_its_keys(
-        n: int, removed: int, keys: list[str]) -> None:
+    n: int, removed: int, keys: list[str]
+) -> None:
     eps = [ep(p) for p in range(1, n + 1)]
     gone = eps[removed % n]
     policy = ConsistentHash(tuple(eps), key_reader("$http_k"))
@@ -319,8 +333,11 @@ def test_least_time_new_endpoint_gets_one_call_until_it_answers() -> None:
 
 
 def _versions() -> tuple[EndpointState, ...]:
-    return (ep(1, meta=(("version", "v1"),)), ep(2, meta=(("version", "v1"), ("zone", "a"))),
-            ep(3, meta=(("version", "v2"),)))
+    return (
+        ep(1, meta=(("version", "v1"),)),
+        ep(2, meta=(("version", "v1"), ("zone", "a"))),
+        ep(3, meta=(("version", "v2"),)),
+    )
 
 
 def test_subset_routes_by_request_metadata() -> None:
@@ -359,8 +376,9 @@ def test_subset_values_cache_is_bounded_by_labels() -> None:
 
 
 def test_subset_with_hash_policy_hashes_within_the_subset() -> None:
-    pool = PoolSnapshot("u", _versions(), (), 1.0, Balance("hash", "$http_user", True),
-                        subset="version")
+    pool = PoolSnapshot(
+        "u", _versions(), (), 1.0, Balance("hash", "$http_user", True), subset="version"
+    )
     for i in range(50):
         c = ctx(headers=[(b"version", b"v1"), (b"user", str(i).encode())])
         assert pool.pick(0.0, (), c).address.port in (1, 2)  # type: ignore[union-attr]
@@ -414,8 +432,11 @@ def test_every_policy_honours_down_and_passive_failures() -> None:
 
 def test_exclude_is_honoured_by_sticky_policies() -> None:
     group = (ep(1), ep(2), ep(3))
-    for balance in (Balance("ip_hash"), Balance("hash", "$remote_addr"),
-                    Balance("hash", "$remote_addr", True)):
+    for balance in (
+        Balance("ip_hash"),
+        Balance("hash", "$remote_addr"),
+        Balance("hash", "$remote_addr", True),
+    ):
         pool = PoolSnapshot("u", group, (), 1.0, balance)
         first = pool.pick(0.0, (), ctx())
         second = pool.pick(0.0, [first], ctx())  # type: ignore[list-item]

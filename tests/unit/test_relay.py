@@ -32,8 +32,14 @@ class Clock:
 class Rig:
     """Client -- down core | relay | up core -- server, moved by ``pump``."""
 
-    def __init__(self, *, stream_window: int = 1 << 20, read_timeout: float | None = 300.0,
-                 attach: bool = True, server_window: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        stream_window: int = 1 << 20,
+        read_timeout: float | None = 300.0,
+        attach: bool = True,
+        server_window: int | None = None,
+    ) -> None:
         self.clock = Clock()
         self.eps = [EndpointState(Address("127.0.0.1", 1)), EndpointState(Address("127.0.0.1", 2))]
         pool = PoolSnapshot("u", tuple(self.eps), (), 1.0)
@@ -43,19 +49,28 @@ class Rig:
         self.waiting: list[tuple[EndpointState, RelayStream]] = []
         loc = Location("/", False, "u", read_timeout=read_timeout)
         srv = Server((Listen(Address("127.0.0.1", 0)),), (loc,))
-        self.down = Link(Connection(client=False, stream_window=stream_window,
-                                    connection_window=4 * stream_window), server=srv)
+        self.down = Link(
+            Connection(
+                client=False, stream_window=stream_window, connection_window=4 * stream_window
+            ),
+            server=srv,
+        )
         self.down.core.initiate()
-        self.up = Link(Connection(client=True, stream_window=stream_window,
-                                  connection_window=4 * stream_window), endpoint=self.eps[0])
+        self.up = Link(
+            Connection(
+                client=True, stream_window=stream_window, connection_window=4 * stream_window
+            ),
+            endpoint=self.eps[0],
+        )
         self.up.core.initiate()
         self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.client.initiate_connection()
         self.server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         self.server.initiate_connection()
         if server_window is not None:
-            self.server.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE:
-                                         server_window})
+            self.server.update_settings(
+                {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: server_window}
+            )
         self.client_events: list[h2.events.Event] = []
         self.server_events: list[h2.events.Event] = []
         self.pump()
@@ -101,8 +116,10 @@ def test_unary_call_round_trip() -> None:
     rig.pump()
     (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
     assert req.headers == REQUEST
-    assert b"".join(e.data for e in rig.of(rig.server_events, h2.events.DataReceived)) == \
-        b"\x00\x00\x00\x00\x01x"
+    assert (
+        b"".join(e.data for e in rig.of(rig.server_events, h2.events.DataReceived))
+        == b"\x00\x00\x00\x00\x01x"
+    )
     rig.server.send_headers(req.stream_id, RESPONSE)
     rig.server.send_data(req.stream_id, b"\x00\x00\x00\x00\x01y")
     rig.server.send_headers(req.stream_id, [(b"grpc-status", b"0")], end_stream=True)
@@ -247,8 +264,9 @@ def test_refused_stream_is_retried_with_its_data() -> None:
     assert again.stream_id == 3
     assert rs.state is CallState.STREAMING and rs.up is not None and rs.up.id == 3
     assert rs.refusals == 1 and len(rs.tried) == 1  # the refusal is not held against it
-    data = b"".join(e.data for e in rig.of(rig.server_events, h2.events.DataReceived)
-                    if e.stream_id == 3)
+    data = b"".join(
+        e.data for e in rig.of(rig.server_events, h2.events.DataReceived) if e.stream_id == 3
+    )
     assert data == b"payload"
     assert not rig.of(rig.client_events, h2.events.StreamReset)
 
@@ -309,8 +327,7 @@ def test_wrong_content_type_is_http_415() -> None:
     assert rig.of(rig.client_events, h2.events.StreamEnded)
 
 
-GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
-       (b":authority", b"localhost")]
+GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"localhost")]
 
 
 def test_non_grpc_reply_body_respects_the_clients_window() -> None:
@@ -485,8 +502,10 @@ def _raw_into_proxy(rig: Rig, data: bytes) -> list:
 
     rig.down.core.take_output()
     rig.relay.on_client_events(rig.down, rig.down.core.receive_data(data))
-    return [(type(fr).__name__, getattr(fr, "error_code", None))
-            for fr in parse_frames(rig.down.core.take_output())]
+    return [
+        (type(fr).__name__, getattr(fr, "error_code", None))
+        for fr in parse_frames(rig.down.core.take_output())
+    ]
 
 
 def test_data_after_the_clients_rst_stream_is_stream_closed_after_a_reply() -> None:
@@ -499,8 +518,10 @@ def test_data_after_the_clients_rst_stream_is_stream_closed_after_a_reply() -> N
     rig.pump()
     ff = FrameFactory()
     frames = _raw_into_proxy(rig, ff.rst_stream(1, ErrorCode.CANCEL) + ff.data(1, b"x"))
-    assert ("RstStreamFrame", ErrorCode.STREAM_CLOSED) in frames or \
-        ("GoAwayFrame", ErrorCode.STREAM_CLOSED) in frames, frames
+    assert ("RstStreamFrame", ErrorCode.STREAM_CLOSED) in frames or (
+        "GoAwayFrame",
+        ErrorCode.STREAM_CLOSED,
+    ) in frames, frames
 
 
 def test_second_headers_without_end_stream_is_protocol_error_after_a_reply() -> None:
@@ -512,8 +533,10 @@ def test_second_headers_without_end_stream_is_protocol_error_after_a_reply() -> 
     rig.client.send_headers(1, GET)
     rig.pump()
     frames = _raw_into_proxy(rig, FrameFactory().headers(1, [(b"x-trailer", b"1")]))
-    assert ("RstStreamFrame", ErrorCode.PROTOCOL_ERROR) in frames or \
-        ("GoAwayFrame", ErrorCode.PROTOCOL_ERROR) in frames, frames
+    assert ("RstStreamFrame", ErrorCode.PROTOCOL_ERROR) in frames or (
+        "GoAwayFrame",
+        ErrorCode.PROTOCOL_ERROR,
+    ) in frames, frames
 
 
 def _unavailable_message(rig: Rig) -> bytes:
@@ -543,4 +566,3 @@ def test_a_pool_whose_servers_are_all_down_has_no_healthy_upstream() -> None:
     for ep in rig.eps:
         ep.down = True
     assert _unavailable_message(rig) == b"no healthy upstream in u"
-

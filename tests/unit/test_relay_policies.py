@@ -21,8 +21,10 @@ def _pool(rig: Rig, **kw: object) -> PoolSnapshot:
 
 def _status(rig: Rig, stream_id: int) -> tuple[bytes, bytes]:
     for e in rig.client_events:
-        if isinstance(e, (h2.events.ResponseReceived, h2.events.TrailersReceived)) \
-                and e.stream_id == stream_id:
+        if (
+            isinstance(e, (h2.events.ResponseReceived, h2.events.TrailersReceived))
+            and e.stream_id == stream_id
+        ):
             h = dict(e.headers)
             if b"grpc-status" in h:
                 return h[b"grpc-status"], h.get(b"grpc-message", b"")

@@ -60,18 +60,29 @@ def test_reset_mapping(code: int, status: GrpcStatus) -> None:
 @pytest.mark.parametrize(
     ("code", "started", "status", "message"),
     [
-        (ErrorCode.REFUSED_STREAM, False, GrpcStatus.UNAVAILABLE,
-         "upstream reset the stream: REFUSED_STREAM"),
-        (ErrorCode.ENHANCE_YOUR_CALM, False, GrpcStatus.RESOURCE_EXHAUSTED,
-         "upstream reset the stream: ENHANCE_YOUR_CALM"),
+        (
+            ErrorCode.REFUSED_STREAM,
+            False,
+            GrpcStatus.UNAVAILABLE,
+            "upstream reset the stream: REFUSED_STREAM",
+        ),
+        (
+            ErrorCode.ENHANCE_YOUR_CALM,
+            False,
+            GrpcStatus.RESOURCE_EXHAUSTED,
+            "upstream reset the stream: ENHANCE_YOUR_CALM",
+        ),
         (0x99, False, GrpcStatus.INTERNAL, "upstream reset the stream: 0x99"),
         # Mid-response the client's stream is reset with CANCEL: CANCELLED, whatever the code.
-        (ErrorCode.INTERNAL_ERROR, True, GrpcStatus.CANCELLED,
-         "upstream reset the stream: INTERNAL_ERROR"),
+        (
+            ErrorCode.INTERNAL_ERROR,
+            True,
+            GrpcStatus.CANCELLED,
+            "upstream reset the stream: INTERNAL_ERROR",
+        ),
     ],
 )
-def test_upstream_reset_answers(code: int, started: bool, status: GrpcStatus,
-                                message: str) -> None:
+def test_upstream_reset_answers(code: int, started: bool, status: GrpcStatus, message: str) -> None:
     a = answer_for_reset(code, started)
     assert (a.grpc_status, a.message, a.http_status) == (status, message, 200)
 
@@ -88,8 +99,9 @@ def test_grpc_message_is_percent_encoded() -> None:
 
 
 def test_an_empty_upstream_is_named() -> None:
-    assert answer_for(Failure.NO_SERVERS, upstream="users").message == \
-        "upstream users has no servers"
-    assert answer_for(Failure.NO_ENDPOINT, upstream="users").message == \
-        "no healthy upstream in users"
-
+    assert (
+        answer_for(Failure.NO_SERVERS, upstream="users").message == "upstream users has no servers"
+    )
+    assert (
+        answer_for(Failure.NO_ENDPOINT, upstream="users").message == "no healthy upstream in users"
+    )

@@ -67,22 +67,40 @@ def setup(**providers: Any) -> tuple[Any, Sources]:
 
 
 def feed(**kw: Any) -> SimpleNamespace:
-    base = dict(connected=True, synced_once=True, revision=42, events_applied=5, resyncs=1,
-                last_message_at=99.5, endpoints=1, url="http://127.0.0.1:2379")
+    base = dict(
+        connected=True,
+        synced_once=True,
+        revision=42,
+        events_applied=5,
+        resyncs=1,
+        last_message_at=99.5,
+        endpoints=1,
+        url="http://127.0.0.1:2379",
+    )
     base.update(kw)
     return SimpleNamespace(**base)
 
 
-@pytest.mark.parametrize(("line", "name"), [
-    ("", "round_robin"), ("least_conn;", "least_conn"), ("random;", "random"),
-    ("random two;", "random two"), ("random two least_conn;", "random two"),
-    ("ip_hash;", "ip_hash"), ("hash $remote_addr;", "hash $remote_addr"),
-    ("hash $http_x_user consistent;", "hash $http_x_user consistent"),
-    ("least_time header;", "least_time"),
-])
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("", "round_robin"),
+        ("least_conn;", "least_conn"),
+        ("random;", "random"),
+        ("random two;", "random two"),
+        ("random two least_conn;", "random two"),
+        ("ip_hash;", "ip_hash"),
+        ("hash $remote_addr;", "hash $remote_addr"),
+        ("hash $http_x_user consistent;", "hash $http_x_user consistent"),
+        ("least_time header;", "least_time"),
+    ],
+)
 def test_policy_is_the_configured_method(line: str, name: str) -> None:
-    config = parse_string(f"upstream u {{ {line} server 127.0.0.1:1; }}\n"
-                          "server { listen 1; location / { grpc_pass u; } }\n", "t")
+    config = parse_string(
+        f"upstream u {{ {line} server 127.0.0.1:1; }}\n"
+        "server { listen 1; location / { grpc_pass u; } }\n",
+        "t",
+    )
     assert status.policy_name(config.upstreams["u"].balance) == name
 
 
@@ -102,30 +120,65 @@ def test_local_snapshot_from_the_config_and_live_state() -> None:
     config, sources = setup()
     pools = sources.relay.pools
     pools["api"].endpoints[0].active = 2
-    snap = status.local_snapshot(pools, config.upstreams,
-                                 {"disc": feed(), "mixed": feed(connected=False,
-                                                                last_message_at=None)},
-                                 {Address("127.0.0.1", 5001): 3}, NOW, pid=7)
+    snap = status.local_snapshot(
+        pools,
+        config.upstreams,
+        {"disc": feed(), "mixed": feed(connected=False, last_message_at=None)},
+        {Address("127.0.0.1", 5001): 3},
+        NOW,
+        pid=7,
+    )
     assert snap["pid"] == 7
     ups = {u["name"]: u for u in snap["upstreams"]}
     assert list(ups) == ["api", "disc", "mixed", "127.0.0.1:7000"]
     api = ups["api"]
-    assert (api["policy"], api["source"], api["health_check"], api["subset"], api["etcd"]) == \
-        ("least_conn", "static", True, None, [])
+    assert (api["policy"], api["source"], api["health_check"], api["subset"], api["etcd"]) == (
+        "least_conn",
+        "static",
+        True,
+        None,
+        [],
+    )
     first, down, backup = api["endpoints"]
-    assert first == {"address": "127.0.0.1:5001", "state": "up", "reason": "", "active": 2,
-                     "fails": 0, "connections": 3, "weight": 3, "backup": False,
-                     "source": "static", "labels": {"zone": "a"}, "failed_in": 0}
+    assert first == {
+        "address": "127.0.0.1:5001",
+        "state": "up",
+        "reason": "",
+        "active": 2,
+        "fails": 0,
+        "connections": 3,
+        "weight": 3,
+        "backup": False,
+        "source": "static",
+        "labels": {"zone": "a"},
+        "failed_in": 0,
+    }
     assert backup["backup"] is True and down["state"] == "down"
     disc = ups["disc"]
-    assert (disc["policy"], disc["source"], disc["endpoints"]) == \
-        ("hash $grpc_method consistent", "etcd", [])
-    assert disc["etcd"] == [{"pid": 7, "url": "http://127.0.0.1:2379", "connected": True,
-                             "synced_once": True, "revision": 42, "events_applied": 5,
-                             "resyncs": 1, "endpoints": 1, "seconds_since_last_message": 0.5}]
+    assert (disc["policy"], disc["source"], disc["endpoints"]) == (
+        "hash $grpc_method consistent",
+        "etcd",
+        [],
+    )
+    assert disc["etcd"] == [
+        {
+            "pid": 7,
+            "url": "http://127.0.0.1:2379",
+            "connected": True,
+            "synced_once": True,
+            "revision": 42,
+            "events_applied": 5,
+            "resyncs": 1,
+            "endpoints": 1,
+            "seconds_since_last_message": 0.5,
+        }
+    ]
     mixed = ups["mixed"]
-    assert (mixed["policy"], mixed["source"], mixed["subset"]) == \
-        ("random two", "static + etcd", "version")
+    assert (mixed["policy"], mixed["source"], mixed["subset"]) == (
+        "random two",
+        "static + etcd",
+        "version",
+    )
     assert mixed["etcd"][0]["connected"] is False
     assert mixed["etcd"][0]["seconds_since_last_message"] is None
     raw = ups["127.0.0.1:7000"]
@@ -143,31 +196,59 @@ def test_without_a_config_the_pool_says_policy_and_source() -> None:
 
 
 def _snap(pid: int, endpoints: list[dict[str, Any]], feeds: int = 0) -> dict[str, Any]:
-    return {"pid": pid, "upstreams": [{
-        "name": "u", "policy": "least_conn", "source": "etcd", "implicit": False,
-        "subset": None, "health_check": False, "endpoints": endpoints,
-        "etcd": [{"pid": pid, "connected": True}] * feeds}]}
+    return {
+        "pid": pid,
+        "upstreams": [
+            {
+                "name": "u",
+                "policy": "least_conn",
+                "source": "etcd",
+                "implicit": False,
+                "subset": None,
+                "health_check": False,
+                "endpoints": endpoints,
+                "etcd": [{"pid": pid, "connected": True}] * feeds,
+            }
+        ],
+    }
 
 
 def _ep(address: str, state: str = "up", **kw: Any) -> dict[str, Any]:
-    ep = {"address": address, "state": state, "reason": "" if state == "up" else state,
-          "active": 0, "fails": 0, "connections": 0, "weight": 1, "backup": False,
-          "source": "etcd", "labels": {}, "failed_in": int(state == "failed")}
+    ep = {
+        "address": address,
+        "state": state,
+        "reason": "" if state == "up" else state,
+        "active": 0,
+        "fails": 0,
+        "connections": 0,
+        "weight": 1,
+        "backup": False,
+        "source": "etcd",
+        "labels": {},
+        "failed_in": int(state == "failed"),
+    }
     ep.update(kw)
     return ep
 
 
 def test_merging_workers_sums_and_the_worse_state_wins() -> None:
     a = _snap(1, [_ep("h:1", active=2, connections=1), _ep("h:2", fails=1)], feeds=1)
-    b = _snap(2, [_ep("h:2", "failed", fails=2, active=1), _ep("h:1", active=3, connections=1),
-                  _ep("h:3")], feeds=1)
+    b = _snap(
+        2,
+        [_ep("h:2", "failed", fails=2, active=1), _ep("h:1", active=3, connections=1), _ep("h:3")],
+        feeds=1,
+    )
     c = _snap(3, [_ep("h:1", connections=1)], feeds=1)
     (pool,) = status.merge_snapshots([a, b, c])
     eps = {e["address"]: e for e in pool["endpoints"]}
     assert [e["address"] for e in pool["endpoints"]] == ["h:1", "h:2", "h:3"]
     assert (eps["h:1"]["active"], eps["h:1"]["connections"], eps["h:1"]["state"]) == (5, 3, "up")
-    assert (eps["h:2"]["state"], eps["h:2"]["reason"], eps["h:2"]["fails"],
-            eps["h:2"]["failed_in"]) == ("failed", "failed", 3, 1)
+    assert (
+        eps["h:2"]["state"],
+        eps["h:2"]["reason"],
+        eps["h:2"]["fails"],
+        eps["h:2"]["failed_in"],
+    ) == ("failed", "failed", 3, 1)
     assert [f["pid"] for f in pool["etcd"]] == [1, 2, 3]
     assert (pool["up"], pool["active"]) == (2, 6)
     assert a["upstreams"][0]["endpoints"][0]["active"] == 2  # inputs untouched
@@ -178,26 +259,41 @@ def test_merging_workers_sums_and_the_worse_state_wins() -> None:
 
 def test_listeners_and_routes() -> None:
     config, _ = setup()
-    assert status.listeners(config) == [{
-        "addresses": ["127.0.0.1:8080"], "tls": False,
-        "routes": [{"path": "/api.V1/", "upstream": "api"},
-                   {"path": "= /disc.Svc/Get", "upstream": "disc"},
-                   {"path": "/raw/", "upstream": "127.0.0.1:7000"}]}]
+    assert status.listeners(config) == [
+        {
+            "addresses": ["127.0.0.1:8080"],
+            "tls": False,
+            "routes": [
+                {"path": "/api.V1/", "upstream": "api"},
+                {"path": "= /disc.Svc/Get", "upstream": "disc"},
+                {"path": "/raw/", "upstream": "127.0.0.1:7000"},
+            ],
+        }
+    ]
     assert status.listeners(None) == []
 
 
 def test_calls_part_rounds_limits_and_totals() -> None:
-    rows = [MethodRate("s", "A", "u", calls=30, errors=3, total=100, codes={"OK": 27,
-                                                                         "INTERNAL": 3}),
-            MethodRate("s", "B", "u", calls=10, errors=0, total=10, codes={"OK": 10}),
-            MethodRate("s", "C", "u", total=5)]
+    rows = [
+        MethodRate("s", "A", "u", calls=30, errors=3, total=100, codes={"OK": 27, "INTERNAL": 3}),
+        MethodRate("s", "B", "u", calls=10, errors=0, total=10, codes={"OK": 10}),
+        MethodRate("s", "C", "u", total=5),
+    ]
     part = status.calls(rows, 60.0, 60.0, limit=2)
     assert (part["span"], part["seconds"], part["calls"], part["omitted"]) == (60.0, 60.0, 40, 1)
     assert part["per_second"] == 0.667 and part["error_ratio"] == 0.075
     a, b = part["methods"]
-    assert a == {"service": "s", "method": "A", "upstream": "u", "per_second": 0.5,
-                 "error_ratio": 0.1, "calls": 30, "errors": 3, "total": 100,
-                 "codes": {"OK": 27, "INTERNAL": 3}}
+    assert a == {
+        "service": "s",
+        "method": "A",
+        "upstream": "u",
+        "per_second": 0.5,
+        "error_ratio": 0.1,
+        "calls": 30,
+        "errors": 3,
+        "total": 100,
+        "codes": {"OK": 27, "INTERNAL": 3},
+    }
     assert b["error_ratio"] == 0.0
     empty = status.calls([], 0.0, 60.0)
     assert (empty["per_second"], empty["error_ratio"], empty["methods"]) == (0.0, 0.0, [])
@@ -221,8 +317,13 @@ def test_board_rates_from_sampled_counters() -> None:
     counts[("api.V1", "Get", "api", "OK")] = 57.0
     counts[("api.V1", "Get", "api", "UNAVAILABLE")] = 3.0
     doc = board.document(board.capture(), None, False)  # samples at 1030
-    assert (doc["pid"], doc["workers"], doc["time"], doc["ready"], doc["admin"]) == \
-        (11, 1, 5.0, True, "127.0.0.1:9901")
+    assert (doc["pid"], doc["workers"], doc["time"], doc["ready"], doc["admin"]) == (
+        11,
+        1,
+        5.0,
+        True,
+        "127.0.0.1:9901",
+    )
     (row,) = doc["calls"]["methods"]
     assert (row["per_second"], row["error_ratio"], row["calls"]) == (2.0, 0.05, 60)
     assert doc["calls"]["seconds"] == 30.0
@@ -230,8 +331,9 @@ def test_board_rates_from_sampled_counters() -> None:
     assert board.document(board.capture(), "draining", True)["not_ready"] == "draining"
 
 
-def test_board_shares_snapshots_between_workers(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_board_shares_snapshots_between_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, sources = setup()
     wall = Clock(5000.0)
     me = StatusBoard(sources, dict, share_dir=str(tmp_path), pid=1, wall=wall)
@@ -241,8 +343,11 @@ def test_board_shares_snapshots_between_workers(tmp_path: Path,
     sources.relay.pools["api"].endpoints[0].active = 1
     for board in (me, peer, dead):
         board.publish(board.capture())
-    assert sorted(p.name for p in tmp_path.iterdir()) == \
-        ["status_1.json", "status_2.json", "status_3.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "status_1.json",
+        "status_2.json",
+        "status_3.json",
+    ]
     (tmp_path / "status_x.json").write_text("{}")
     (tmp_path / "status_4.json").write_text("not json")
     os.utime(tmp_path / "status_2.json", (wall.t, wall.t))
@@ -257,14 +362,18 @@ def test_board_shares_snapshots_between_workers(tmp_path: Path,
     peer.withdraw()
     status_board.remove_snapshot(str(tmp_path), 3)
     status_board.remove_snapshot(str(tmp_path), 3)  # twice: no error
-    assert sorted(p.name for p in tmp_path.iterdir()) == \
-        ["status_1.json", "status_4.json", "status_x.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "status_1.json",
+        "status_4.json",
+        "status_x.json",
+    ]
     StatusBoard(sources, dict).publish({})  # one process: no directory, nothing written
 
 
 def _handlers(board: StatusBoard | None) -> AdminHandlers:
-    return AdminHandlers(board.sources if board else setup()[1],
-                         lambda: (b"m 1\n", "text/plain"), board)
+    return AdminHandlers(
+        board.sources if board else setup()[1], lambda: (b"m 1\n", "text/plain"), board
+    )
 
 
 def test_admin_routes_for_the_page_and_its_json() -> None:
@@ -279,8 +388,12 @@ def test_admin_routes_for_the_page_and_its_json() -> None:
     assert (r.status, r.content_type) == (200, "application/json")
     assert ("Cache-Control", "no-store") in r.headers
     doc = json.loads(r.body)
-    assert (doc["pid"], doc["draining"], doc["ready"], doc["not_ready"]) == \
-        (5, True, False, "draining")
+    assert (doc["pid"], doc["draining"], doc["ready"], doc["not_ready"]) == (
+        5,
+        True,
+        False,
+        "draining",
+    )
     page = h.prepare("/")()
     assert (page.status, page.content_type) == (200, "text/html; charset=utf-8")
     assert any(k == "Content-Security-Policy" for k, _ in page.headers)
@@ -306,8 +419,7 @@ def test_a_failing_status_is_a_500_and_one_log_line(caplog: pytest.LogCaptureFix
 def test_the_page_embeds_the_document_safely() -> None:
     doc = {"labels": {"x": "</script><script>alert(1)</script>"}, "n": "a&b <!-- c -->"}
     page = status_page.render(doc).decode()
-    embedded = re.search(r'<script type="application/json" id="initial">(.*?)</script>', page,
-                         re.S)
+    embedded = re.search(r'<script type="application/json" id="initial">(.*?)</script>', page, re.S)
     assert embedded is not None
     assert json.loads(embedded.group(1)) == doc
     assert "<" not in embedded.group(1) and "alert(1)</script>" not in page
@@ -339,7 +451,10 @@ def test_the_exporter_keeps_the_request_totals_a_scrape_shows() -> None:
     exporter.flush()
     totals = exporter.request_totals()
     assert totals == {("api.V1", "Get", "api", "OK"): 6, ("api.V1", "Get", "api", "UNAVAILABLE"): 2}
-    scraped = {tuple(s.labels.values()): s.value
-               for fam in exporter.m["grpc_proxy_requests_total"].collect()
-               for s in fam.samples if s.name == "grpc_proxy_requests_total"}
+    scraped = {
+        tuple(s.labels.values()): s.value
+        for fam in exporter.m["grpc_proxy_requests_total"].collect()
+        for s in fam.samples
+        if s.name == "grpc_proxy_requests_total"
+    }
     assert scraped == totals

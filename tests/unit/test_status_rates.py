@@ -92,14 +92,27 @@ def test_span_must_be_positive() -> None:
 
 
 def test_method_rates_rows() -> None:
-    increase = {("svc", "Get", "up", "OK"): 90.0, ("svc", "Get", "up", "UNAVAILABLE"): 10.0,
-                ("svc", "Put", "up", "OK"): 3.0, ("gone", "X", "up", "INTERNAL"): 1.0}
-    totals = {("svc", "Get", "up", "OK"): 1000.0, ("svc", "Get", "up", "UNAVAILABLE"): 20.0,
-              ("svc", "Put", "up", "OK"): 3.0, ("svc", "Old", "up", "OK"): 50.0,
-              ("svc", "Older", "up", "NOT_FOUND"): 7.0}
+    increase = {
+        ("svc", "Get", "up", "OK"): 90.0,
+        ("svc", "Get", "up", "UNAVAILABLE"): 10.0,
+        ("svc", "Put", "up", "OK"): 3.0,
+        ("gone", "X", "up", "INTERNAL"): 1.0,
+    }
+    totals = {
+        ("svc", "Get", "up", "OK"): 1000.0,
+        ("svc", "Get", "up", "UNAVAILABLE"): 20.0,
+        ("svc", "Put", "up", "OK"): 3.0,
+        ("svc", "Old", "up", "OK"): 50.0,
+        ("svc", "Older", "up", "NOT_FOUND"): 7.0,
+    }
     rows = method_rates(increase, totals)
     assert [(r.service, r.method) for r in rows] == [
-        ("svc", "Get"), ("svc", "Put"), ("gone", "X"), ("svc", "Old"), ("svc", "Older")]
+        ("svc", "Get"),
+        ("svc", "Put"),
+        ("gone", "X"),
+        ("svc", "Old"),
+        ("svc", "Older"),
+    ]
     get, put, gone, old, older = rows
     assert (get.calls, get.errors, get.total) == (100, 10, 1020)
     assert get.error_ratio == 0.1 and get.per_second(50.0) == 2.0

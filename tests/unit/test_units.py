@@ -42,8 +42,25 @@ def test_durations(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "5x", "s", "1.5s", "-1", " 1s", "1s ", "1S", "1s1m", "1s1s", "5ms5s", "1w", "1m30",
-     "²", "١s", "off", "1 s"],
+    [
+        "",
+        "5x",
+        "s",
+        "1.5s",
+        "-1",
+        " 1s",
+        "1s ",
+        "1S",
+        "1s1m",
+        "1s1s",
+        "5ms5s",
+        "1w",
+        "1m30",
+        "²",
+        "١s",
+        "off",
+        "1 s",
+    ],
 )
 def test_bad_durations(text: str) -> None:
     with pytest.raises(UnitError) as info:
@@ -74,8 +91,13 @@ def test_duration_round_trip(ms: int) -> None:
     assert format_duration(parse_duration(text)) == text
 
 
-@given(st.integers(min_value=0, max_value=24_000), st.integers(0, 99), st.integers(0, 99),
-       st.integers(0, 99), st.integers(0, 9999))
+@given(
+    st.integers(min_value=0, max_value=24_000),
+    st.integers(0, 99),
+    st.integers(0, 99),
+    st.integers(0, 99),
+    st.integers(0, 9999),
+)
 def test_compound_durations_add_up(d: int, h: int, m: int, s: int, ms: int) -> None:
     text = f"{d}d{h}h{m}m{s}s{ms}ms"  # nginx also allows "90m": no carry rule
     total_ms = (((d * 24 + h) * 60 + m) * 60 + s) * 1000 + ms
@@ -91,15 +113,24 @@ def test_format_duration_examples() -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("0", 0), ("512", 512), ("1k", 1024), ("1K", 1024), ("16m", 16 << 20), ("2M", 2 << 20),
-     ("1g", 1 << 30), ("1G", 1 << 30)],
+    [
+        ("0", 0),
+        ("512", 512),
+        ("1k", 1024),
+        ("1K", 1024),
+        ("16m", 16 << 20),
+        ("2M", 2 << 20),
+        ("1g", 1 << 30),
+        ("1G", 1 << 30),
+    ],
 )
 def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
 @pytest.mark.parametrize(
-    "text", ["", "k", "1.5k", "-1", "1kb", "1t", "1 k", "9" * 20, "9" * 19 + "g"])
+    "text", ["", "k", "1.5k", "-1", "1kb", "1t", "1 k", "9" * 20, "9" * 19 + "g"]
+)
 def test_bad_sizes(text: str) -> None:
     with pytest.raises(UnitError) as info:
         parse_size(text)
@@ -114,7 +145,13 @@ def test_size_round_trip(size: int) -> None:
 
 def test_format_size_picks_the_largest_exact_unit() -> None:
     assert [format_size(n) for n in (0, 1000, 1024, 1536, 3 << 20, 1 << 30)] == [
-        "0", "1000", "1k", "1536", "3m", "1g"]
+        "0",
+        "1000",
+        "1k",
+        "1536",
+        "3m",
+        "1g",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from proxy.discovery.backoff import Backoff
 from proxy.discovery.watch_state import Verdict, WatchState, b64, prefix_range_end
 
-SETTINGS = settings(max_examples=200, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 CID = "111"
 
@@ -30,13 +29,14 @@ def put(key: str, value: str, mod: int, hdr: int | None = None) -> dict:
 
 
 def delete(key: str, mod: int) -> dict:
-    return {"header": header(mod), "events": [
-        {"type": "DELETE", "kv": {"key": b64(key.encode()), "mod_revision": str(mod)}}]}
+    return {
+        "header": header(mod),
+        "events": [{"type": "DELETE", "kv": {"key": b64(key.encode()), "mod_revision": str(mod)}}],
+    }
 
 
 def range_response(revision: int, **kvs: str) -> dict:
-    return {"header": header(revision),
-            "kvs": [kv(f"/s/{k}", v, revision) for k, v in kvs.items()]}
+    return {"header": header(revision), "kvs": [kv(f"/s/{k}", v, revision) for k, v in kvs.items()]}
 
 
 def addresses(state: WatchState) -> list[str]:
@@ -73,8 +73,10 @@ def test_events_are_applied_once() -> None:
 def test_same_revision_events_in_one_response() -> None:
     st_ = WatchState("u")
     st_.load(range_response(5))
-    txn = {"header": header(6), "events": [{"kv": kv("/s/a", "10.0.0.1:1", 6)},
-                                            {"kv": kv("/s/b", "10.0.0.2:1", 6)}]}
+    txn = {
+        "header": header(6),
+        "events": [{"kv": kv("/s/a", "10.0.0.1:1", 6)}, {"kv": kv("/s/b", "10.0.0.2:1", 6)}],
+    }
     assert st_.apply(txn) is Verdict.CHANGED
     assert addresses(st_) == ["10.0.0.1:1", "10.0.0.2:1"]
 
@@ -95,11 +97,14 @@ def test_progress_notification_advances_revision() -> None:
     assert st_.revision == 9  # "created" says nothing about delivered events
 
 
-@pytest.mark.parametrize("result", [
-    {"header": {"cluster_id": CID}, "canceled": True, "compact_revision": "8"},
-    {"header": header(3)},  # revision went back: a restored or wiped etcd
-    {"header": header(20, cluster_id="222"), "created": True},  # another cluster
-])
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"header": {"cluster_id": CID}, "canceled": True, "compact_revision": "8"},
+        {"header": header(3)},  # revision went back: a restored or wiped etcd
+        {"header": header(20, cluster_id="222"), "created": True},  # another cluster
+    ],
+)
 def test_resync(result: dict) -> None:
     st_ = WatchState("u")
     st_.load(range_response(5, a="10.0.0.1:1"))
@@ -153,8 +158,9 @@ def test_any_replay_prefix_gives_the_same_state(ops: list, data: st.DataObject) 
     where a clean single pass ends (etcd's contents)."""
     stream = []
     for i, (key, port) in enumerate(ops, start=2):
-        stream.append(delete(f"/s/{key}", i) if port == 0
-                      else put(f"/s/{key}", f"10.0.0.1:{port}", i))
+        stream.append(
+            delete(f"/s/{key}", i) if port == 0 else put(f"/s/{key}", f"10.0.0.1:{port}", i)
+        )
     clean, replayed = WatchState("u"), WatchState("u")
     for s in (clean, replayed):
         s.load(range_response(1))

@@ -1,5 +1,5 @@
 """TLS handshakes on trio streams, both sides (the contexts come from the
-config: proxy/security/tls.py).
+config: proxy/config/tls.py, built when the file loads).
 
 ALPN: Python's ssl cannot fail a handshake on an ALPN mismatch. When a client
 offers no protocol we share (or no ALPN at all), OpenSSL's selection callback

@@ -36,7 +36,7 @@ from pathlib import Path
 # GRPC_PROXY_SRC=DIR runs another tree's proxy package (an A/B against a baseline).
 sys.path.insert(0, os.environ.get("GRPC_PROXY_SRC") or str(Path(__file__).resolve().parent.parent))
 
-from proxy.balancing.endpoint import EndpointState  # noqa: E402
+from proxy.balancing.endpoint import Endpoint  # noqa: E402
 from proxy.balancing.pool import PoolSnapshot  # noqa: E402
 from proxy.config.model import Address, Listen, Location, Server  # noqa: E402
 from proxy.http2.connection import TRUSTED_LIMITS, Connection  # noqa: E402
@@ -69,7 +69,7 @@ class Connector:
 
 class Bench:
     def __init__(self) -> None:
-        self.ep = EndpointState(Address("127.0.0.1", 1))
+        self.ep = Endpoint(Address("127.0.0.1", 1))
         pool = PoolSnapshot("u", (self.ep,), (), 1.0)
         self.relay = Relay({"u": pool}, time.monotonic)
         loc = Location("/", False, "u")
@@ -170,7 +170,7 @@ def once(calls: int, concurrency: int) -> tuple[float, float, float]:
     chunks = b.run(calls, concurrency)
     total = time.perf_counter() - t0
     assert b.completed == calls, (b.completed, calls)
-    assert not b.relay.active and b.ep.active == 0
+    assert not b.relay.active and b.ep.state.active == 0
     return total, b.in_relay, min(chunks, default=b.in_relay / calls)
 
 

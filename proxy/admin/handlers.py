@@ -155,8 +155,8 @@ class AdminHandlers:
                             "backup": ep.backup,
                             "down": ep.down,
                             "healthy": endpoint_healthy(ep, now),
-                            "active": ep.active,
-                            "fails": ep.fails,
+                            "active": ep.state.active,
+                            "fails": ep.state.fails,
                             "connections": conns.get(ep.address, 0),
                             "source": ep.source,
                         }

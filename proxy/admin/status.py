@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from proxy.balancing.endpoint import Endpoint
 from proxy.metrics.rates import MethodRate
 
 VERSION = 1
@@ -28,17 +29,18 @@ def policy_name(balance: Any) -> str:
     return str(balance.directive) if balance is not None else "round_robin"
 
 
-def endpoint_state(ep: Any, now: float) -> tuple[str, str]:
+def endpoint_state(ep: Endpoint, now: float) -> tuple[str, str]:
     """(state, why): "down" (``down`` in the config), "failed" (out of
     rotation: its health check fails, or ``max_fails`` within
     ``fail_timeout``), else "up"."""
     if ep.down:
         return DOWN, "marked down"
-    if getattr(ep, "healthy", True) is False:
+    st = ep.state
+    if not st.healthy:
         return FAILED, "health check failing"
     if not ep.available(now):
-        left = max(0.0, ep.failed_at + ep.fail_timeout - now)
-        return FAILED, f"{ep.fails} failed, retried in {left:.0f}s"
+        left = max(0.0, st.failed_at + ep.fail_timeout - now)
+        return FAILED, f"{st.fails} failed, retried in {left:.0f}s"
     return UP, ""
 
 
@@ -90,8 +92,8 @@ def upstream_snapshot(
                 "address": str(ep.address),
                 "state": state,
                 "reason": why,
-                "active": int(ep.active),
-                "fails": int(ep.fails),
+                "active": int(ep.state.active),
+                "fails": int(ep.state.fails),
                 "connections": int(connections.get(ep.address, 0)),
                 "weight": int(ep.weight),
                 "backup": bool(ep.backup),

@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from zlib import crc32
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.balancing.policy import PickContext
 from proxy.balancing.round_robin import pick_smooth_weighted
 
@@ -54,7 +54,7 @@ def key_reader(key: str) -> KeyReader:
     return header
 
 
-def _slot(group: tuple[EndpointState, ...], total: int, h: int) -> EndpointState:
+def _slot(group: tuple[Endpoint, ...], total: int, h: int) -> Endpoint:
     w = h % total
     for ep in group:
         if w < ep.weight:
@@ -78,13 +78,13 @@ def ip_key(peer: str) -> bytes:
 class IpHash:
     __slots__ = ("group", "total")
 
-    def __init__(self, group: tuple[EndpointState, ...]) -> None:
+    def __init__(self, group: tuple[Endpoint, ...]) -> None:
         self.group = group
         self.total = sum(ep.weight for ep in group)
 
     def pick(
-        self, candidates: list[EndpointState], ctx: PickContext | None, now: float
-    ) -> EndpointState | None:
+        self, candidates: list[Endpoint], ctx: PickContext | None, now: float
+    ) -> Endpoint | None:
         addr = ip_key(ctx.peer) if ctx is not None else b""
         h = 89
         for _ in range(MAX_TRIES):
@@ -99,14 +99,14 @@ class IpHash:
 class Hash:
     __slots__ = ("group", "total", "key")
 
-    def __init__(self, group: tuple[EndpointState, ...], key: KeyReader) -> None:
+    def __init__(self, group: tuple[Endpoint, ...], key: KeyReader) -> None:
         self.group = group
         self.total = sum(ep.weight for ep in group)
         self.key = key
 
     def pick(
-        self, candidates: list[EndpointState], ctx: PickContext | None, now: float
-    ) -> EndpointState | None:
+        self, candidates: list[Endpoint], ctx: PickContext | None, now: float
+    ) -> Endpoint | None:
         key = self.key(ctx)
         h = 0
         for rehash in range(MAX_TRIES):
@@ -119,7 +119,7 @@ class Hash:
         return pick_smooth_weighted(candidates)
 
 
-def build_ring(group: tuple[EndpointState, ...]) -> tuple[list[int], list[EndpointState]]:
+def build_ring(group: tuple[Endpoint, ...]) -> tuple[list[int], list[Endpoint]]:
     """Sorted ring points and the endpoint owning each. An endpoint's points
     depend only on its own address and weight.
 
@@ -143,13 +143,13 @@ def build_ring(group: tuple[EndpointState, ...]) -> tuple[list[int], list[Endpoi
 class ConsistentHash:
     __slots__ = ("hashes", "owners", "key")
 
-    def __init__(self, group: tuple[EndpointState, ...], key: KeyReader) -> None:
+    def __init__(self, group: tuple[Endpoint, ...], key: KeyReader) -> None:
         self.hashes, self.owners = build_ring(group)
         self.key = key
 
     def pick(
-        self, candidates: list[EndpointState], ctx: PickContext | None, now: float
-    ) -> EndpointState | None:
+        self, candidates: list[Endpoint], ctx: PickContext | None, now: float
+    ) -> Endpoint | None:
         owners = self.owners
         n = len(owners)
         if not n:

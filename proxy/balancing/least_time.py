@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import random
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.balancing.p2c import two_choices
 
 # Seconds. Finagle and Linkerd use 10; at a central balancer's call rates a
@@ -38,30 +38,33 @@ DECAY = 2.0
 PENALTY = 1e6
 
 
-def observe(ep: EndpointState, rtt: float, now: float) -> None:
+def observe(ep: Endpoint, rtt: float, now: float) -> None:
     """Record one response-header latency ``rtt`` (s) seen at ``now``."""
-    if rtt > ep.latency:
-        ep.latency = rtt
+    st = ep.state
+    if rtt > st.latency:
+        st.latency = rtt
     else:
-        w = math.exp(-max(now - ep.latency_at, 0.0) / DECAY)
-        ep.latency = ep.latency * w + rtt * (1.0 - w)
-    ep.latency_at = now
+        w = math.exp(-max(now - st.latency_at, 0.0) / DECAY)
+        st.latency = st.latency * w + rtt * (1.0 - w)
+    st.latency_at = now
 
 
-def latency(ep: EndpointState, now: float) -> float:
+def latency(ep: Endpoint, now: float) -> float:
     """The decayed average; 0 while the endpoint has answered nothing yet."""
-    value = ep.latency
-    age = now - ep.latency_at
+    st = ep.state
+    value = st.latency
+    age = now - st.latency_at
     return value * math.exp(-age / DECAY) if age > 0.0 and value else value
 
 
-def cost(ep: EndpointState, other: EndpointState, now: float) -> float:
+def cost(ep: Endpoint, other: Endpoint, now: float) -> float:
     """``ep``'s cost when drawn against ``other``."""
     value = latency(ep, now)
     if value == 0.0:
-        return PENALTY + ep.active if ep.active else 0.0
-    load = ep.active / ep.weight
-    return value * (1.0 + load / (load + other.active / other.weight + 1.0))
+        active = ep.state.active
+        return PENALTY + active if active else 0.0
+    load = ep.state.active / ep.weight
+    return value * (1.0 + load / (load + other.state.active / other.weight + 1.0))
 
 
 class LeastTime:
@@ -70,5 +73,5 @@ class LeastTime:
     def __init__(self, rand: random.Random | None = None) -> None:
         self.rand = rand
 
-    def pick(self, candidates: list[EndpointState], ctx: object, now: float) -> EndpointState:
+    def pick(self, candidates: list[Endpoint], ctx: object, now: float) -> Endpoint:
         return two_choices(candidates, lambda b, a: cost(b, a, now) < cost(a, b, now), self.rand)

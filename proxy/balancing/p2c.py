@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.balancing.weighted_random import weighted_choice
 
 # nginx retries the second draw this many times when it repeats the first.
@@ -16,10 +16,10 @@ _REDRAWS = 20
 
 
 def two_choices(
-    candidates: list[EndpointState],
-    better: Callable[[EndpointState, EndpointState], bool],
+    candidates: list[Endpoint],
+    better: Callable[[Endpoint, Endpoint], bool],
     rand: random.Random | None = None,
-) -> EndpointState:
+) -> Endpoint:
     """``a`` unless ``better(b, a)``, for two distinct weighted draws a, b."""
     a = weighted_choice(candidates, rand)
     if len(candidates) == 1:
@@ -34,9 +34,9 @@ def two_choices(
     return b if better(b, a) else a
 
 
-def fewer_streams(b: EndpointState, a: EndpointState) -> bool:
+def fewer_streams(b: Endpoint, a: Endpoint) -> bool:
     """``b`` has fewer active streams than ``a``, relative to weight."""
-    return b.active * a.weight < a.active * b.weight
+    return b.state.active * a.weight < a.state.active * b.weight
 
 
 class TwoChoicesLeastConn:
@@ -45,5 +45,5 @@ class TwoChoicesLeastConn:
     def __init__(self, rand: random.Random | None = None) -> None:
         self.rand = rand
 
-    def pick(self, candidates: list[EndpointState], ctx: object, now: float) -> EndpointState:
+    def pick(self, candidates: list[Endpoint], ctx: object, now: float) -> Endpoint:
         return two_choices(candidates, fewer_streams, self.rand)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.config.model import Balance
 from proxy.http2.hpack_codec import HeaderList
 
@@ -27,8 +27,8 @@ class PickContext:
 
 class Policy(Protocol):
     def pick(
-        self, candidates: list[EndpointState], ctx: PickContext | None, now: float
-    ) -> EndpointState | None:
+        self, candidates: list[Endpoint], ctx: PickContext | None, now: float
+    ) -> Endpoint | None:
         """One of ``candidates`` (a non-empty subset of the group the policy
         was built for, in the group's order)."""
 
@@ -36,7 +36,7 @@ class Policy(Protocol):
 CONTEXT_KINDS = frozenset(("ip_hash", "hash"))
 
 
-def make_policy(balance: Balance, group: tuple[EndpointState, ...]) -> Policy:
+def make_policy(balance: Balance, group: tuple[Endpoint, ...]) -> Policy:
     # Imported here: each module imports this one for PickContext.
     from proxy.balancing import hashing, least_conn, least_time, p2c, round_robin, weighted_random
 

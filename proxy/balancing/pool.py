@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint, EndpointState
 from proxy.balancing.policy import CONTEXT_KINDS, PickContext, Policy, make_policy
 from proxy.balancing.round_robin import RoundRobin
 from proxy.balancing.subset import labelled, request_value
@@ -32,15 +32,15 @@ class Miss(Enum):
 class Group:
     """Endpoints a call may use, primaries before backups, with their policies."""
 
-    primaries: tuple[EndpointState, ...]
-    backups: tuple[EndpointState, ...]
+    primaries: tuple[Endpoint, ...]
+    backups: tuple[Endpoint, ...]
     policies: tuple[Policy, Policy]
 
     @classmethod
     def of(
         cls,
-        primaries: tuple[EndpointState, ...],
-        backups: tuple[EndpointState, ...],
+        primaries: tuple[Endpoint, ...],
+        backups: tuple[Endpoint, ...],
         balance: Balance,
     ) -> Group:
         return cls(
@@ -51,8 +51,8 @@ class Group:
 @dataclass(frozen=True, slots=True)
 class PoolSnapshot:
     name: str
-    primaries: tuple[EndpointState, ...]
-    backups: tuple[EndpointState, ...]
+    primaries: tuple[Endpoint, ...]
+    backups: tuple[Endpoint, ...]
     connect_timeout: float
     balance: Balance = ROUND_ROBIN
     subset: str | None = None  # request metadata key for subset routing
@@ -83,8 +83,8 @@ class PoolSnapshot:
         init(self, "_subset_key", (self.subset or "").encode())
 
     def pick(
-        self, now: float, exclude: Collection[EndpointState] = (), ctx: PickContext | None = None
-    ) -> EndpointState | None:
+        self, now: float, exclude: Collection[Endpoint] = (), ctx: PickContext | None = None
+    ) -> Endpoint | None:
         """Primaries first; backups only when no primary can take the call
         (nginx). ``ctx`` is needed when ``needs_context``."""
         group: Group | None = self.group
@@ -98,7 +98,7 @@ class PoolSnapshot:
             for ep in group.primaries
             if ep not in exclude
             and ep.available(now)
-            and not (capped and ep.max_conns and ep.active >= ep.max_conns)
+            and not (capped and ep.max_conns and ep.state.active >= ep.max_conns)
         ]
         if candidates:
             return group.policies[0].pick(candidates, ctx, now)
@@ -108,14 +108,14 @@ class PoolSnapshot:
                 for ep in group.backups
                 if ep not in exclude
                 and ep.available(now)
-                and not (capped and ep.max_conns and ep.active >= ep.max_conns)
+                and not (capped and ep.max_conns and ep.state.active >= ep.max_conns)
             ]
             if candidates:
                 return group.policies[1].pick(candidates, ctx, now)
         return None
 
     def miss(
-        self, now: float, exclude: Collection[EndpointState] = (), ctx: PickContext | None = None
+        self, now: float, exclude: Collection[Endpoint] = (), ctx: PickContext | None = None
     ) -> tuple[Miss, str]:
         """Why ``pick`` just returned None; for SUBSET also "KEY=VALUE"."""
         group = self.group
@@ -149,7 +149,7 @@ class PoolSnapshot:
         return group
 
     @property
-    def endpoints(self) -> tuple[EndpointState, ...]:
+    def endpoints(self) -> tuple[Endpoint, ...]:
         return self.primaries + self.backups
 
 
@@ -164,25 +164,30 @@ def build_pool(
     discovered: Sequence[UpstreamServer] = (),
 ) -> PoolSnapshot:
     """One upstream's snapshot over ``servers`` (its static ``server`` lines,
-    plus whatever discovery found). ``registry`` is the one place endpoint
-    state lives, keyed by (upstream name, address): an endpoint that stays
-    across a rebuild keeps its fails, counts and health. ``discovered``
-    servers follow ``servers`` with source "etcd"."""
-    primaries: list[EndpointState] = []
-    backups: list[EndpointState] = []
+    plus whatever discovery found). Each endpoint's settings are the
+    snapshot's own (``Endpoint``, frozen): snapshots already running keep
+    theirs until this one is swapped in. ``registry`` is the one place
+    endpoint counters live (``EndpointState``), keyed by (upstream name,
+    address): an endpoint that stays across a rebuild keeps its fails, counts
+    and health. ``discovered`` servers follow ``servers`` with source "etcd"."""
+    primaries: list[Endpoint] = []
+    backups: list[Endpoint] = []
     for srv, src in [*((s, source) for s in servers), *((s, "etcd") for s in discovered)]:
-        ep = registry.get((upstream.name, srv.address))
-        if ep is None:
-            ep = EndpointState(srv.address)
-            registry[(upstream.name, srv.address)] = ep
-        ep.weight = srv.weight
-        ep.backup = srv.backup
-        ep.down = srv.down
-        ep.max_fails = srv.max_fails
-        ep.fail_timeout = srv.fail_timeout
-        ep.meta = srv.meta
-        ep.max_conns = srv.max_conns
-        ep.source = src
+        state = registry.get((upstream.name, srv.address))
+        if state is None:
+            state = registry[(upstream.name, srv.address)] = EndpointState()
+        ep = Endpoint(
+            srv.address,
+            srv.weight,
+            backup=srv.backup,
+            down=srv.down,
+            max_fails=srv.max_fails,
+            fail_timeout=srv.fail_timeout,
+            meta=srv.meta,
+            max_conns=srv.max_conns,
+            source=src,
+            state=state,
+        )
         (backups if srv.backup else primaries).append(ep)
     return PoolSnapshot(
         upstream.name,

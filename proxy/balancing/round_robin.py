@@ -9,19 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 
 
-def pick_smooth_weighted(candidates: Iterable[EndpointState]) -> EndpointState | None:
-    best: EndpointState | None = None
+def pick_smooth_weighted(candidates: Iterable[Endpoint]) -> Endpoint | None:
+    best: Endpoint | None = None
+    best_weight = 0
     total = 0
     for ep in candidates:
-        ep.current_weight += ep.weight
-        total += ep.weight
-        if best is None or ep.current_weight > best.current_weight:
-            best = ep
+        st = ep.state
+        weight = ep.weight
+        current = st.current_weight = st.current_weight + weight
+        total += weight
+        if best is None or current > best_weight:
+            best, best_weight = ep, current
     if best is not None:
-        best.current_weight -= total
+        best.state.current_weight -= total
     return best
 
 
@@ -30,7 +33,5 @@ class RoundRobin:
 
     __slots__ = ()
 
-    def pick(
-        self, candidates: list[EndpointState], ctx: object, now: float
-    ) -> EndpointState | None:
+    def pick(self, candidates: list[Endpoint], ctx: object, now: float) -> Endpoint | None:
         return pick_smooth_weighted(candidates)

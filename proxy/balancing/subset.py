@@ -9,7 +9,7 @@ carries is a miss (UNAVAILABLE, or every endpoint with ``subset_fallback any``).
 
 from __future__ import annotations
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.http2.hpack_codec import HeaderList
 
 
@@ -21,7 +21,5 @@ def request_value(headers: HeaderList, key: bytes) -> bytes | None:
     return None
 
 
-def labelled(
-    endpoints: tuple[EndpointState, ...], key: str, value: str
-) -> tuple[EndpointState, ...]:
+def labelled(endpoints: tuple[Endpoint, ...], key: str, value: str) -> tuple[Endpoint, ...]:
     return tuple(ep for ep in endpoints if (key, value) in ep.meta)

@@ -6,12 +6,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 
 
-def weighted_choice(
-    candidates: Sequence[EndpointState], rand: random.Random | None = None
-) -> EndpointState:
+def weighted_choice(candidates: Sequence[Endpoint], rand: random.Random | None = None) -> Endpoint:
     r = (rand or random).random()
     total = 0
     for ep in candidates:
@@ -30,5 +28,5 @@ class WeightedRandom:
     def __init__(self, rand: random.Random | None = None) -> None:
         self.rand = rand
 
-    def pick(self, candidates: list[EndpointState], ctx: object, now: float) -> EndpointState:
+    def pick(self, candidates: list[Endpoint], ctx: object, now: float) -> Endpoint:
         return weighted_choice(candidates, self.rand)

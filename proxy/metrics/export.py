@@ -28,6 +28,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from proxy.balancing.endpoint import Endpoint
 from proxy.metrics import names
 from proxy.metrics.names import MetricDef
 from proxy.metrics.observer import CODE_NAMES, AccessLogQueue, CallRecorder
@@ -272,10 +273,10 @@ class SettledFilesCollector(MultiProcessCollector):
         return merged
 
 
-def endpoint_healthy(ep: Any, now: float) -> bool:
+def endpoint_healthy(ep: Endpoint, now: float) -> bool:
     """Can take calls: not down, not failed out by passive health, and not
     marked unhealthy by an active health check (issue 3's ``healthy``)."""
-    return bool(ep.available(now)) and getattr(ep, "healthy", True) is not False
+    return ep.available(now)
 
 
 def _add_histogram(child: Any, buckets: list[int], total: float) -> None:

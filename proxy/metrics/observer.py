@@ -22,7 +22,7 @@ from proxy.metrics.names import DURATION_BUCKETS
 from proxy.status import GrpcStatus, status_of_final_headers
 
 if TYPE_CHECKING:
-    from proxy.balancing.endpoint import EndpointState
+    from proxy.balancing.endpoint import Endpoint
     from proxy.config.model import Location, Server
     from proxy.relay.call import RelayStream
     from proxy.relay.link import Link
@@ -117,7 +117,7 @@ class CallRecorder:
         self.bytes_in = 0
         self.bytes_out = 0
         # (endpoint, code, upstream) -> calls whose last attempt went there
-        self.upstream_calls: dict[tuple[EndpointState, int, str], int] = {}
+        self.upstream_calls: dict[tuple[Endpoint, int, str], int] = {}
         self.retries: dict[str, int] = {}
         self.timeouts: dict[str, int] = {}
         self.protocol_errors: dict[str, int] = {}

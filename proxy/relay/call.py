@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, final
 from proxy.relay.messages import MessageCount
 
 if TYPE_CHECKING:
-    from proxy.balancing.endpoint import EndpointState
+    from proxy.balancing.endpoint import Endpoint
     from proxy.balancing.pool import PoolSnapshot
     from proxy.config.model import Location
     from proxy.http2.connection import Stream
@@ -138,8 +138,8 @@ class RelayStream:
         self.response_started = False
         self.replay: list[bytes] | None = []  # request DATA sent upstream, for a retry
         self.replay_size = 0
-        self.endpoint: EndpointState | None = None  # the endpoint of the current attempt
-        self.tried: list[EndpointState] = []
+        self.endpoint: Endpoint | None = None  # the endpoint of the current attempt
+        self.tried: list[Endpoint] = []
         self.refusals = 0
         self.last_error = ""
         self.last_data = now
@@ -166,7 +166,7 @@ class RelayStream:
     def _no_move(self, move: str) -> CallStateError:
         return CallStateError(f"{self!r}: no {move}() from {self.state.value}")
 
-    def connecting(self, endpoint: EndpointState, now: float) -> None:
+    def connecting(self, endpoint: Endpoint, now: float) -> None:
         """ROUTING -> CONNECTING: ``endpoint`` was picked for the next attempt."""
         if self.state is not ROUTING:
             raise self._no_move("connecting")

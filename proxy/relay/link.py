@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from proxy.http2.connection import Connection
 
 if TYPE_CHECKING:
-    from proxy.balancing.endpoint import EndpointState
+    from proxy.balancing.endpoint import Endpoint
     from proxy.config.model import Server
     from proxy.relay.call import RelayStream
     from proxy.relay.reply import Reply
@@ -30,7 +30,7 @@ class Link:
         core: Connection,
         *,
         server: Server | None = None,
-        endpoint: EndpointState | None = None,
+        endpoint: Endpoint | None = None,
         peer: str = "",
     ) -> None:
         self.core = core

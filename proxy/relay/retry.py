@@ -16,7 +16,7 @@ from proxy.relay.call import DONE
 from proxy.status import Answer, Failure, answer_for
 
 if TYPE_CHECKING:
-    from proxy.balancing.endpoint import EndpointState
+    from proxy.balancing.endpoint import Endpoint
     from proxy.relay.call import RelayStream
     from proxy.relay.link import Link
 
@@ -24,7 +24,7 @@ log = logging.getLogger("grpc_proxy.relay")
 
 
 class Connector(Protocol):
-    def acquire(self, endpoint: EndpointState, rs: RelayStream, connect_timeout: float) -> None:
+    def acquire(self, endpoint: Endpoint, rs: RelayStream, connect_timeout: float) -> None:
         """Call ``relay.attach(rs, link)`` now or later with a link that can
         open a stream, or ``relay.connect_failed(rs, endpoint, reason)``."""
 
@@ -50,7 +50,7 @@ class Retry(RelayBase):
         if (rs.tried or rs.refusals) and self.observer is not None:
             self.observer.retried(rs)
         rs.connecting(ep, self.now)
-        ep.active += 1
+        ep.state.active += 1
         timeout = rs.location.connect_timeout or rs.pool.connect_timeout
         assert self.connector is not None
         self.connector.acquire(ep, rs, timeout)
@@ -93,7 +93,7 @@ class Retry(RelayBase):
         if req.chunks or req.end or req.trailers is not None:
             self._pump_request(rs)
 
-    def connect_failed(self, rs: RelayStream, endpoint: EndpointState, reason: str) -> None:
+    def connect_failed(self, rs: RelayStream, endpoint: Endpoint, reason: str) -> None:
         self.now = self.clock()
         endpoint.record_failure(self.now)
         self._release_endpoint(rs)
@@ -112,7 +112,7 @@ class Retry(RelayBase):
     def _release_endpoint(self, rs: RelayStream) -> None:
         ep = rs.endpoint
         if ep is not None:
-            ep.active -= 1
+            ep.state.active -= 1
             rs.endpoint = None
             if self.queues.size and ep.max_conns:
                 self._serve_queue(rs.pool.name)

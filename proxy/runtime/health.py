@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from proxy.balancing import health
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.config.model import Config, HealthCheck, UpstreamTls
 from proxy.http2.events import DataReceived, Event, HeadersReceived, StreamReset
 from proxy.http2.frames import ErrorCode
@@ -50,7 +50,7 @@ class Probe:
         "relay",
     )
 
-    def __init__(self, endpoint: EndpointState, service: str, relay: Relay) -> None:
+    def __init__(self, endpoint: Endpoint, service: str, relay: Relay) -> None:
         self.endpoint = endpoint
         self.headers = health.request_headers(str(endpoint.address))
         self.body = health.request_body(service)
@@ -116,7 +116,7 @@ class Probe:
 
 
 async def check_endpoint(
-    ep: EndpointState,
+    ep: Endpoint,
     check: HealthCheck,
     upstream: str,
     relay: Relay,
@@ -135,8 +135,8 @@ async def check_endpoint(
         # probe entry is left behind on the upstream connection.
         probe.cancel()  # unfinished: "timeout" and a stream reset; else a no-op
         upstreams.forget_probe(probe)
-    if health.record(ep, not probe.error, check):
-        if ep.healthy:
+    if health.record(ep.state, not probe.error, check):
+        if ep.state.healthy:
             log.warning("upstream %s: %s is healthy again", upstream, ep.address)
         else:
             log.warning("upstream %s: %s is unhealthy: %s", upstream, ep.address, probe.error)

@@ -43,16 +43,13 @@ def pool_publisher(generation: Generation) -> Publish:
         runtime.relay.pools[upstream.name] = build_pool(
             upstream, upstream.servers, registry, discovered=discovered
         )
-        # Endpoints gone from etcd leave the registry once no call holds them;
-        # calls in flight keep their EndpointState (and old snapshot) anyway.
+        # Endpoints gone from etcd (or from the config, by a reload) leave the
+        # registry once no call holds them; calls in flight keep their Endpoint
+        # and its state (and old snapshot) anyway. The registry holds counters
+        # only: where an endpoint came from is a snapshot's setting.
         kept = {s.address for s in upstream.servers} | {s.address for s in discovered}
-        for key, ep in list(registry.items()):
-            if (
-                key[0] == upstream.name
-                and ep.source == "etcd"
-                and key[1] not in kept
-                and not ep.active
-            ):
+        for key, state in list(registry.items()):
+            if key[0] == upstream.name and key[1] not in kept and not state.active:
                 del registry[key]
         return True
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.config.model import Address, UpstreamTls
 from proxy.http2.connection import Connection
 from proxy.http2.events import Event
@@ -42,7 +42,7 @@ class EndpointLinks:
         "tls",
     )
 
-    def __init__(self, endpoint: EndpointState, tls: UpstreamTls | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, tls: UpstreamTls | None = None) -> None:
         self.endpoint = endpoint
         # grpcs: connections here speak TLS with these settings (the newest
         # equal settings: a reload's context, so new connections get new certs).
@@ -74,9 +74,9 @@ class Upstreams:
         self.by_endpoint: dict[tuple[Address, UpstreamTls | None], EndpointLinks] = {}
         relay.connector = self
 
-    def acquire(self, endpoint: EndpointState, rs: RelayStream, connect_timeout: float) -> None:
+    def acquire(self, endpoint: Endpoint, rs: RelayStream, connect_timeout: float) -> None:
         el = self._links(endpoint, rs.location.upstream_tls)
-        el.endpoint = endpoint  # a rediscovered address gets a new EndpointState
+        el.endpoint = endpoint  # the settings of the call's snapshot (fail_timeout)
         el.connect_timeout = connect_timeout
         pool = rs.pool
         if (
@@ -91,7 +91,7 @@ class Upstreams:
         el.waiters.append(rs)
         self._grow(el)
 
-    def _links(self, endpoint: EndpointState, tls: UpstreamTls | None) -> EndpointLinks:
+    def _links(self, endpoint: Endpoint, tls: UpstreamTls | None) -> EndpointLinks:
         key = (endpoint.address, tls)
         el = self.by_endpoint.get(key)
         if el is None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.balancing.pool import PoolSnapshot
 from proxy.config.model import Address, Location
 from proxy.http2.connection import Connection, Stream
@@ -23,7 +23,7 @@ from proxy.relay.link import Link
 from tests.unit.frame_factory import REQUEST
 
 S = CallState
-EP = EndpointState(Address("127.0.0.1", 1))
+EP = Endpoint(Address("127.0.0.1", 1))
 
 
 def _call() -> RelayStream:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.balancing import health
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.balancing.pool import PoolSnapshot
 from proxy.config.model import Address, HealthCheck
 
@@ -83,25 +83,25 @@ def test_verdict(headers: list | None, body: bytes, trailers: list | None, verdi
 
 
 def test_fails_in_a_row_take_out_and_passes_in_a_row_bring_back() -> None:
-    ep = EndpointState(Address("127.0.0.1", 1))
+    ep = Endpoint(Address("127.0.0.1", 1))
     check = HealthCheck(fails=2, passes=3)
-    assert not health.record(ep, False, check) and ep.healthy
-    assert not health.record(ep, True, check)  # the run of failures is broken
-    assert not health.record(ep, False, check) and ep.healthy
-    assert health.record(ep, False, check) and not ep.healthy
+    assert not health.record(ep.state, False, check) and ep.state.healthy
+    assert not health.record(ep.state, True, check)  # the run of failures is broken
+    assert not health.record(ep.state, False, check) and ep.state.healthy
+    assert health.record(ep.state, False, check) and not ep.state.healthy
     assert not ep.available(0.0)
-    assert not health.record(ep, True, check)
-    assert not health.record(ep, True, check)
-    assert not health.record(ep, False, check)  # run of passes broken
+    assert not health.record(ep.state, True, check)
+    assert not health.record(ep.state, True, check)
+    assert not health.record(ep.state, False, check)  # run of passes broken
     for _ in range(2):
-        assert not health.record(ep, True, check)
-    assert health.record(ep, True, check) and ep.healthy and ep.available(0.0)
+        assert not health.record(ep.state, True, check)
+    assert health.record(ep.state, True, check) and ep.state.healthy and ep.available(0.0)
 
 
 def test_unhealthy_endpoint_gets_no_calls_but_keeps_its_streams() -> None:
-    a, b = EndpointState(Address("127.0.0.1", 1)), EndpointState(Address("127.0.0.1", 2))
+    a, b = Endpoint(Address("127.0.0.1", 1)), Endpoint(Address("127.0.0.1", 2))
     pool = PoolSnapshot("u", (a, b), (), 1.0)
-    a.active = 3  # in flight: nothing cuts them
-    health.record(a, False, HealthCheck(fails=1))
+    a.state.active = 3  # in flight: nothing cuts them
+    health.record(a.state, False, HealthCheck(fails=1))
     assert {pool.pick(0.0) for _ in range(10)} == {b}
-    assert a.active == 3
+    assert a.state.active == 3

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.balancing import least_time
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.balancing.hashing import ConsistentHash, Hash, IpHash, ip_key, key_reader
 from proxy.balancing.least_conn import LeastConn
 from proxy.balancing.p2c import TwoChoicesLeastConn
@@ -20,8 +20,8 @@ from proxy.balancing.weighted_random import WeightedRandom
 from proxy.config.model import Address, Balance
 
 
-def ep(port: int, weight: int = 1, **kw: object) -> EndpointState:
-    e = EndpointState(Address("127.0.0.1", port), weight, **kw)  # type: ignore[arg-type]
+def ep(port: int, weight: int = 1, **kw: object) -> Endpoint:
+    e = Endpoint(Address("127.0.0.1", port), weight, **kw)  # type: ignore[arg-type]
     return e
 
 
@@ -33,7 +33,7 @@ def ctx(
     return PickContext(peer, headers or [], path)
 
 
-def ports(picks: list[EndpointState | None]) -> Counter[int]:
+def ports(picks: list[Endpoint | None]) -> Counter[int]:
     return Counter(p.address.port for p in picks if p is not None)
 
 
@@ -58,13 +58,13 @@ def test_random_pool_skips_unavailable() -> None:
 
 def test_least_conn_picks_fewest_active() -> None:
     a, b, c = ep(1), ep(2), ep(3)
-    a.active, b.active, c.active = 3, 1, 2
+    a.state.active, b.state.active, c.state.active = 3, 1, 2
     assert LeastConn().pick([a, b, c], None, 0.0) is b
 
 
 def test_least_conn_is_relative_to_weight() -> None:
     a, b = ep(1, weight=4), ep(2, weight=1)
-    a.active, b.active = 3, 1  # 0.75 vs 1.0
+    a.state.active, b.state.active = 3, 1  # 0.75 vs 1.0
     assert LeastConn().pick([a, b], None, 0.0) is a
 
 
@@ -78,8 +78,8 @@ def test_least_conn_pool_spreads_streams_evenly() -> None:
     eps = (ep(1), ep(2), ep(3))
     pool = PoolSnapshot("u", eps, (), 1.0, Balance("least_conn"))
     for _ in range(30):  # streams that stay open
-        pool.pick(0.0).active += 1  # type: ignore[union-attr]
-    assert [e.active for e in eps] == [10, 10, 10]
+        pool.pick(0.0).state.active += 1  # type: ignore[union-attr]
+    assert [e.state.active for e in eps] == [10, 10, 10]
 
 
 # --------------------------------------------------------------------- P2C
@@ -87,7 +87,7 @@ def test_least_conn_pool_spreads_streams_evenly() -> None:
 
 def test_two_choices_never_picks_the_most_loaded_of_three() -> None:
     a, b, c = ep(1), ep(2), ep(3)
-    a.active, b.active, c.active = 0, 1, 9
+    a.state.active, b.state.active, c.state.active = 0, 1, 9
     policy = TwoChoicesLeastConn(random.Random(2))
     counts = ports([policy.pick([a, b, c], None, 0.0) for _ in range(3000)])
     assert counts[3] == 0
@@ -96,7 +96,7 @@ def test_two_choices_never_picks_the_most_loaded_of_three() -> None:
 
 def test_two_choices_with_two_endpoints_always_takes_the_idle_one() -> None:
     a, b = ep(1), ep(2)
-    a.active = 5
+    a.state.active = 5
     policy = TwoChoicesLeastConn(random.Random(3))
     assert {policy.pick([a, b], None, 0.0) for _ in range(200)} == {b}
 
@@ -135,11 +135,11 @@ def test_ip_hash_falls_to_another_endpoint_and_comes_back() -> None:
     c = ctx("172.16.5.5:80")
     home = pool.pick(0.0, (), c)
     assert home is not None
-    home.healthy = False
+    home.state.healthy = False
     other = pool.pick(0.0, (), c)
     assert other is not None and other is not home
     assert pool.pick(0.0, (), c) is other  # still sticky while out
-    home.healthy = True
+    home.state.healthy = True
     assert pool.pick(0.0, (), c) is home
 
 
@@ -250,12 +250,12 @@ def test_peak_ewma_takes_a_peak_at_once_and_decays() -> None:
     e = ep(1)
     least_time.observe(e, 0.010, 0.0)
     least_time.observe(e, 0.200, 1.0)
-    assert e.latency == 0.200  # the peak, at once
+    assert e.state.latency == 0.200  # the peak, at once
     least_time.observe(e, 0.010, 1.0)  # no time passed: no weight for the new sample
-    assert e.latency == 0.200
+    assert e.state.latency == 0.200
     d = least_time.DECAY
     least_time.observe(e, 0.010, 1.0 + d)  # one decay time later: mostly the new sample
-    assert 0.07 < e.latency < 0.09
+    assert 0.07 < e.state.latency < 0.09
     assert least_time.latency(e, 1.0 + 2 * d) < least_time.latency(e, 1.0 + d)  # decays idle
 
 
@@ -264,9 +264,9 @@ def test_least_time_cost_counts_active_streams_per_weight() -> None:
     least_time.observe(a, 0.010, 0.0)
     least_time.observe(b, 0.010, 0.0)
     assert least_time.cost(a, b, 0.0) == least_time.cost(b, a, 0.0) == 0.010  # both idle
-    a.active, b.active = 2, 4  # the same load per unit of weight: a tie
+    a.state.active, b.state.active = 2, 4  # the same load per unit of weight: a tie
     assert least_time.cost(a, b, 0.0) == least_time.cost(b, a, 0.0)
-    b.active = 2
+    b.state.active = 2
     assert least_time.cost(b, a, 0.0) < least_time.cost(a, b, 0.0)
 
 
@@ -276,7 +276,7 @@ def test_least_time_load_cannot_outvote_a_2x_latency_difference() -> None:
     fast, slow = ep(1), ep(2)
     least_time.observe(fast, 0.005, 0.0)
     least_time.observe(slow, 0.023, 0.0)
-    fast.active = 45
+    fast.state.active = 45
     assert least_time.cost(fast, slow, 0.0) < least_time.cost(slow, fast, 0.0)
     assert least_time.cost(fast, slow, 0.0) < 2 * 0.005
     # within 2x, load decides
@@ -310,12 +310,12 @@ def test_least_time_leaves_a_10x_slower_backend_out_at_high_concurrency() -> Non
             picks.clear()
         while inflight < 100:
             e = policy.pick(list(eps), None, now)
-            e.active += 1
+            e.state.active += 1
             inflight += 1
             picks[e.address.port] += 1
             heapq.heappush(done, (now + service[e.address.port], id(e), e, now))
         now, _, e, sent = heapq.heappop(done)
-        e.active -= 1
+        e.state.active -= 1
         inflight -= 1
         least_time.observe(e, now - sent, now)
     assert picks[3] / sum(picks.values()) < 0.001, picks  # Finagle's cost: 2.6%
@@ -325,14 +325,14 @@ def test_least_time_new_endpoint_gets_one_call_until_it_answers() -> None:
     known, new = ep(1), ep(2)
     least_time.observe(known, 0.005, 0.0)
     assert least_time.cost(new, known, 0.0) == 0.0  # tried first
-    new.active = 1
+    new.state.active = 1
     assert least_time.cost(new, known, 0.0) > least_time.cost(known, new, 0.0) * 100
 
 
 # ------------------------------------------------------------------ subset
 
 
-def _versions() -> tuple[EndpointState, ...]:
+def _versions() -> tuple[Endpoint, ...]:
     return (
         ep(1, meta=(("version", "v1"),)),
         ep(2, meta=(("version", "v1"), ("zone", "a"))),
@@ -362,7 +362,7 @@ def test_subset_miss_names_key_and_value_and_fallback_uses_all() -> None:
 def test_subset_with_every_member_unhealthy_is_no_endpoint_not_a_miss() -> None:
     eps = _versions()
     pool = PoolSnapshot("u", eps, (), 1.0, subset="version")
-    eps[2].healthy = False
+    eps[2].state.healthy = False
     v2 = ctx(headers=[(b"version", b"v2")])
     assert pool.pick(0.0, (), v2) is None
     assert pool.miss(0.0, (), v2)[0] is Miss.NO_ENDPOINT
@@ -388,22 +388,20 @@ def test_subset_with_hash_policy_hashes_within_the_subset() -> None:
 
 
 def test_max_conns_caps_and_miss_says_full() -> None:
-    a, b = ep(1), ep(2)
-    a.max_conns = b.max_conns = 2
+    a, b = ep(1, max_conns=2), ep(2, max_conns=2)
     pool = PoolSnapshot("u", (a, b), (), 1.0)
     for _ in range(4):
-        pool.pick(0.0).active += 1  # type: ignore[union-attr]
-    assert (a.active, b.active) == (2, 2)
+        pool.pick(0.0).state.active += 1  # type: ignore[union-attr]
+    assert (a.state.active, b.state.active) == (2, 2)
     assert pool.pick(0.0) is None
     assert pool.miss(0.0) == (Miss.FULL, "")
-    a.active -= 1
+    a.state.active -= 1
     assert pool.pick(0.0) is a
 
 
 def test_full_primaries_overflow_to_backup() -> None:
-    a, spare = ep(1), ep(2, backup=True)
-    a.max_conns = 1
-    a.active = 1
+    a, spare = ep(1, max_conns=1), ep(2, backup=True)
+    a.state.active = 1
     pool = PoolSnapshot("u", (a,), (spare,), 1.0)
     assert pool.pick(0.0) is spare
 
@@ -414,9 +412,9 @@ def test_unhealthy_primaries_use_backups_then_nothing() -> None:
         pool = PoolSnapshot("u", (p1, p2), (spare,), 1.0, Balance(kind))
         c = ctx()
         assert pool.pick(0.0, (), c) in (p1, p2), kind
-        p1.healthy = p2.healthy = False
+        p1.state.healthy = p2.state.healthy = False
         assert pool.pick(0.0, (), c) is spare, kind
-        spare.healthy = False
+        spare.state.healthy = False
         assert pool.pick(0.0, (), c) is None, kind
         assert pool.miss(0.0, (), c)[0] is Miss.NO_ENDPOINT
 

@@ -3,12 +3,14 @@ core, an h2 server on the upstream core, and the relay in between."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h2.config
 import h2.connection
 import h2.events
 import h2.settings
 
-from proxy.balancing.endpoint import EndpointState
+from proxy.balancing.endpoint import Endpoint
 from proxy.balancing.pool import PoolSnapshot
 from proxy.config.model import Address, Listen, Location, Server
 from proxy.http2.connection import Connection
@@ -41,12 +43,12 @@ class Rig:
         server_window: int | None = None,
     ) -> None:
         self.clock = Clock()
-        self.eps = [EndpointState(Address("127.0.0.1", 1)), EndpointState(Address("127.0.0.1", 2))]
+        self.eps = [Endpoint(Address("127.0.0.1", 1)), Endpoint(Address("127.0.0.1", 2))]
         pool = PoolSnapshot("u", tuple(self.eps), (), 1.0)
         self.relay = Relay({"u": pool}, self.clock)
         self.relay.connector = self
         self.auto_attach = attach
-        self.waiting: list[tuple[EndpointState, RelayStream]] = []
+        self.waiting: list[tuple[Endpoint, RelayStream]] = []
         loc = Location("/", False, "u", read_timeout=read_timeout)
         srv = Server((Listen(Address("127.0.0.1", 0)),), (loc,))
         self.down = Link(
@@ -75,7 +77,7 @@ class Rig:
         self.server_events: list[h2.events.Event] = []
         self.pump()
 
-    def acquire(self, ep: EndpointState, rs: RelayStream, timeout: float) -> None:
+    def acquire(self, ep: Endpoint, rs: RelayStream, timeout: float) -> None:
         if self.auto_attach:
             self.relay.attach(rs, self.up)
         else:
@@ -128,7 +130,7 @@ def test_unary_call_round_trip() -> None:
     assert resp.headers == RESPONSE
     (tr,) = rig.of(rig.client_events, h2.events.TrailersReceived)
     assert tr.headers == [(b"grpc-status", b"0")]
-    assert not rig.relay.active and rig.eps[0].active == 0
+    assert not rig.relay.active and rig.eps[0].state.active == 0
 
 
 def test_a_call_moves_from_connecting_to_streaming_to_done() -> None:
@@ -284,7 +286,7 @@ def test_a_call_above_an_upstream_goaway_goes_back_for_another_stream() -> None:
     rig.pump()
     ep2, rs2 = rig.waiting.pop()
     assert rs2 is rs and rs.state is CallState.CONNECTING and rs.endpoint is ep2
-    assert rs.refusals == 1 and rs.up is None and sum(e.active for e in rig.eps) == 1
+    assert rs.refusals == 1 and rs.up is None and sum(e.state.active for e in rig.eps) == 1
     assert not rig.of(rig.client_events, h2.events.ResponseReceived)
     assert not rig.of(rig.client_events, h2.events.StreamReset)
 
@@ -301,7 +303,7 @@ def test_upstream_lost_mid_stream_gives_unavailable() -> None:
     rig.pump()
     (tr,) = rig.of(rig.client_events, h2.events.TrailersReceived)
     assert dict(tr.headers)[b"grpc-status"] == b"14"
-    assert rig.eps[0].fails == 1
+    assert rig.eps[0].state.fails == 1
 
 
 def test_no_route_is_unimplemented() -> None:
@@ -563,6 +565,6 @@ def test_an_empty_pool_with_subsets_says_the_upstream_has_no_servers() -> None:
 
 def test_a_pool_whose_servers_are_all_down_has_no_healthy_upstream() -> None:
     rig = Rig()
-    for ep in rig.eps:
-        ep.down = True
+    rig.eps = [replace(ep, down=True) for ep in rig.eps]  # a new snapshot's settings
+    rig.relay.pools["u"] = PoolSnapshot("u", tuple(rig.eps), (), 1.0)
     assert _unavailable_message(rig) == b"no healthy upstream in u"

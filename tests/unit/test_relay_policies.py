@@ -4,6 +4,8 @@ least_time's latency samples."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h2.events
 
 from proxy.balancing.pool import PoolSnapshot
@@ -39,7 +41,7 @@ def _answer(rig: Rig, req: h2.events.RequestReceived) -> None:
 
 def test_subset_miss_is_unavailable_with_key_and_value() -> None:
     rig = Rig()
-    rig.eps[0].meta = (("version", "v1"),)
+    rig.eps[0] = replace(rig.eps[0], meta=(("version", "v1"),))
     _pool(rig, subset="version")
     rig.client.send_headers(1, REQUEST + [(b"version", b"v3")], end_stream=True)
     rig.pump()
@@ -50,7 +52,7 @@ def test_subset_miss_is_unavailable_with_key_and_value() -> None:
 
 def test_subset_match_goes_to_the_labelled_endpoint() -> None:
     rig = Rig(attach=False)
-    rig.eps[1].meta = (("version", "v2"),)
+    rig.eps[1] = replace(rig.eps[1], meta=(("version", "v2"),))
     _pool(rig, subset="version")
     for sid in (1, 3, 5):
         rig.client.send_headers(sid, REQUEST + [(b"version", b"v2")], end_stream=True)
@@ -72,43 +74,43 @@ def test_hash_sees_the_request_metadata() -> None:
 
 def test_at_max_conns_without_queue_is_unavailable_at_once() -> None:
     rig = Rig()
-    rig.eps[0].max_conns = 1
-    rig.eps[1].down = True
+    rig.eps[0] = replace(rig.eps[0], max_conns=1)
+    rig.eps[1] = replace(rig.eps[1], down=True)
     _pool(rig)
     rig.client.send_headers(1, REQUEST, end_stream=True)
     rig.client.send_headers(3, REQUEST, end_stream=True)
     rig.pump()
     assert len(rig.of(rig.server_events, h2.events.RequestReceived)) == 1
     assert _status(rig, 3) == (b"14", b"every endpoint of u is at max_conns")
-    assert rig.eps[0].active == 1
+    assert rig.eps[0].state.active == 1
 
 
 def test_queued_call_is_dispatched_when_a_stream_ends() -> None:
     rig = Rig()
-    rig.eps[0].max_conns = 1
-    rig.eps[1].down = True
+    rig.eps[0] = replace(rig.eps[0], max_conns=1)
+    rig.eps[1] = replace(rig.eps[1], down=True)
     _pool(rig, queue_timeout=5.0)
     rig.client.send_headers(1, REQUEST, end_stream=True)
     rig.client.send_headers(3, REQUEST, end_stream=True)
     rig.pump()
     (first,) = rig.of(rig.server_events, h2.events.RequestReceived)
-    assert rig.relay.queues.size == 1 and rig.eps[0].active == 1
+    assert rig.relay.queues.size == 1 and rig.eps[0].state.active == 1
     queued = next(rs for rs in rig.relay.active if rs.down.id == 3)
     assert queued.state is CallState.QUEUED and queued.endpoint is None
     _answer(rig, first)
     reqs = rig.of(rig.server_events, h2.events.RequestReceived)
     assert len(reqs) == 2 and rig.relay.queues.size == 0
     assert queued.state is CallState.STREAMING and queued.endpoint is rig.eps[0]
-    assert rig.eps[0].active == 1
+    assert rig.eps[0].state.active == 1
     _answer(rig, reqs[1])
     assert _status(rig, 1)[0] == _status(rig, 3)[0] == b"0"
-    assert rig.eps[0].active == 0 and not rig.relay.active
+    assert rig.eps[0].state.active == 0 and not rig.relay.active
 
 
 def test_queued_call_times_out_with_unavailable() -> None:
     rig = Rig()
-    rig.eps[0].max_conns = 1
-    rig.eps[1].down = True
+    rig.eps[0] = replace(rig.eps[0], max_conns=1)
+    rig.eps[1] = replace(rig.eps[1], down=True)
     _pool(rig, queue_timeout=1.0)
     rig.client.send_headers(1, REQUEST, end_stream=True)
     rig.client.send_headers(3, REQUEST, end_stream=True)
@@ -127,8 +129,8 @@ def test_queued_call_times_out_with_unavailable() -> None:
 
 def test_cancelled_queued_call_leaves_the_queue() -> None:
     rig = Rig()
-    rig.eps[0].max_conns = 1
-    rig.eps[1].down = True
+    rig.eps[0] = replace(rig.eps[0], max_conns=1)
+    rig.eps[1] = replace(rig.eps[1], down=True)
     _pool(rig, queue_timeout=5.0)
     rig.client.send_headers(1, REQUEST, end_stream=True)
     rig.client.send_headers(3, REQUEST, end_stream=True)
@@ -138,7 +140,7 @@ def test_cancelled_queued_call_leaves_the_queue() -> None:
     (first,) = rig.of(rig.server_events, h2.events.RequestReceived)
     _answer(rig, first)
     assert len(rig.of(rig.server_events, h2.events.RequestReceived)) == 1
-    assert rig.relay.queues.size == 0 and rig.eps[0].active == 0
+    assert rig.relay.queues.size == 0 and rig.eps[0].state.active == 0
 
 
 def test_least_time_records_response_header_latency() -> None:
@@ -147,10 +149,10 @@ def test_least_time_records_response_header_latency() -> None:
     rig.client.send_headers(1, REQUEST, end_stream=True)
     rig.pump()
     (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
-    ep = next(e for e in rig.eps if e.active)
+    ep = next(e for e in rig.eps if e.state.active)
     rig.clock.now = 0.25
     _answer(rig, req)
-    assert ep.latency == 0.25 and ep.latency_at == 0.25
+    assert ep.state.latency == 0.25 and ep.state.latency_at == 0.25
 
 
 def test_round_robin_records_no_latency() -> None:
@@ -160,4 +162,4 @@ def test_round_robin_records_no_latency() -> None:
     (req,) = rig.of(rig.server_events, h2.events.RequestReceived)
     rig.clock.now = 0.25
     _answer(rig, req)
-    assert all(e.latency == 0.0 for e in rig.eps)
+    assert all(e.state.latency == 0.0 for e in rig.eps)

@@ -5,6 +5,7 @@ hand-moved clock), the admin routes, and the page template."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -112,14 +113,14 @@ def test_endpoint_states() -> None:
     backup.record_failure(NOW - 4)  # max_fails=1, fail_timeout=10s
     assert status.endpoint_state(backup, NOW) == ("failed", "1 failed, retried in 6s")
     assert status.endpoint_state(backup, NOW + 10)[0] == "up"
-    ok.healthy = False
+    ok.state.healthy = False
     assert status.endpoint_state(ok, NOW) == ("failed", "health check failing")
 
 
 def test_local_snapshot_from_the_config_and_live_state() -> None:
     config, sources = setup()
     pools = sources.relay.pools
-    pools["api"].endpoints[0].active = 2
+    pools["api"].endpoints[0].state.active = 2
     snap = status.local_snapshot(
         pools,
         config.upstreams,
@@ -188,7 +189,9 @@ def test_local_snapshot_from_the_config_and_live_state() -> None:
 def test_without_a_config_the_pool_says_policy_and_source() -> None:
     config, sources = setup()
     pools = sources.relay.pools
-    pools["mixed"].endpoints[0].source = "etcd"
+    mixed = pools["mixed"]
+    etcd_fed = dataclasses.replace(mixed.primaries[0], source="etcd")
+    pools["mixed"] = dataclasses.replace(mixed, primaries=(etcd_fed, *mixed.primaries[1:]))
     snap = status.local_snapshot(pools, {}, {"disc": feed()}, {}, NOW, pid=1)
     ups = {u["name"]: u for u in snap["upstreams"]}
     assert (ups["api"]["policy"], ups["api"]["source"]) == ("least_conn", "static")
@@ -340,7 +343,7 @@ def test_board_shares_snapshots_between_workers(
     peer = StatusBoard(sources, dict, share_dir=str(tmp_path), pid=2, wall=wall)
     dead = StatusBoard(sources, dict, share_dir=str(tmp_path), pid=3, wall=wall)
     monkeypatch.setattr(status_board, "_alive", lambda pid: pid != 3)
-    sources.relay.pools["api"].endpoints[0].active = 1
+    sources.relay.pools["api"].endpoints[0].state.active = 1
     for board in (me, peer, dead):
         board.publish(board.capture())
     assert sorted(p.name for p in tmp_path.iterdir()) == [

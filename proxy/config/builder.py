@@ -343,6 +343,7 @@ NOARGS, TAKE1, TAKE12 = Arity.NOARGS, Arity.TAKE1, Arity.TAKE12
 ONEMORE, ANY, FLAG = Arity.ONEMORE, Arity.ANY, Arity.FLAG
 C = Command
 
+# fmt: off
 TABLE = Table(
     (
         # main
@@ -494,3 +495,4 @@ TABLE = Table(
         LOCATION: LocationDraft,
     },
 )
+# fmt: on

@@ -1,6 +1,7 @@
 """A small client for the proxy's admin listener in integration tests: GET
 over HTTP/1.1, /metrics parsed with prometheus-client's text parser, bounded
-polling. Shared by the cross-feature tests (test_seams_*.py)."""
+polling, and two proxies sharing one metrics directory as a master's
+workers do. Shared by the cross-feature tests (test_seams_*.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,20 @@ import http.client
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from harness import LOCALHOST
+import pytest
+from harness import (
+    LOCALHOST,
+    ProxyProcess,
+    Stack,
+    addr,
+    free_ports,
+    location,
+    make_config,
+    upstream,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -74,3 +86,31 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.1
             return True
         time.sleep(step)
     return check()
+
+
+def two_workers(
+    stack: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[ProxyProcess], list[int]]:
+    """Two proxies sharing one PROMETHEUS_MULTIPROC_DIR, as a master's workers
+    do, each with its own admin port."""
+    b1 = stack.backend("b1")
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
+    proxies, admins = [], []
+    for _ in range(2):
+        port, admin = free_ports(2)
+        proxies.append(
+            stack.proxy(
+                make_config(
+                    port,
+                    [upstream("echo", [addr(b1.port)])],
+                    [location("/echo.Echo/", "grpc_pass echo")],
+                )
+                + admin_block(admin)
+            )
+        )
+        admins.append(admin)
+    return proxies, admins

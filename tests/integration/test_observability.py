@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from admin_client import Samples, admin_block, total, wait_for
+from admin_client import Samples, admin_block, total, two_workers, wait_for
 from harness import (
     LOCALHOST,
-    ProxyProcess,
     RawH2,
     RequestQueue,
     Stack,
@@ -360,40 +359,12 @@ def test_many_unknown_methods_leave_the_series_bounded(stack: Stack) -> None:
     assert len(m) < 3000, len(m)  # every family together, histograms included
 
 
-def _two_workers(
-    stack: Stack,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> tuple[list[ProxyProcess], list[int]]:
-    """Two proxies sharing one PROMETHEUS_MULTIPROC_DIR, as a master's workers
-    do, each with its own admin port."""
-    b1 = stack.backend("b1")
-    shared = tmp_path / "metrics"
-    shared.mkdir()
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
-    proxies, admins = [], []
-    for _ in range(2):
-        port, admin = free_ports(2)
-        proxies.append(
-            stack.proxy(
-                make_config(
-                    port,
-                    [upstream("echo", [addr(b1.port)])],
-                    [location("/echo.Echo/", "grpc_pass echo")],
-                )
-                + admin_block(admin)
-            )
-        )
-        admins.append(admin)
-    return proxies, admins
-
-
 def test_two_processes_share_one_scrape(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Worker processes (issue 5's master sets PROMETHEUS_MULTIPROC_DIR for
     them): each scrape merges every process's series."""
-    proxies, admins = _two_workers(stack, tmp_path, monkeypatch)
+    proxies, admins = two_workers(stack, tmp_path, monkeypatch)
     for proxy, n in zip(proxies, (3, 4), strict=True):
         client = stack.client(proxy.port)
         for _ in range(n):
@@ -460,7 +431,7 @@ def test_a_dead_workers_gauges_leave_the_merged_scrape(
     worker's live gauges go, its counters stay."""
     from proxy.metrics.export import worker_exited
 
-    proxies, admins = _two_workers(stack, tmp_path, monkeypatch)
+    proxies, admins = two_workers(stack, tmp_path, monkeypatch)
     for proxy in proxies:
         assert stack.client(proxy.port).unary(b"x").ok
     assert wait_for(lambda: total(scrape(admins[0]), "grpc_proxy_requests_total") == 2)

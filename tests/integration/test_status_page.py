@@ -15,7 +15,7 @@ from pathlib import Path
 import etcd_harness as etcd
 import pytest
 import status_stack
-from admin_client import admin_block, get, wait_for
+from admin_client import admin_block, get, two_workers, wait_for
 from harness import (
     LOCALHOST,
     RequestQueue,
@@ -174,24 +174,8 @@ def test_two_workers_answer_with_both(
     """Two proxies sharing one PROMETHEUS_MULTIPROC_DIR, as a master's
     workers do: either admin port shows both workers' connections and the
     calls of both, and rates once it has sampled twice."""
-    b1 = stack.backend("b1")
-    shared = tmp_path / "metrics"
-    shared.mkdir()
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
-    proxies, admins = [], []
-    for _ in range(2):
-        port, admin = free_ports(2)
-        proxies.append(
-            stack.proxy(
-                make_config(
-                    port,
-                    [upstream("echo", [addr(b1.port)])],
-                    [location("/echo.Echo/", "grpc_pass echo")],
-                )
-                + admin_block(admin)
-            )
-        )
-        admins.append(admin)
+    proxies, admins = two_workers(stack, tmp_path, monkeypatch)
+    shared = tmp_path / "metrics"  # two_workers' PROMETHEUS_MULTIPROC_DIR
     for proxy, n in zip(proxies, (3, 4), strict=True):
         client = stack.client(proxy.port)
         for _ in range(n):

@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md setup.py ./
 COPY proxy ./proxy
 COPY grpc_proxy_demo ./grpc_proxy_demo
 # With the demo extra: docker-compose.yml's backends run `grpc-proxy echo` from

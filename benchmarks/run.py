@@ -2,14 +2,15 @@
 
     .venv/bin/python benchmarks/run.py [--quick] [--profile] [...]
 
-Builds the C++ echo backend and stream client (benchmarks/build/), starts the
-backends, nginx, Envoy and grpc-proxy (one worker each, all against the same
+Builds the C++ echo backend and stream client (benchmarks/build/) and a compiled
+(mypyc) copy of grpc-proxy (benchmarks/build/mypyc/), starts the backends, nginx,
+Envoy, grpc-proxy and its compiled build (one worker each, all against the same
 backends; plus grpc-proxy with 2 workers for one scenario), then runs, for each
 round, each scenario in each pinning mode against each target in turn (direct,
-nginx, Envoy, grpc-proxy), so that the proxies' runs are interleaved. Prints
-markdown tables and writes benchmarks/results/latest.md and latest.json.
-Installs nothing: when a tool is missing it prints the command that installs it
-(benchmarks/setup.sh installs everything).
+nginx, Envoy, grpc-proxy, grpc-proxy-mypyc), so that the proxies' runs are
+interleaved. Prints markdown tables and writes benchmarks/results/latest.md and
+latest.json. Installs nothing: when a tool is missing it prints the command that
+installs it (benchmarks/setup.sh installs everything).
 """
 
 from __future__ import annotations
@@ -43,15 +44,27 @@ from harness.targets import (
     DIRECT,
     ENVOY,
     GRPC_PROXY,
+    GRPC_PROXY_MYPYC,
     GRPC_PROXY_W2,
     NGINX,
     LaunchContext,
     Target,
 )
-from harness.tools import BENCH_DIR, BUILD_DIR, REPO_DIR, Tools, find_tools, version
+from harness.tools import (
+    BENCH_DIR,
+    BUILD_DIR,
+    MYPYC_DIR,
+    REPO_DIR,
+    Tools,
+    build_mypyc,
+    find_tools,
+    version,
+)
 
 RESULTS_DIR = BENCH_DIR / "results"
-PROXIES = [NGINX, ENVOY, GRPC_PROXY, GRPC_PROXY_W2]
+PROXIES = [NGINX, ENVOY, GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2]
+# Their failures are reported in their rows; the exit status stays 0.
+GRPC_PROXIES = (GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2)
 PINNING_MODES = ["unpinned", "pinned"]
 HOLD_CHANNELS = 4
 
@@ -104,8 +117,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--grpc-proxy-cmd",
         metavar="CMD",
-        help="command that runs grpc-proxy, {config} is replaced by the config "
-        "file (default: .venv/bin/python -m proxy -c {config}, in the repo)",
+        help="command that runs grpc-proxy (and grpc-proxy-w2; not "
+        "grpc-proxy-mypyc, which runs the compiled build), {config} is replaced by "
+        "the config file (default: .venv/bin/python -m proxy -c {config}, in the repo)",
     )
     p.add_argument(
         "--profile",
@@ -180,6 +194,8 @@ class Lab:
                 target = targets.launch_envoy(ctx, self.tools.envoy, port, admin_port)
             elif name == GRPC_PROXY_W2:
                 target = targets.launch_grpc_proxy(ctx, port, self.args.grpc_proxy_cmd, 2)
+            elif name == GRPC_PROXY_MYPYC:
+                target = targets.launch_grpc_proxy_mypyc(ctx, port, self.build_mypyc())
             else:
                 target = targets.launch_grpc_proxy(ctx, port, self.args.grpc_proxy_cmd)
             targets.settle_and_measure_idle(target)
@@ -187,7 +203,23 @@ class Lab:
             if target.info.get("package"):
                 status += f" (package {target.info['package']})"
             log(f"  {name}: {status}")
+            if target.info.get("version") and not target.error:
+                log(f"  {name}: {target.info['version']}")
             self.targets.append(target)
+
+    def build_mypyc(self) -> str | None:
+        """The compiled copy of the checkout, rebuilt when its sources changed; the
+        error if the build failed."""
+        log(f"  compiled build (mypyc) of the checkout in {MYPYC_DIR} ...")
+        started = time.monotonic()
+        rebuilt, error = build_mypyc(targets.grpc_proxy_python())
+        if error is None:
+            log(
+                f"  built in {time.monotonic() - started:.0f} s"
+                if rebuilt
+                else "  up to date (same sources): not rebuilt"
+            )
+        return error
 
     def env(self, pinning: str) -> BenchEnv:
         """The environment of the runs in one pinning mode, after placing the processes."""
@@ -241,7 +273,7 @@ def run_memory(lab: Lab, env: BenchEnv) -> list[MemoryResult]:
 
 def run_loads(lab: Lab, order: list[Target]) -> list[Row]:
     """--repeat rounds; each round runs every scenario, in every pinning mode, against
-    every target in turn (direct, nginx, Envoy, grpc-proxy), so that the runs of the
+    every target in turn (direct, nginx, Envoy, the grpc-proxies), so that the runs of the
     proxies compared in one row of the ratio table are minutes apart at most."""
     scenarios = [s for s in SCENARIOS if s.key in lab.args.scenarios]
     runs: dict[tuple[str, str, str], list[Row]] = {}
@@ -411,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lab.stop()
     print(write_results(args, found, lab, rows, memory, probes))
     log(f"wrote {args.results_dir / 'latest.md'} and latest.json (logs in {workdir})")
-    broken = [r for r in rows if r.error and r.target not in (GRPC_PROXY, GRPC_PROXY_W2)]
+    broken = [r for r in rows if r.error and r.target not in GRPC_PROXIES]
     return 1 if broken else 0
 
 

@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-t", dest="test", action="store_true", help="check the configuration file and exit"
     )
-    p.add_argument("--version", action="version", version=f"grpc-proxy {__version__}")
+    p.add_argument("--version", action="store_true", help="show the version and exit")
     p.add_argument(
         "--log-level",
         default="info",
@@ -90,6 +90,12 @@ def _check_logs(config: Config) -> str | None:
     return None
 
 
+def _version() -> str:
+    from proxy.http2 import build_name
+
+    return f"grpc-proxy {__version__} ({build_name()})"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("demo", "echo"):
@@ -102,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return register_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.version:
+        print(_version())
+        return 0
     path = args.config if args.config is not None else default_config()
     from proxy.config import ConfigError, load, warnings
 
@@ -134,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
         inherited = worker_sockets(args.worker_fds)
     else:  # a worker's master has said it already
+        log.info("%s", _version())
         if args.config is None:
             log.info("configuration %s", path)
         for line in warnings(config):

@@ -1,4 +1,5 @@
-"""The things under test: nginx, Envoy, grpc-proxy (and "direct", no proxy at all)."""
+"""The things under test: nginx, Envoy, grpc-proxy (pure Python, and its compiled build)
+(and "direct", no proxy at all)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import procs
-from harness.tools import REPO_DIR, VENV_PYTHON
+from harness.tools import MYPYC_DIR, REPO_DIR, VENV_PYTHON
 
 NGINX, ENVOY, GRPC_PROXY, DIRECT = "nginx", "envoy", "grpc-proxy", "direct"
 # grpc-proxy with worker_processes 2: only in the unpinned unary-load runs, to check
 # that a second worker adds calls/s.
 GRPC_PROXY_W2 = "grpc-proxy-w2"
+# grpc-proxy (1 worker) from the compiled copy of this checkout (tools.build_mypyc).
+GRPC_PROXY_MYPYC = "grpc-proxy-mypyc"
+COMPILED_MARK = "compiled with mypyc"  # in the `python -m proxy --version` line
 START_TIMEOUT = 20.0
 
 
@@ -262,38 +266,50 @@ def launch_envoy(ctx: LaunchContext, envoy: str, port: int, admin_port: int) -> 
     return _await_ready(Target(ENVOY, port, proc, info={"config": str(conf)}), ctx)
 
 
+def grpc_proxy_python() -> str:
+    """The repo's venv, else the Python running the harness (e.g. another checkout's venv)."""
+    return str(VENV_PYTHON) if VENV_PYTHON.is_file() else sys.executable
+
+
 def grpc_proxy_command(conf: Path, override: str | None) -> list[str]:
     if override:
         return [part.replace("{config}", str(conf)) for part in shlex.split(override)]
-    # The repo's venv, else the Python running the harness (e.g. another checkout's venv).
-    python = str(VENV_PYTHON) if VENV_PYTHON.is_file() else sys.executable
-    return [python, "-m", "proxy", "-c", str(conf)]
+    return [grpc_proxy_python(), "-m", "proxy", "-c", str(conf)]
 
 
-def grpc_proxy_env() -> dict[str, str]:
-    """The environment grpc-proxy runs in: this checkout's `proxy` package first on
-    sys.path (the venv may hold an editable install of another checkout)."""
+def grpc_proxy_env(root: Path = REPO_DIR) -> dict[str, str]:
+    """The environment grpc-proxy runs in: root's `proxy` package (this checkout's,
+    or its compiled copy) first on sys.path (the venv may hold an editable install of
+    another checkout)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        [str(root)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     )
     return env
 
 
-def proxy_package(cmd: Sequence[str]) -> str | None:
+def _python_output(python: str, args: Sequence[str], root: Path) -> str:
+    """What `python args` prints from root, in the environment of grpc-proxy."""
+    try:
+        out = subprocess.run(
+            [python, *args],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            env=grpc_proxy_env(root),
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    return out.stdout.strip() or out.stderr.strip()[-200:]
+
+
+def proxy_package(cmd: Sequence[str], root: Path = REPO_DIR) -> str | None:
     """Where `python -m proxy` in cmd imports the package from (None: not that form)."""
     if len(cmd) < 3 or list(cmd[1:3]) != ["-m", "proxy"]:
         return None
-    out = subprocess.run(
-        [cmd[0], "-c", "import proxy; print(proxy.__file__)"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=grpc_proxy_env(),
-        timeout=30,
-        check=False,
-    )
-    return out.stdout.strip() or out.stderr.strip()[-200:]
+    return _python_output(cmd[0], ["-c", "import proxy; print(proxy.__file__)"], root)
 
 
 def launch_grpc_proxy(
@@ -311,6 +327,40 @@ def launch_grpc_proxy(
     )
     if workers != 1:
         target.only_scenarios, target.only_pinning = ("unary-load",), ("unpinned",)
+    if target.info["package"] is not None:
+        # The default install is pure Python: a checkout built in place is not it.
+        version = _python_output(cmd[0], ["-m", "proxy", "--version"], REPO_DIR)
+        target.info["version"] = version
+        if COMPILED_MARK in version:
+            target.error = (
+                f"the checkout's proxy/ holds a compiled build ({version!r}): "
+                "remove proxy/http2/*.so to measure the pure-Python default"
+            )
+            procs.stop(proc)
+            return target
+    return _await_ready(target, ctx)
+
+
+def launch_grpc_proxy_mypyc(ctx: LaunchContext, port: int, build_error: str | None) -> Target:
+    """grpc-proxy (1 worker) from the compiled copy in MYPYC_DIR (built by
+    tools.build_mypyc; build_error: why that failed). --grpc-proxy-cmd does not apply."""
+    name = GRPC_PROXY_MYPYC
+    conf = ctx.workdir / f"{name}.conf"
+    conf.write_text(grpc_proxy_config(port, ctx.backends))
+    cmd = grpc_proxy_command(conf, None)
+    target = Target(name, port, info={"config": str(conf), "command": cmd})
+    if build_error is not None:
+        target.error = build_error
+        return target
+    target.info["package"] = proxy_package(cmd, MYPYC_DIR)
+    version = _python_output(cmd[0], ["-m", "proxy", "--version"], MYPYC_DIR)
+    target.info["version"] = version
+    if COMPILED_MARK not in version:
+        target.error = f"not the compiled build: `python -m proxy --version` says {version!r}"
+        return target
+    target.proc = procs.start(
+        name, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=MYPYC_DIR, env=grpc_proxy_env(MYPYC_DIR)
+    )
     return _await_ready(target, ctx)
 
 

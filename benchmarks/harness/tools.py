@@ -1,7 +1,10 @@
-"""Finding the external tools, telling how to install missing ones, building the C++ parts."""
+"""Finding the external tools, telling how to install missing ones, building the C++
+parts and the compiled (mypyc) copy of grpc-proxy."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +15,12 @@ BENCH_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = BENCH_DIR.parent
 BUILD_DIR = BENCH_DIR / "build"
 VENV_PYTHON = REPO_DIR / ".venv" / "bin" / "python"
+# The compiled build of this checkout (setup.py with GRPC_PROXY_COMPILE=1).
+MYPYC_DIR = BUILD_DIR / "mypyc"
+MYPYC_SOURCES = ("setup.py", "pyproject.toml", "README.md")  # besides proxy/
+MYPYC_STAMP = "source.sha256"
+MYPYC_LOG = "build.log"
+MYPYC_TIMEOUT = 600.0
 
 # executable -> Debian package that provides it
 APT_TOOLS = {
@@ -87,6 +96,83 @@ def build() -> tuple[Path, Path]:
     """Compile the echo server and stream client (make rebuilds only what changed)."""
     subprocess.run(["make", "-s", "-C", str(BENCH_DIR)], check=True)
     return BUILD_DIR / "echo_server", BUILD_DIR / "stream_client"
+
+
+def _mypyc_sources(root: Path) -> list[Path]:
+    """The files of root that the compiled build is made of, relative to root:
+    proxy/ (without __pycache__ and compiled *.so) and MYPYC_SOURCES."""
+    files = [
+        p.relative_to(root)
+        for p in (root / "proxy").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".so"
+    ]
+    return sorted(files) + [Path(name) for name in MYPYC_SOURCES]
+
+
+def _mypyc_hash(python: str, root: Path, copy_to: Path | None = None) -> str:
+    """sha256 over the interpreter and the relative paths and bytes of the sources
+    (copied to copy_to if given: the hash is then of exactly the bytes copied)."""
+    digest = hashlib.sha256(f"python {python}\0".encode())
+    for rel in _mypyc_sources(root):
+        data = (root / rel).read_bytes()
+        digest.update(f"{rel}\0{len(data)}\0".encode())
+        digest.update(data)
+        if copy_to is not None:
+            (copy_to / rel).parent.mkdir(parents=True, exist_ok=True)
+            (copy_to / rel).write_bytes(data)
+    return digest.hexdigest()
+
+
+def _shorten(line: str, limit: int = 300) -> str:
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def build_mypyc(python: str) -> tuple[bool, str | None]:
+    """Build the compiled copy of this checkout into MYPYC_DIR with `python`, unless
+    the stamp says it was built from the same sources: (rebuilt, error)."""
+    stamp = MYPYC_DIR / MYPYC_STAMP
+    try:
+        wanted = _mypyc_hash(python, REPO_DIR)
+        if stamp.is_file() and stamp.read_text().strip() == wanted:
+            return False, None
+        shutil.rmtree(MYPYC_DIR, ignore_errors=True)
+        MYPYC_DIR.mkdir(parents=True)
+        built = _mypyc_hash(python, REPO_DIR, copy_to=MYPYC_DIR)
+    except OSError as e:
+        return True, f"mypyc build failed: cannot copy the sources: {e}"
+    log_path = MYPYC_DIR / MYPYC_LOG
+    cmd = [python, "setup.py", "-q", "build_ext", "--inplace"]
+    with log_path.open("w") as log:
+        log.write(f"$ GRPC_PROXY_COMPILE=1 {' '.join(cmd)}  (in {MYPYC_DIR})\n")
+        log.flush()
+        try:
+            code = subprocess.run(
+                cmd,
+                cwd=MYPYC_DIR,
+                env={**os.environ, "GRPC_PROXY_COMPILE": "1"},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=MYPYC_TIMEOUT,
+                check=False,
+            ).returncode
+            failure = f"exit status {code}" if code else None
+        except subprocess.TimeoutExpired:
+            failure = f"timed out after {MYPYC_TIMEOUT:.0f} s"
+        except OSError as e:
+            failure = str(e)
+    if failure is None and not list((MYPYC_DIR / "proxy" / "http2").glob("*.so")):
+        failure = "no extension module built"
+    if failure is not None:
+        output = log_path.read_text(errors="replace").splitlines()[1:]  # after the command
+        tail = [_shorten(line.strip()) for line in output if line.strip()][-8:] or ["-"]
+        # The last line first: it usually says what went wrong (table notes are short).
+        error = f"mypyc build failed ({failure}): {tail[-1]}"
+        if len(tail) > 1:
+            error += f"; the last lines of {log_path}: " + " / ".join(tail)
+        return True, error
+    stamp.write_text(built + "\n")
+    return True, None
 
 
 def find_tools(need_py_spy: bool) -> Tools | list[str]:

@@ -90,7 +90,7 @@ def goaway(last_stream_id: int, code: int, debug: bytes = b"") -> bytes:
 
 
 def settings(values: dict[int, int]) -> bytes:
-    body = b"".join(_SETTING.pack(k, v) for k, v in values.items())
+    body = b"".join([_SETTING.pack(k, v) for k, v in values.items()])
     return frame_header(len(body), SETTINGS, 0, 0) + body
 
 

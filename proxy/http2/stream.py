@@ -272,7 +272,8 @@ def _refusal(entry: StreamState | Refusal | None) -> Refusal | None:
 
 def _moves(table: Transitions, i: StreamInput) -> Moves:
     """The row of an input: the next states, None where refused or absent."""
-    return tuple(m if isinstance(m, StreamState) else None for m in (table.get((s, i)) for s in S))
+    moves = [table.get((s, i)) for s in S]
+    return tuple([m if isinstance(m, StreamState) else None for m in moves])
 
 
 SERVER_ROWS = Rows(SERVER, In.RECV_HEADERS, In.RECV_END_STREAM)

@@ -178,7 +178,9 @@ def test_binary_garbage_never_shows_a_traceback(tmp_path: Path) -> None:
 
 def test_version() -> None:
     result = run("--version")
-    assert (result.returncode, result.stdout.strip()) == (0, f"grpc-proxy {__version__}")
+    # The checkout runs the pure-Python core (test_compiled.py: the compiled one).
+    expected = f"grpc-proxy {__version__} (HTTP/2 core: pure Python)"
+    assert (result.returncode, result.stdout.strip()) == (0, expected)
 
 
 def test_help() -> None:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 # What a source distribution is made of (the Dockerfile copies the same).
-SOURCES = ("pyproject.toml", "README.md", "proxy", "grpc_proxy_demo")
+SOURCES = ("pyproject.toml", "README.md", "setup.py", "proxy", "grpc_proxy_demo")
 DEMO_PORTS = (8080, 50051, 50052, 50053)  # proxy/conf/grpc-proxy.conf
 # The demo extra's distributions (pyproject.toml): none in a plain install.
 DEMO_DISTS = ("grpcio", "grpcio-health-checking", "grpcio-reflection", "rich")

@@ -1,4 +1,5 @@
-"""Optional compiled build of the HTTP/2 core (mypyc); the metadata is in pyproject.toml.
+"""Optional compiled build of the HTTP/2 core and the relay (mypyc); the
+metadata is in pyproject.toml.
 
 The default build is pure Python. With GRPC_PROXY_COMPILE=1 the modules listed
 in COMPILED are compiled with mypyc into C extensions, which Python imports in
@@ -18,13 +19,15 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
-# The sans-IO HTTP/2 core: pure, strictly typed, about 40% of the CPU per call.
-# hpack_codec.py stays pure (HeaderBlock subclasses tuple, which mypyc cannot
-# compile), and so does the package __init__.
-NOT_COMPILED = {"__init__.py", "hpack_codec.py"}
+# The pure core of the hot path, strictly typed: the sans-IO HTTP/2 core and
+# the stream relay, most of the Python time per call. Not compiled: the
+# package __init__ files; http2/hpack_codec.py (HeaderBlock subclasses tuple,
+# which mypyc cannot compile); relay/observer.py (a Protocol).
+NOT_COMPILED = {"__init__.py", "hpack_codec.py", "observer.py"}
 COMPILED = sorted(
     str(p.relative_to(HERE))
-    for p in (HERE / "proxy" / "http2").glob("*.py")
+    for package in ("http2", "relay")
+    for p in (HERE / "proxy" / package).glob("*.py")
     if p.name not in NOT_COMPILED
 )
 

@@ -393,7 +393,10 @@ def run_profile(lab: Lab, env: BenchEnv) -> int:
     if lab.tools.py_spy is None:
         log(f"py-spy is missing: {sys.executable} -m pip install py-spy")
         return 2
-    scenario = next(s for s in SCENARIOS if s.key == "unary-load")
+    # unary-load, unless --scenarios names others: then the first of those.
+    keys = lab.args.scenarios
+    key = "unary-load" if "unary-load" in keys or len(keys) == len(SCENARIOS) else keys[0]
+    scenario = next(s for s in SCENARIOS if s.key == key)
     lab.args.results_dir.mkdir(parents=True, exist_ok=True)
     seconds = max(lab.args.seconds, 5.0)
     log(f"profiling grpc-proxy under {scenario.key} for {seconds:g} s (twice) ...")

@@ -90,10 +90,22 @@ def _check_logs(config: Config) -> str | None:
     return None
 
 
-def _version() -> str:
-    from proxy.http2 import build_name
+def _build() -> str:
+    """Which build runs: setup.py compiles the HTTP/2 core and the relay with
+    mypyc when asked (GRPC_PROXY_COMPILE=1); the default is pure Python."""
+    from importlib.machinery import EXTENSION_SUFFIXES
 
-    return f"grpc-proxy {__version__} ({build_name()})"
+    from proxy.http2 import connection
+    from proxy.relay import relay
+
+    compiled = [(m.__file__ or "").endswith(tuple(EXTENSION_SUFFIXES)) for m in (connection, relay)]
+    if all(compiled):
+        return "compiled with mypyc"
+    return "pure Python" if not any(compiled) else "partly compiled with mypyc"
+
+
+def _version() -> str:
+    return f"grpc-proxy {__version__} ({_build()})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,17 @@
 """What the parts of the relay share, and the seams between them.
 
-The relay is one object built from parts, a module each, all subclasses of
-``RelayBase``: ``routing`` (a new request becomes a call), ``retry`` (an
-endpoint for it, and another after a refusal), ``pump`` (flow-controlled
-forwarding both ways), ``timers`` (deadlines, idle and send timeouts) and
-``endings`` (how a call ends). ``relay.Relay`` puts them together, makes the
-shared state below, and turns the connection cores' events into calls to the
-parts. One object, so the hot path costs what one class would: no component
-lookups, no indirection.
+The relay is one object built from parts, a module each: ``routing`` (a new
+request becomes a call), ``retry`` (an endpoint for it, and another after a
+refusal), ``pump`` (flow-controlled forwarding both ways), ``timers``
+(deadlines, idle and send timeouts) and ``endings`` (how a call ends).
+``relay.Relay`` makes the shared state below and turns the connection cores'
+events into calls to the parts. One object, so the hot path costs what one
+class would: no component lookups, no indirection.
+
+The parts form one chain of single inheritance, as mypyc compiles no other
+(setup.py): ``Relay`` < ``Routing`` < ``Retry`` < ``Pump`` < ``Timers`` <
+``Endings`` < ``RelayBase``. A part calls the parts below it directly; what
+it calls in a part above it is a seam, declared here.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ if TYPE_CHECKING:
     from proxy.relay.reply import Reply
     from proxy.relay.retry import Connector
     from proxy.relay.timers import Deadlines
-    from proxy.status import Answer
 
 
 class RelayBase:
@@ -40,25 +43,31 @@ class RelayBase:
     deadlines: Deadlines  # grpc-timeout, enforced at the proxy
     queues: WaitQueues  # calls waiting for a max_conns slot
 
-    if TYPE_CHECKING:
-        # The seams: what one part calls in another (the module that defines it).
+    # The seams: what a part calls in a part above it in the chain (see the
+    # module docstring), defined there. Real methods, not stubs under
+    # TYPE_CHECKING: mypyc compiles calls to them through the vtable.
 
-        def _dispatch(self, rs: RelayStream) -> None: ...  # retry
-        def _retry_refused(self, rs: RelayStream) -> None: ...  # retry
-        def _release_endpoint(self, rs: RelayStream) -> None: ...  # retry
-        def _pump_request(self, rs: RelayStream) -> None: ...  # pump
-        def _pump_reply(self, link: Link, reply: Reply) -> None: ...  # pump
-        def _discard(
-            self,
-            p: Pending,
-            sender: Link | None,
-            stream: Stream | None,
-            receiver: Link | None,
-            rs: RelayStream,
-        ) -> None: ...  # pump
-        def _fail(self, rs: RelayStream, answer: Answer) -> None: ...  # endings
-        def _finish(self, rs: RelayStream) -> None: ...  # endings
-        def _answer_client(
-            self, link: Link, down: Stream, answer: Answer, started: bool
-        ) -> None: ...  # endings
-        def _close_client_stream(self, link: Link, down: Stream) -> None: ...  # endings
+    def _dispatch(self, rs: RelayStream) -> None:  # retry
+        raise NotImplementedError
+
+    def _retry_refused(self, rs: RelayStream) -> None:  # retry
+        raise NotImplementedError
+
+    def _release_endpoint(self, rs: RelayStream) -> None:  # retry
+        raise NotImplementedError
+
+    def _pump_request(self, rs: RelayStream) -> None:  # pump
+        raise NotImplementedError
+
+    def _pump_reply(self, link: Link, reply: Reply) -> None:  # pump
+        raise NotImplementedError
+
+    def _discard(
+        self,
+        p: Pending,
+        sender: Link | None,
+        stream: Stream | None,
+        receiver: Link | None,
+        rs: RelayStream,
+    ) -> None:  # pump
+        raise NotImplementedError

@@ -58,7 +58,7 @@ STREAMING = CallState.STREAMING
 DONE = CallState.DONE
 
 
-class CallStateError(RuntimeError):
+class CallStateError(Exception):  # not RuntimeError: mypyc subclasses Exception only
     """A move the call's state does not allow: a bug in the relay or its connector."""
 
 
@@ -254,7 +254,7 @@ class RelayStream:
         if not self.replay_size or replay is None:
             return
         req = self.request
-        req.chunks.extendleft((chunk, False) for chunk in reversed(replay))
+        req.chunks.extendleft([(chunk, False) for chunk in reversed(replay)])
         req.size += self.replay_size
         self.replay = []
         self.replay_size = 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.balancing.least_time import observe as observe_latency
-from proxy.relay.base import RelayBase
 from proxy.relay.call import DONE, RelayStream
 from proxy.relay.reply import Reply
+from proxy.relay.timers import Timers
 
 if TYPE_CHECKING:
     from proxy.http2.connection import Stream
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from proxy.relay.link import Link
 
 
-class Pump(RelayBase):
+class Pump(Timers):
     # ------------------------------------------------------------- client side
 
     def _client_data(self, rs: RelayStream, data: memoryview | bytes, end: bool) -> None:

@@ -53,8 +53,8 @@ class WaitQueues:
         for q in self.by_pool.values():
             if not q:
                 continue
-            keep = deque(rs for rs in q if not rs.done and rs.queued_until > now)
-            out.extend(rs for rs in q if not rs.done and rs.queued_until <= now)
+            keep = deque([rs for rs in q if not rs.done and rs.queued_until > now])
+            out.extend([rs for rs in q if not rs.done and rs.queued_until <= now])
             self.size -= len(q) - len(keep)
             q.clear()
             q.extend(keep)

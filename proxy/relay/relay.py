@@ -24,13 +24,11 @@ from proxy.http2.events import (
 )
 from proxy.http2.frames import ErrorCode
 from proxy.relay.call import DONE, RelayStream
-from proxy.relay.endings import Endings
-from proxy.relay.pump import Pump
 from proxy.relay.queue import WaitQueues
 from proxy.relay.reply import Reply
-from proxy.relay.retry import Connector, Retry
+from proxy.relay.retry import Connector
 from proxy.relay.routing import Routing
-from proxy.relay.timers import Deadlines, Timers
+from proxy.relay.timers import Deadlines
 from proxy.status import Answer, Failure, answer_for, error_code_name
 
 if TYPE_CHECKING:
@@ -43,7 +41,7 @@ __all__ = ["Connector", "Relay"]
 log = logging.getLogger("grpc_proxy.relay")
 
 
-class Relay(Routing, Retry, Pump, Timers, Endings):
+class Relay(Routing):
     """The relay of one process: every client and upstream link, every call.
     Public: the event entry points below, ``attach``/``connect_failed``
     (retry.py, for the connector), ``drained`` (pump.py), ``tick`` (timers.py),

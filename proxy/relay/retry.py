@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from proxy.balancing.policy import PickContext
 from proxy.balancing.pool import Miss
-from proxy.relay.base import RelayBase
 from proxy.relay.call import DONE
+from proxy.relay.pump import Pump
 from proxy.status import Answer, Failure, answer_for
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class Connector(Protocol):
         open a stream, or ``relay.connect_failed(rs, endpoint, reason)``."""
 
 
-class Retry(RelayBase):
+class Retry(Pump):
     def _dispatch(self, rs: RelayStream) -> None:
         """Pick an endpoint not tried yet and ask for a stream on it."""
         tries = rs.location.next_upstream_tries

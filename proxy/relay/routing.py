@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from proxy.grpc_timeout import parse_grpc_timeout
 from proxy.http2.hpack_codec import HeaderBlock, HeaderList
-from proxy.relay.base import RelayBase
 from proxy.relay.call import RelayStream
+from proxy.relay.retry import Retry
 from proxy.security.access import check as check_access
 from proxy.status import Answer, Failure, answer_for
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 RequestInfo = tuple[bytes, bytes, bytes, bytes]
 
 
-class Routing(RelayBase):
+class Routing(Retry):
     def _new_call(self, link: Link, ev: HeadersReceived) -> None:
         down = ev.stream
         headers = ev.headers

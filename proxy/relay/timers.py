@@ -9,8 +9,8 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
-from proxy.relay.base import RelayBase
 from proxy.relay.call import DONE
+from proxy.relay.endings import Endings
 from proxy.status import Failure, answer_for
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class Deadlines:
         return out
 
 
-class Timers(RelayBase):
+class Timers(Endings):
     def tick(self, now: float) -> None:
         self.now = now
         self._expire_deadlines(now)

@@ -179,7 +179,7 @@ def test_binary_garbage_never_shows_a_traceback(tmp_path: Path) -> None:
 def test_version() -> None:
     result = run("--version")
     # The checkout runs the pure-Python core (test_compiled.py: the compiled one).
-    expected = f"grpc-proxy {__version__} (HTTP/2 core: pure Python)"
+    expected = f"grpc-proxy {__version__} (pure Python)"
     assert (result.returncode, result.stdout.strip()) == (0, expected)
 
 

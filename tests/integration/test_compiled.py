@@ -1,14 +1,15 @@
 """The optional compiled build (setup.py, ``GRPC_PROXY_COMPILE=1``): mypyc
-compiles the HTTP/2 core, and the compiled core behaves as the pure one.
+compiles the HTTP/2 core and the relay, and the compiled build behaves as the
+pure one.
 
 A copy of the checkout is built in place, as a user's ``pip install`` with
 ``GRPC_PROXY_COMPILE=1`` builds it. Then, against that copy:
 
 - every module setup.py lists imports as a C extension, and ``--version``
-  and the start-up log say which core runs (the checkout's says pure Python);
+  and the start-up log say which build runs (the checkout's: pure Python);
 - a real proxy process relays the four call kinds between grpcio peers;
-- the unit tests and the HTTP/2, flow-control, error and preface integration
-  modules pass, run by pytest inside the copy (so every proxy they start is
+- the unit tests and the integration modules on HTTP/2, flow control,
+  errors, failover and lifetimes pass, run by pytest inside the copy (so every proxy they start is
   the compiled one: ``python -P`` with the copy alone on PYTHONPATH).
 
 The build needs a C compiler and mypy (the test extra); without them this
@@ -53,6 +54,8 @@ SUITES = (
     "tests/integration/test_http2_floods.py",
     "tests/integration/test_errors.py",
     "tests/integration/test_upstream_preface.py",
+    "tests/integration/test_balancing_failover.py",
+    "tests/integration/test_lifetime.py",
 )
 # Checks of the source tree itself (ruff, mypy, radon, the layer rules): the
 # copy's sources are the checkout's, and they are run on those already.
@@ -102,12 +105,13 @@ def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tree
 
 
-def test_setup_lists_the_http2_core() -> None:
+def test_setup_lists_the_http2_core_and_the_relay() -> None:
     compiled = set(_setup_module().COMPILED)
-    assert "proxy/http2/connection.py" in compiled
-    assert "proxy/http2/stream.py" in compiled
+    assert {"proxy/http2/connection.py", "proxy/http2/stream.py"} <= compiled
+    assert {"proxy/relay/relay.py", "proxy/relay/pump.py", "proxy/relay/link.py"} <= compiled
     assert "proxy/http2/hpack_codec.py" not in compiled  # a tuple subclass: stays pure
-    assert all(path.startswith("proxy/http2/") for path in compiled)
+    assert "proxy/relay/observer.py" not in compiled  # a Protocol
+    assert all(path.startswith(("proxy/http2/", "proxy/relay/")) for path in compiled)
 
 
 def test_every_listed_module_imports_compiled(compiled_tree: Path) -> None:
@@ -131,8 +135,8 @@ def test_every_listed_module_imports_compiled(compiled_tree: Path) -> None:
 
 
 def test_version_says_which_core_runs(compiled_tree: Path) -> None:
-    assert _version(compiled_tree).endswith("(HTTP/2 core: compiled with mypyc)")
-    assert _version(REPO).endswith("(HTTP/2 core: pure Python)")
+    assert _version(compiled_tree).endswith("(compiled with mypyc)")
+    assert _version(REPO).endswith("(pure Python)")
 
 
 def test_compiled_proxy_relays_every_call_kind(
@@ -155,7 +159,7 @@ def test_compiled_proxy_relays_every_call_kind(
     assert uploaded.ok and len(uploaded.messages) == 1, uploaded.details
     echoed = client.bidi([b"p%d" % i for i in range(20)])
     assert echoed.ok and echoed.messages == [b"p%d" % i for i in range(20)]
-    assert "HTTP/2 core: compiled with mypyc" in proxy.stderr()
+    assert "(compiled with mypyc)" in proxy.stderr()
 
 
 @pytest.mark.timeout(900)

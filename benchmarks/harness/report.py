@@ -338,7 +338,7 @@ def markdown(
     out += [
         "",
         f"Verdicts on grpc-proxy, the pure-Python default build; the {GRPC_PROXY_MYPYC} "
-        "column (the HTTP/2 core compiled with mypyc) is for information.",
+        "column (the HTTP/2 core and the relay compiled with mypyc) is for information.",
     ]
     return "\n".join(out) + "\n"
 

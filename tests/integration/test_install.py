@@ -261,3 +261,34 @@ def test_without_the_demo_extra_demo_and_echo_say_so(plain: Installed, command: 
     assert r.stderr == (
         f"grpc-proxy {command}: needs the demo extra: pip install 'grpc-proxy[demo]'\n"
     )
+
+
+def test_default_wheel_is_pure_python(installed: Installed) -> None:
+    wheels = sorted(installed.dist.glob("grpc_proxy-*.whl"))
+    assert [w.name.endswith("-py3-none-any.whl") for w in wheels] == [True], wheels
+    r = installed.run("--version")
+    assert r.returncode == 0 and r.stdout.strip().endswith("(pure Python)"), r.stdout + r.stderr
+
+
+@pytest.mark.timeout(600)
+def test_compiled_install_from_the_sdist(
+    tmp_path_factory: pytest.TempPathFactory, built: tuple[Path, dict[str, str]]
+) -> None:
+    """The README's compiled build: mypy and setuptools first, then
+    ``GRPC_PROXY_COMPILE=1 pip install --no-build-isolation`` (here from the
+    sdist, which must carry setup.py)."""
+    dist, env = built
+    sdists = sorted(dist.glob("grpc_proxy-*.tar.gz"))
+    assert len(sdists) == 1, sorted(dist.iterdir())
+    root = tmp_path_factory.mktemp("compiled-install")
+    venv = root / "venv"
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    _run([sys.executable, "-m", "venv", str(venv)], root, env, 120)
+    _run([*pip, "mypy", "setuptools>=77"], root, env, 300)
+    compile_env = {**env, "GRPC_PROXY_COMPILE": "1"}
+    _run([*pip, "--no-build-isolation", str(sdists[0])], root, compile_env, 600)
+    done = Installed(dist, venv, root, env)
+    r = done.run("--version")
+    assert r.returncode == 0 and r.stdout.strip().endswith("(compiled with mypyc)"), r.stdout
+    r = done.run("-t")
+    assert r.returncode == 0 and r.stdout.endswith(": ok\n"), r.stdout + r.stderr

@@ -319,25 +319,23 @@ def launch_grpc_proxy(
     conf = ctx.workdir / f"{name}.conf"
     conf.write_text(grpc_proxy_config(port, ctx.backends, workers))
     cmd = grpc_proxy_command(conf, override)
-    proc = procs.start(
-        name, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=REPO_DIR, env=grpc_proxy_env()
-    )
-    target = Target(
-        name, port, proc, info={"config": str(conf), "command": cmd, "package": proxy_package(cmd)}
-    )
+    target = Target(name, port, info={"config": str(conf), "command": cmd})
     if workers != 1:
         target.only_scenarios, target.only_pinning = ("unary-load",), ("unpinned",)
+    target.info["package"] = proxy_package(cmd)
     if target.info["package"] is not None:
         # The default install is pure Python: a checkout built in place is not it.
         version = _python_output(cmd[0], ["-m", "proxy", "--version"], REPO_DIR)
         target.info["version"] = version
         if COMPILED_MARK in version:
             target.error = (
-                f"the checkout's proxy/ holds a compiled build ({version!r}): "
-                "remove proxy/http2/*.so to measure the pure-Python default"
+                f"the checkout's proxy/ holds a compiled build ({version!r}): remove "
+                "proxy/http2/*.so and proxy/relay/*.so to measure the pure-Python default"
             )
-            procs.stop(proc)
             return target
+    target.proc = procs.start(
+        name, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=REPO_DIR, env=grpc_proxy_env()
+    )
     return _await_ready(target, ctx)
 
 

@@ -47,16 +47,10 @@ class RelayBase:
     # module docstring), defined there. Real methods, not stubs under
     # TYPE_CHECKING: mypyc compiles calls to them through the vtable.
 
-    def _dispatch(self, rs: RelayStream) -> None:  # retry
-        raise NotImplementedError
-
     def _retry_refused(self, rs: RelayStream) -> None:  # retry
         raise NotImplementedError
 
     def _release_endpoint(self, rs: RelayStream) -> None:  # retry
-        raise NotImplementedError
-
-    def _pump_request(self, rs: RelayStream) -> None:  # pump
         raise NotImplementedError
 
     def _pump_reply(self, link: Link, reply: Reply) -> None:  # pump

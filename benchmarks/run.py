@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness import loads, probe, procs, profiling, report, targets
+from harness import loads, probe, procs, profiling, report, syscalls, targets
 from harness.memory import MemoryResult, hold_streams
 from harness.scenarios import (
     SCENARIO_KEYS,
@@ -126,6 +126,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="instead of the comparison: profile grpc-proxy with py-spy during "
         "the unary-load scenario, into benchmarks/results/",
+    )
+    p.add_argument(
+        "--syscalls",
+        action="store_true",
+        help="after each measured proxy run, one more run of the same length with "
+        "`perf stat` counting the proxy's system calls (reported per call; needs "
+        "perf and root); the CPU figures come from the uncounted runs",
     )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
@@ -228,7 +235,15 @@ class Lab:
         if not body.exists():
             body.write_bytes(loads.grpc_unary_body(UNARY_PAYLOAD))
         load_cpus = self.args.load_cpus if pinning == "pinned" else None
-        return BenchEnv(self.tools, self.workdir, body, load_cpus, self.backends, pinning)
+        return BenchEnv(
+            self.tools,
+            self.workdir,
+            body,
+            load_cpus,
+            self.backends,
+            pinning,
+            count_syscalls=self.args.syscalls,
+        )
 
     def place(self, pinning: str) -> None:
         """Pin (or unpin) every thread of the running proxies and backends; the load
@@ -292,7 +307,13 @@ def run_loads(lab: Lab, order: list[Target]) -> list[Row]:
                         f"{report.fmt_num(row.p50_ms, 3)} ms, p99 "
                         f"{report.fmt_num(row.p99_ms, 3)} ms, CPU "
                         f"{report.fmt_num(row.cpu_us_per_unit)} us/{scenario.unit}, other "
-                        f"CPU {report.fmt_num(row.other_cpu_pct, 0)} % {row.error or ''}"
+                        f"CPU {report.fmt_num(row.other_cpu_pct, 0)} %"
+                        + (
+                            f", {row.syscalls_per_unit:.1f} syscalls/{scenario.unit}"
+                            if row.syscalls_per_unit is not None
+                            else ""
+                        )
+                        + f" {row.error or ''}"
                     )
                     runs.setdefault((scenario.key, pinning, target.name), []).append(row)
     return [best_row(rows) for rows in runs.values()]
@@ -420,6 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("missing tools; install them with (or run benchmarks/setup.sh):")
         for command in found:
             log(f"  {command}")
+        return 2
+    if args.syscalls and (why := syscalls.unavailable()):
+        log(f"--syscalls: {why}")
         return 2
     workdir = BUILD_DIR / "run"
     shutil.rmtree(workdir, ignore_errors=True)

@@ -148,6 +148,10 @@ class CpuSample:
 
     stat_s: float  # utime+stime from /proc/PID/stat: whole process, clock ticks (10 ms)
     threads_ns: dict[int, int]  # TID -> run time from /proc/PID/task/TID/schedstat (ns)
+    user_s: float = 0.0  # utime alone (the rest of stat_s is system time)
+    # TID -> times the thread was put on a CPU (schedstat's third field): one per
+    # wake-up from a sleep, plus one per preemption.
+    threads_runs: dict[int, int] = field(default_factory=dict)
 
 
 # The scheduler's run time of exited threads is only in /proc/PID/stat; when the
@@ -156,10 +160,12 @@ class CpuSample:
 _STAT_SLACK_S = 3.0 / CLOCK_TICKS
 
 
-def _schedstat_ns(pid: int, tid: str) -> int | None:
+def _schedstat(pid: int, tid: str) -> tuple[int, int] | None:
+    """(run time in ns, times put on a CPU) of one thread."""
     try:
         with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            return int(f.read().split()[0])
+            fields = f.read().split()
+        return int(fields[0]), int(fields[2])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -172,17 +178,19 @@ def cpu_sample(pids: Iterable[int]) -> dict[int, CpuSample]:
         if not fields:
             continue
         # utime and stime are fields 14 and 15 of the full line.
-        stat_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        user_s = int(fields[11]) / CLOCK_TICKS
+        stat_s = user_s + int(fields[12]) / CLOCK_TICKS
         threads: dict[int, int] = {}
+        runs: dict[int, int] = {}
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
             tids = []
         for tid in tids:
-            ns = _schedstat_ns(pid, tid)
-            if ns is not None:
-                threads[int(tid)] = ns
-        out[pid] = CpuSample(stat_s, threads)
+            sched = _schedstat(pid, tid)
+            if sched is not None:
+                threads[int(tid)], runs[int(tid)] = sched
+        out[pid] = CpuSample(stat_s, threads, user_s, runs)
     return out
 
 
@@ -207,6 +215,24 @@ def cpu_used(
         sched_delta = sum(ns - old.get(tid, 0) for tid, ns in a.threads_ns.items()) / 1e9
         total += stat_delta if stat_delta > sched_delta + _STAT_SLACK_S else sched_delta
     return total
+
+
+def cpu_split(
+    before: dict[int, CpuSample], after: dict[int, CpuSample]
+) -> tuple[float, float, int]:
+    """(user seconds, system seconds, times put on a CPU) between two samples, over
+    every process (thread) in ``after``; user and system from /proc/PID/stat, whose
+    10 ms ticks the kernel scales to the scheduler's run time."""
+    user = system = 0.0
+    runs = 0
+    for pid, a in after.items():
+        b = before.get(pid)
+        u = a.user_s - (b.user_s if b else 0.0)
+        user += u
+        system += a.stat_s - (b.stat_s if b else 0.0) - u
+        old = b.threads_runs if b else {}
+        runs += sum(n - old.get(tid, 0) for tid, n in a.threads_runs.items())
+    return user, system, runs
 
 
 def system_busy_seconds() -> float:

@@ -154,6 +154,50 @@ def ratio_table(rows: Sequence[Row]) -> list[str]:
     return _table(header, lines)
 
 
+def cpu_split_table(rows: Sequence[Row]) -> list[str]:
+    """Per scenario, pinning mode and proxy: where the CPU per call goes (user and
+    system time, times put on a CPU, and system calls when counted)."""
+    counted = any(r.syscalls_per_unit is not None for r in rows)
+    header = [
+        "scenario",
+        "pinning",
+        "proxy",
+        "CPU us",
+        "user us",
+        "system us",
+        "system share",
+        "times on CPU",
+    ]
+    if counted:
+        header += ["syscalls", "system us per syscall"]
+    titles = {s.key: s.title for s in SCENARIOS}
+    units = {s.key: s.unit for s in SCENARIOS}
+    lines = []
+    for r in ordered(rows):
+        if r.cpu_us_per_unit is None or r.user_us_per_unit is None:
+            continue
+        system = r.system_us_per_unit
+        total = (r.user_us_per_unit or 0.0) + (system or 0.0)
+        line = [
+            f"{titles.get(r.scenario, r.scenario)} (per {units.get(r.scenario, 'call')})",
+            r.pinning,
+            r.target,
+            fmt_num(r.cpu_us_per_unit, 1),
+            fmt_num(r.user_us_per_unit, 1),
+            fmt_num(system, 1),
+            "-" if not total or system is None else f"{100.0 * system / total:.0f} %",
+            fmt_num(r.runs_per_unit, 2),
+        ]
+        if counted:
+            calls = r.syscalls_per_unit
+            line += [
+                fmt_num(calls, 1),
+                "-" if not calls or system is None else f"{system / calls:.2f}",
+            ]
+        lines.append(line)
+    return _table(header, lines)
+
+
 def fmt_mib(kib: int | None) -> str:
     return "-" if kib is None else f"{kib / MIB:.1f}"
 
@@ -309,6 +353,18 @@ def markdown(
         "the same CPU over wall time (100 % = one core). load-side CPU %: the echo "
         "backends plus the load generator; near 100 % x the load CPUs means the load "
         "side, not the proxy, limited calls/s.",
+        "",
+    ]
+    out += ["## Where the proxy CPU goes", ""] + cpu_split_table(rows)
+    out += [
+        "",
+        "Per call (message): the CPU us/call above split into user and system time "
+        "(/proc/PID/stat, whose clock-tick split the kernel scales to the scheduler's "
+        "run time), and the times the proxy's threads were put on a CPU (schedstat: "
+        "one per wake-up from a sleep, plus preemptions). System time includes, on "
+        "loopback, the receiving side's TCP processing done in the sender's system "
+        "call. syscalls: counted by `perf stat` in a separate run of the same length "
+        "(`--syscalls`), so that counting does not slow the measured run.",
         "",
     ]
     if memory:

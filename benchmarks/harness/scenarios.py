@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import loads, procs
+from harness import loads, procs, syscalls
 from harness.targets import Target, check_serving
 from harness.tools import Tools
 
@@ -32,6 +32,8 @@ class BenchEnv:
     load_cpus: str | None  # taskset list for the load generators; None: unpinned
     backends: list[procs.Proc]
     pinning: str = "unpinned"  # "pinned" or "unpinned": what load_cpus stands for
+    # After each measured proxy run, one more run with its system calls counted.
+    count_syscalls: bool = False
 
 
 # A load run: (env, port, seconds, keep per-request latencies) -> result.
@@ -148,6 +150,13 @@ class Row:
     mean_ms: float | None = None
     units: int = 0
     cpu_us_per_unit: float | None = None
+    # The same CPU split into user and system (kernel) time, and the times the
+    # proxy's threads were put on a CPU (wake-ups plus preemptions), per unit.
+    user_us_per_unit: float | None = None
+    system_us_per_unit: float | None = None
+    runs_per_unit: float | None = None
+    # System calls per unit, from a separate run under `perf stat` (--syscalls).
+    syscalls_per_unit: float | None = None
     proxy_cpu_pct: float | None = None
     backend_cpu_pct: float | None = None
     generator_cpu_pct: float | None = None
@@ -199,10 +208,20 @@ def measure(
     if target.is_proxy and result.units:
         row.cpu_us_per_unit = proxy_cpu / result.units * 1e6
         row.proxy_cpu_pct = 100.0 * proxy_cpu / wall
+        user, system, runs = procs.cpu_split(proxy_before, proxy_after)
+        row.user_us_per_unit = user / result.units * 1e6
+        row.system_us_per_unit = system / result.units * 1e6
+        row.runs_per_unit = runs / result.units
     row.backend_cpu_pct = 100.0 * backend_cpu / wall
     row.generator_cpu_pct = 100.0 * result.generator_cpu_s / wall
     ours = proxy_cpu + backend_cpu + result.generator_cpu_s
     row.other_cpu_pct = max(0.0, 100.0 * (busy - ours) / wall)
+    if env.count_syscalls and target.is_proxy and row.units and not row.error:
+        counted, calls = syscalls.counted(
+            target.pids(), lambda: scenario.run(env, target.port, seconds, False)
+        )
+        if calls is not None and counted.units:
+            row.syscalls_per_unit = calls / counted.units
     if not target.usable:
         row.error = row.error or target.error
     return row

@@ -6,7 +6,9 @@ Starts two C++ echo backends and nginx (the config of harness/targets.py, with
 one setting changed per variant), runs h2load in three unary scenarios (10
 connections x 10 streams, 1 connection x 100 streams, one call at a time) and
 prints nginx's CPU per call, read both from /proc/PID/stat (utime+stime, clock
-ticks) and from /proc/PID/task/*/schedstat (ns), for every variant. Variants run
+ticks) and from /proc/PID/task/*/schedstat (ns), and the user-time part of it
+(the rest is system time: nginx writes each frame with its own system call, so
+its total moves with what a system call costs on the machine), for every variant. Variants run
 in turn within each round (--rounds N: N rounds), and the table gives the
 median over rounds; a socketpair ping-pong probe (harness/probe.py) at the
 start and end shows what a same-CPU and a cross-CPU wake-up cost at the time.
@@ -170,10 +172,12 @@ def measure(
     if not calls:
         return {"error": "no calls"}
     sched = procs.cpu_used(before, after, "schedstat")
+    user_s, _, _ = procs.cpu_split(before, after)
     return {
         "calls_per_s": calls / (t1 - t0),
         "schedstat_us": sched / calls * 1e6,
         "stat_us": procs.cpu_used(before, after, "stat") / calls * 1e6,
+        "user_us": user_s / calls * 1e6,
         "other_cpu_pct": max(0.0, 100.0 * (busy1 - busy0 - sched - ours_s) / (t1 - t0)),
     }
 
@@ -273,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     header = (
         ["setting"]
-        + [f"{s} us/call (schedstat / stat)" for s in SCENARIOS]
+        + [f"{s} us/call (schedstat / stat / user)" for s in SCENARIOS]
         + ["other programs' CPU %"]
     )
     print("| " + " | ".join(header) + " |")
@@ -285,8 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = [r[s] for r in results[v.key] if "schedstat_us" in r.get(s, {})]
             sched = median([r["schedstat_us"] for r in runs])
             stat = median([r["stat_us"] for r in runs])
+            user = median([r["user_us"] for r in runs])
             busy += [r["other_cpu_pct"] for r in runs]
-            cells.append("-" if sched is None or stat is None else f"{sched:.1f} / {stat:.1f}")
+            cells.append(
+                "-"
+                if sched is None or stat is None or user is None
+                else f"{sched:.1f} / {stat:.1f} / {user:.1f}"
+            )
         cells.append(f"{median(busy):.0f}" if busy else "-")
         print("| " + " | ".join(cells) + " |")
     print(

@@ -47,6 +47,8 @@ from harness.targets import (
     GRPC_PROXY_MYPYC,
     GRPC_PROXY_W2,
     NGINX,
+    TRIO_PIPE,
+    TRIO_PIPE_WT,
     LaunchContext,
     Target,
 )
@@ -63,8 +65,10 @@ from harness.tools import (
 
 RESULTS_DIR = BENCH_DIR / "results"
 PROXIES = [NGINX, ENVOY, GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2]
+# Run only when --proxies names them (harness/targets.py: TRIO_PIPE).
+FLOORS = [TRIO_PIPE, TRIO_PIPE_WT]
 # Their failures are reported in their rows; the exit status stays 0.
-GRPC_PROXIES = (GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2)
+GRPC_PROXIES = (GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2, TRIO_PIPE, TRIO_PIPE_WT)
 PINNING_MODES = ["unpinned", "pinned"]
 HOLD_CHANNELS = 4
 
@@ -92,7 +96,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--proxies",
         default=",".join(PROXIES),
-        help=f"comma-separated subset of: {', '.join(PROXIES)}",
+        help=f"comma-separated subset of: {', '.join(PROXIES + FLOORS)} (default: all but "
+        "the trio-pipe floors: byte pipes with grpc-proxy's I/O structure and no HTTP/2, "
+        "benchmarks/trio_pipe.py)",
     )
     p.add_argument(
         "--repeat",
@@ -141,7 +147,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     args.scenarios = _subset(p, args.scenarios, SCENARIO_KEYS)
-    args.proxies = _subset(p, args.proxies, PROXIES)
+    args.proxies = _subset(p, args.proxies, PROXIES + FLOORS)
     if args.no_pin or len(os.sched_getaffinity(0)) < 2:
         args.pinning = "unpinned"
     args.pinning_modes = PINNING_MODES if args.pinning == "both" else [args.pinning]
@@ -203,6 +209,8 @@ class Lab:
                 target = targets.launch_grpc_proxy(ctx, port, self.args.grpc_proxy_cmd, 2)
             elif name == GRPC_PROXY_MYPYC:
                 target = targets.launch_grpc_proxy_mypyc(ctx, port, self.build_mypyc())
+            elif name in (TRIO_PIPE, TRIO_PIPE_WT):
+                target = targets.launch_trio_pipe(ctx, port, name == TRIO_PIPE_WT)
             else:
                 target = targets.launch_grpc_proxy(ctx, port, self.args.grpc_proxy_cmd)
             targets.settle_and_measure_idle(target)

@@ -30,13 +30,16 @@ def unavailable() -> str | None:
     perf = shutil.which("perf")
     if perf is None:
         return "perf not found (Debian: apt-get install -y linux-perf)"
-    probe = subprocess.run(
-        [perf, "stat", "-x,", "-e", EVENT, "--", "true"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
+    try:
+        probe = subprocess.run(
+            [perf, "stat", "-x,", "-e", EVENT, "--", "true"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        return f"`perf stat -e {EVENT} -- true` did not finish in 30 s"
     if probe.returncode != 0 or "<not supported>" in probe.stderr:
         reason = probe.stderr.strip().splitlines()[-1:] or ["no output"]
         return (

@@ -1,5 +1,5 @@
 """The things under test: nginx, Envoy, grpc-proxy (pure Python, and its compiled build)
-(and "direct", no proxy at all)."""
+(and "direct", no proxy at all; "trio-pipe", a byte pipe)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ GRPC_PROXY_W2 = "grpc-proxy-w2"
 # grpc-proxy (1 worker) from the compiled copy of this checkout (tools.build_mypyc).
 GRPC_PROXY_MYPYC = "grpc-proxy-mypyc"
 COMPILED_MARK = "compiled with mypyc"  # in the `python -m proxy --version` line
+# Not proxies: trio_pipe.py, a byte pipe with grpc-proxy's I/O structure and no
+# HTTP/2 (the floor under grpc-proxy's CPU per call), and the same pipe writing
+# from the reading task (what write-through would save). Only when named.
+TRIO_PIPE, TRIO_PIPE_WT = "trio-pipe", "trio-pipe-wt"
 START_TIMEOUT = 20.0
 
 
@@ -337,6 +341,18 @@ def launch_grpc_proxy(
         name, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=REPO_DIR, env=grpc_proxy_env()
     )
     return _await_ready(target, ctx)
+
+
+def launch_trio_pipe(ctx: LaunchContext, port: int, write_through: bool) -> Target:
+    """benchmarks/trio_pipe.py in grpc-proxy's Python (and trio)."""
+    name = TRIO_PIPE_WT if write_through else TRIO_PIPE
+    backends = ",".join(f"127.0.0.1:{p}" for p in ctx.backends)
+    cmd = [grpc_proxy_python(), str(REPO_DIR / "benchmarks" / "trio_pipe.py")]
+    cmd += ["--port", str(port), "--backends", backends]
+    if write_through:
+        cmd.append("--write-through")
+    proc = procs.start(name, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=REPO_DIR)
+    return _await_ready(Target(name, port, proc, info={"command": cmd}), ctx)
 
 
 def launch_grpc_proxy_mypyc(ctx: LaunchContext, port: int, build_error: str | None) -> Target:

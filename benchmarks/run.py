@@ -64,11 +64,11 @@ from harness.tools import (
 )
 
 RESULTS_DIR = BENCH_DIR / "results"
-PROXIES = [NGINX, ENVOY, GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2]
+PROXIES = list(targets.PROXIES)
 # Run only when --proxies names them (harness/targets.py: TRIO_PIPE).
-FLOORS = [TRIO_PIPE, TRIO_PIPE_WT]
+FLOORS = list(targets.FLOORS)
 # Their failures are reported in their rows; the exit status stays 0.
-FAILURES_IN_ROWS = (GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2, TRIO_PIPE, TRIO_PIPE_WT)
+FAILURES_IN_ROWS = (GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2, *FLOORS)
 PINNING_MODES = ["unpinned", "pinned"]
 HOLD_CHANNELS = 4
 

@@ -8,15 +8,7 @@ from typing import Any
 
 from harness.memory import MemoryResult
 from harness.scenarios import SCENARIOS, Row
-from harness.targets import (
-    ENVOY,
-    GRPC_PROXY,
-    GRPC_PROXY_MYPYC,
-    GRPC_PROXY_W2,
-    NGINX,
-    TRIO_PIPE,
-    TRIO_PIPE_WT,
-)
+from harness.targets import FLOORS, GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2, NGINX, PROXIES
 
 MIB = 1024.0
 # scenario -> highest acceptable grpc-proxy CPU/call as a multiple of nginx's, in the
@@ -139,8 +131,11 @@ def ratio_table(rows: Sequence[Row]) -> list[str]:
     proxies = {
         m: [
             t
-            for t in (ENVOY, GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2, TRIO_PIPE, TRIO_PIPE_WT)
-            if any(r.target == t and r.pinning == m and r.cpu_us_per_unit is not None for r in rows)
+            for t in PROXIES + FLOORS
+            if t != NGINX
+            and any(
+                r.target == t and r.pinning == m and r.cpu_us_per_unit is not None for r in rows
+            )
         ]
         for m in modes
     }

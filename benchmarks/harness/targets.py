@@ -28,6 +28,9 @@ COMPILED_MARK = "compiled with mypyc"  # in the `python -m proxy --version` line
 # HTTP/2 (the floor under grpc-proxy's CPU per call), and the same pipe writing
 # from the reading task (what write-through would save). Only when named.
 TRIO_PIPE, TRIO_PIPE_WT = "trio-pipe", "trio-pipe-wt"
+# Every target run.py can start, in report order (PROXIES: the default set).
+PROXIES = (NGINX, ENVOY, GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2)
+FLOORS = (TRIO_PIPE, TRIO_PIPE_WT)
 START_TIMEOUT = 20.0
 
 

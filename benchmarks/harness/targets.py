@@ -25,8 +25,8 @@ GRPC_PROXY_W2 = "grpc-proxy-w2"
 GRPC_PROXY_MYPYC = "grpc-proxy-mypyc"
 COMPILED_MARK = "compiled with mypyc"  # in the `python -m proxy --version` line
 # Not proxies: trio_pipe.py, a byte pipe with grpc-proxy's I/O structure and no
-# HTTP/2 (the floor under grpc-proxy's CPU per call), and the same pipe writing
-# from the reading task (what write-through would save). Only when named.
+# HTTP/2 (the floor under grpc-proxy's CPU per call): with write-through, as
+# grpc-proxy writes now (-wt), and without, as it wrote before. Only when named.
 TRIO_PIPE, TRIO_PIPE_WT = "trio-pipe", "trio-pipe-wt"
 # Every target run.py can start, in report order (PROXIES: the default set).
 PROXIES = (NGINX, ENVOY, GRPC_PROXY, GRPC_PROXY_MYPYC, GRPC_PROXY_W2)

@@ -1,0 +1,98 @@
+"""benchmarks/harness/report.py, the arithmetic behind the published figures:
+ratios to nginx, the verdicts on issue 13's targets, and the estimate at
+1 us per system call. Plain rows in, numbers out; nothing is started."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from harness.memory import MemoryResult  # noqa: E402
+from harness.report import _at_cheap_syscalls, cpu_ratios, target_checks  # noqa: E402
+from harness.scenarios import Row  # noqa: E402
+
+
+def _row(target: str, scenario: str, cpu: float, pinning: str = "unpinned", **kw: object) -> Row:
+    return Row(target, scenario, "call", pinning=pinning, cpu_us_per_unit=cpu, **kw)  # type: ignore[arg-type]
+
+
+def _verdicts(rows: list[Row], memory: list[MemoryResult] | None = None) -> dict[str, str]:
+    return {c["what"]: c["verdict"] for c in target_checks(rows, memory or [])}
+
+
+def test_a_ratio_is_to_nginx_in_the_same_scenario_and_placement() -> None:
+    rows = [
+        _row("nginx", "unary-load", 20.0),
+        _row("nginx", "unary-load", 40.0, pinning="pinned"),
+        _row("nginx", "unary-serial", 60.0),
+        _row("grpc-proxy", "unary-load", 10.0),
+        _row("grpc-proxy", "unary-load", 10.0, pinning="pinned"),
+        _row("grpc-proxy", "unary-serial", 90.0),
+    ]
+    ratios = cpu_ratios(rows)
+    assert ratios[("grpc-proxy", "unary-load", "unpinned")] == pytest.approx(0.5)
+    assert ratios[("grpc-proxy", "unary-load", "pinned")] == pytest.approx(0.25)
+    assert ratios[("grpc-proxy", "unary-serial", "unpinned")] == pytest.approx(1.5)
+
+
+def test_no_ratio_without_an_nginx_figure() -> None:
+    rows = [_row("nginx", "unary-load", None), _row("grpc-proxy", "unary-load", 10.0)]  # type: ignore[arg-type]
+    assert cpu_ratios(rows) == {}
+    assert _verdicts(rows)["CPU/call vs nginx, unary-load"] == "not measured"
+
+
+def test_cpu_targets_are_judged_on_the_unpinned_rows_only() -> None:
+    rows = [
+        _row("nginx", "unary-load", 20.0),
+        _row("nginx", "unary-load", 20.0, pinning="pinned"),
+        _row("grpc-proxy", "unary-load", 19.0),
+        _row("grpc-proxy", "unary-load", 60.0, pinning="pinned"),  # 3x pinned: shown only
+        _row("nginx", "unary-1conn", 20.0),
+        _row("grpc-proxy", "unary-1conn", 21.0),  # 1.05x against at most 1.0x
+        _row("nginx", "unary-serial", 20.0),
+        _row("grpc-proxy", "unary-serial", 60.0),  # exactly 3.0x: at most, so met
+    ]
+    verdicts = _verdicts(rows)
+    assert verdicts["CPU/call vs nginx, unary-load"] == "met"
+    assert verdicts["CPU/call vs nginx, unary-1conn"] == "missed"
+    assert verdicts["CPU/call vs nginx, unary-serial"] == "met"
+    assert verdicts["CPU/call vs nginx, bidi-pingpong"] == "not measured"
+
+
+def test_a_second_worker_is_judged_on_the_best_calls_per_second_of_each() -> None:
+    def runs(*rates: float) -> dict[str, object]:
+        return {"all_runs": [{"rate": r} for r in rates] + [{"rate": 999999, "error": "x"}]}
+
+    one = _row("grpc-proxy", "unary-load", 20.0, extra=runs(40_000, 41_000))
+    more = _row("grpc-proxy-w2", "unary-load", 25.0, extra=runs(30_000, 40_500))
+    assert _verdicts([one, more])["worker_processes 2 vs 1, calls/s under load (unary-load)"] == (
+        "missed"
+    )
+    more = _row("grpc-proxy-w2", "unary-load", 25.0, extra=runs(30_000, 41_500))
+    assert _verdicts([one, more])["worker_processes 2 vs 1, calls/s under load (unary-load)"] == (
+        "met"
+    )
+
+
+def test_memory_targets_in_mib_per_1000_streams() -> None:
+    mem = MemoryResult(
+        "grpc-proxy",
+        idle_rss_kib=34 * 1024,
+        before_rss_kib=34 * 1024,
+        streams_wanted=500,
+        streams_open=500,
+        open_rss_kib=34 * 1024 + 5 * 1024,  # +5 MiB for 500 streams: +10 MiB per 1000
+    )
+    verdicts = _verdicts([], [mem])
+    assert verdicts["idle RSS"] == "met"
+    assert verdicts["RSS per 1000 open streams"] == "missed"  # 10 MiB > 10 MB
+
+
+def test_the_estimate_at_1_us_per_system_call() -> None:
+    row = _row("nginx", "unary-load", 30.0, user_us_per_unit=4.0, syscalls_per_unit=7.5)
+    assert _at_cheap_syscalls(row) == pytest.approx(11.5)
+    assert _at_cheap_syscalls(_row("nginx", "unary-load", 30.0, user_us_per_unit=4.0)) is None

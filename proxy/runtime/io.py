@@ -5,10 +5,11 @@ Write-through (plain TCP sockets): while the writer is parked holding
 nothing, the end of a batch writes the batch itself, in one ``os.write`` that
 never yields, instead of waking the writer for it. Waking it costs a task
 step, a scheduler pass and two system calls: a sixth of the CPU of a call
-served one at a time (benchmarks/README.md). Whatever the socket does not take at once goes to the writer,
-which owns the socket from then until it parks again. So at any moment one
-party alone may write, and bytes stay in order: nothing is written through
-while the writer holds bytes, is writing, or has been woken.
+served one at a time (benchmarks/README.md). Whatever the socket does not
+take at once goes to the writer, which owns the socket from then until it
+parks again. So at any moment one party alone may write, and bytes stay in
+order: nothing is written through while the writer holds bytes, is writing,
+or has been woken.
 """
 
 from __future__ import annotations

@@ -4,23 +4,50 @@ ratios to nginx, the verdicts on issue 13's targets, and the estimate at
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from harness.memory import MemoryResult  # noqa: E402
-from harness.report import _at_cheap_syscalls, cpu_ratios, target_checks  # noqa: E402
-from harness.scenarios import Row  # noqa: E402
+def _benchmark_modules(*names: str) -> list[ModuleType]:
+    """benchmarks/harness/NAME modules. The benchmarks import their package as
+    ``harness``, the name tests/integration/harness.py has in this process
+    too: import them with benchmarks/ first on the path, then put back
+    whatever ``harness`` was (the modules keep their own references)."""
+    bench = str(Path(__file__).resolve().parents[2] / "benchmarks")
+
+    def ours() -> list[str]:
+        return [k for k in sys.modules if k == "harness" or k.startswith("harness.")]
+
+    saved = {k: sys.modules.pop(k) for k in ours()}
+    sys.path.insert(0, bench)
+    try:
+        return [importlib.import_module(f"harness.{name}") for name in names]
+    finally:
+        sys.path.remove(bench)
+        for k in ours():
+            del sys.modules[k]
+        sys.modules.update(saved)
 
 
-def _row(target: str, scenario: str, cpu: float, pinning: str = "unpinned", **kw: object) -> Row:
-    return Row(target, scenario, "call", pinning=pinning, cpu_us_per_unit=cpu, **kw)  # type: ignore[arg-type]
+_memory, _report, _scenarios = _benchmark_modules("memory", "report", "scenarios")
+MemoryResult = _memory.MemoryResult
+Row = _scenarios.Row
+cpu_ratios = _report.cpu_ratios
+target_checks = _report.target_checks
+_at_cheap_syscalls = _report._at_cheap_syscalls
 
 
-def _verdicts(rows: list[Row], memory: list[MemoryResult] | None = None) -> dict[str, str]:
+def _row(
+    target: str, scenario: str, cpu: float | None, pinning: str = "unpinned", **kw: object
+) -> object:
+    return Row(target, scenario, "call", pinning=pinning, cpu_us_per_unit=cpu, **kw)
+
+
+def _verdicts(rows: list[object], memory: list[object] | None = None) -> dict[str, str]:
     return {c["what"]: c["verdict"] for c in target_checks(rows, memory or [])}
 
 
@@ -40,7 +67,7 @@ def test_a_ratio_is_to_nginx_in_the_same_scenario_and_placement() -> None:
 
 
 def test_no_ratio_without_an_nginx_figure() -> None:
-    rows = [_row("nginx", "unary-load", None), _row("grpc-proxy", "unary-load", 10.0)]  # type: ignore[arg-type]
+    rows = [_row("nginx", "unary-load", None), _row("grpc-proxy", "unary-load", 10.0)]
     assert cpu_ratios(rows) == {}
     assert _verdicts(rows)["CPU/call vs nginx, unary-load"] == "not measured"
 

@@ -212,5 +212,4 @@ class LinkIO:
                 if self._closing and not core.out:
                     return
         finally:
-            self._parked = False
             self._writer_done.set()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness import loads, probe, procs, profiling, report, syscalls, targets
+from harness.loads import LIGHT_SCENARIO
 from harness.memory import MemoryResult, hold_streams
 from harness.scenarios import (
     SCENARIO_KEYS,
@@ -179,24 +180,34 @@ class Lab:
 
     def __init__(self, tools: Tools, args: argparse.Namespace, workdir: Path) -> None:
         self.tools, self.args, self.workdir = tools, args, workdir
-        self.backends: list[procs.Proc] = []
+        self.backends: list[procs.Proc] = []  # grpc++ and light: the load side's CPU
+        self.light_ports: list[int] = []
         self.targets: list[Target] = []
         self.all_cpus = os.sched_getaffinity(0)
 
     def start_backends(self) -> list[int]:
+        """The grpc++ echo backends; with unary-load-light, as many light ones
+        (h2_echo) besides, in ``light_ports``."""
         ports = procs.free_ports(self.args.backends)
         for i, port in enumerate(ports):
-            proc = procs.start(
-                f"backend{i}", [str(self.tools.echo_server), str(port), "1"], self.workdir
-            )
-            self.backends.append(proc)
-            if not procs.wait_port(port, 10.0, proc):
-                raise RuntimeError(f"echo backend on {port} did not start: {proc.log_tail()}")
+            self._start_backend(f"backend{i}", [str(self.tools.echo_server), str(port), "1"], port)
+        if LIGHT_SCENARIO in self.args.scenarios and not self.args.profile:
+            self.light_ports = procs.free_ports(self.args.backends)
+            for i, port in enumerate(self.light_ports):
+                self._start_backend(f"light{i}", [str(self.tools.h2_echo), str(port)], port)
         return ports
+
+    def _start_backend(self, name: str, cmd: list[str], port: int) -> None:
+        proc = procs.start(name, cmd, self.workdir)
+        self.backends.append(proc)
+        if not procs.wait_port(port, 10.0, proc):
+            raise RuntimeError(f"{name} on {port} did not start: {proc.log_tail()}")
 
     def launch(self, names: Sequence[str], backend_ports: list[int]) -> None:
         # Started unpinned; place() moves them for each pinning mode.
-        ctx = LaunchContext(self.workdir, backend_ports, None, self.tools.stream_client, None)
+        ctx = LaunchContext(
+            self.workdir, backend_ports, None, self.tools.stream_client, None, self.light_ports
+        )
         for name in names:
             log(f"starting {name} ...")
             # Ports already taken by running proxies are not handed out again.
@@ -465,7 +476,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         probes = [probe.machine_probe()]
         log(f"machine: {probe.describe(probes[0])}")
         memory = run_memory(lab, lab.env("unpinned")) if args.streams > 0 else []
-        direct = [] if args.no_direct else [Target(DIRECT, backend_ports[0])]
+        direct = []
+        if not args.no_direct:  # the grpc++ backend: not in the light scenario
+            direct = [Target(DIRECT, backend_ports[0], skips=(LIGHT_SCENARIO,))]
         started = time.monotonic()
         rows = run_loads(lab, direct + lab.targets)
         log(f"load scenarios took {time.monotonic() - started:.0f} s")

@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 $sudo apt-get update
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
     make g++ pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler \
-    protobuf-compiler-grpc nghttp2-client nginx util-linux
+    protobuf-compiler-grpc nghttp2-client libnghttp2-dev nginx util-linux
 
 if [ ! -x "$python" ]; then
     echo "no virtualenv at $repo/.venv; create it first (python3 -m venv .venv)" >&2

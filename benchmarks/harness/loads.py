@@ -13,6 +13,11 @@ from pathlib import Path
 from harness import procs
 
 UNARY_PATH = "/echo.Echo/Unary"
+# Routed by every proxy to the light backends (h2_echo), for unary-load-light.
+LIGHT_PATH = "/echo.Light/Unary"
+LIGHT_PREFIX = "/echo.Light/"
+# unary-load against the light backends: where worker_processes 2 is judged.
+LIGHT_SCENARIO = "unary-load-light"
 GRPC_HEADERS = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
 EXTRA_TIMEOUT = 90.0
 
@@ -128,6 +133,7 @@ class H2loadRun:
     body_file: Path
     cpus: str | None
     rps_per_connection: int | None = None  # None: as fast as it goes
+    path: str = UNARY_PATH
 
 
 def run_h2load(run: H2loadRun, log_file: Path | None) -> LoadResult:
@@ -149,7 +155,7 @@ def run_h2load(run: H2loadRun, log_file: Path | None) -> LoadResult:
         cmd += ["--rps", str(run.rps_per_connection)]
     if log_file is not None:
         cmd += ["--log-file", str(log_file)]
-    cmd.append(f"http://127.0.0.1:{run.port}{UNARY_PATH}")
+    cmd.append(f"http://127.0.0.1:{run.port}{run.path}")
     try:
         proc, cpu = run_measured(procs.pinned(cmd, run.cpus), run.duration + EXTRA_TIMEOUT)
     except subprocess.TimeoutExpired:

@@ -49,11 +49,21 @@ class Scenario:
     run: LoadFn
 
 
-def _unary(connections: int, streams: int, rate: int | None = None) -> LoadFn:
+def _unary(
+    connections: int, streams: int, rate: int | None = None, path: str = loads.UNARY_PATH
+) -> LoadFn:
     def run(env: BenchEnv, port: int, seconds: float, keep: bool) -> loads.LoadResult:
         rps = rate // connections if rate else None
         spec = loads.H2loadRun(
-            env.tools.h2load, port, connections, streams, seconds, env.body_file, env.load_cpus, rps
+            env.tools.h2load,
+            port,
+            connections,
+            streams,
+            seconds,
+            env.body_file,
+            env.load_cpus,
+            rps,
+            path,
         )
         log = env.workdir / f"h2load-{port}.log" if keep else None
         result = loads.run_h2load(spec, log)
@@ -90,6 +100,15 @@ SCENARIOS = [
         f"h2load -c 10 -m 10, {UNARY_PAYLOAD}-byte payload: throughput under load; "
         "latency is per call",
         _unary(10, 10),
+    ),
+    Scenario(
+        loads.LIGHT_SCENARIO,
+        "unary, 10 x 10, light backends",
+        "call",
+        f"h2load -c 10 -m 10, {UNARY_PAYLOAD}-byte payload, as unary-load, to two h2_echo "
+        "backends (libnghttp2, ~1 us of CPU per call) instead of the grpc++ ones: the load "
+        "side leaves the proxy most of the machine, so a second worker has a core to use",
+        _unary(10, 10, path=loads.LIGHT_PATH),
     ),
     Scenario(
         "unary-1conn",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import procs
+from harness.loads import LIGHT_PREFIX, LIGHT_SCENARIO
 from harness.tools import MYPYC_DIR, REPO_DIR, VENV_PYTHON
 
 NGINX, ENVOY, GRPC_PROXY, DIRECT = "nginx", "envoy", "grpc-proxy", "direct"
@@ -46,10 +47,15 @@ class Target:
     # Scenario keys and pinning modes this target runs in (None: all).
     only_scenarios: tuple[str, ...] | None = None
     only_pinning: tuple[str, ...] | None = None
+    # Scenarios it cannot run: direct and the byte pipes reach the grpc++
+    # backends only, not the light ones.
+    skips: tuple[str, ...] = ()
 
     def runs(self, scenario: str, pinning: str) -> bool:
-        return (self.only_scenarios is None or scenario in self.only_scenarios) and (
-            self.only_pinning is None or pinning in self.only_pinning
+        return (
+            (self.only_scenarios is None or scenario in self.only_scenarios)
+            and (self.only_pinning is None or pinning in self.only_pinning)
+            and scenario not in self.skips
         )
 
     @property
@@ -71,7 +77,9 @@ class Target:
 # Configurations
 
 
-def nginx_config(workdir: Path, port: int, backends: Sequence[int]) -> str:
+def nginx_config(
+    workdir: Path, port: int, backends: Sequence[int], light: Sequence[int] = ()
+) -> str:
     """nginx as its users run it for gRPC: `grpc_pass grpc://` to an upstream with a
     pool of idle connections (`keepalive`), an `http2` listener, access log off.
 
@@ -88,6 +96,16 @@ def nginx_config(workdir: Path, port: int, backends: Sequence[int]) -> str:
       connection (default 128).
     """
     servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backends)
+    light_upstream = light_location = ""
+    if light:  # the light backends of unary-load-light, configured alike
+        light_servers = "".join(f"        server 127.0.0.1:{p};\n" for p in light)
+        light_upstream = (
+            f"    upstream light {{\n{light_servers}        keepalive 1000;\n"
+            "        keepalive_requests 1000000;\n    }\n"
+        )
+        light_location = (
+            f"        location {LIGHT_PREFIX} {{\n            grpc_pass grpc://light;\n        }}\n"
+        )
     temp_paths = "\n".join(
         f"    {kind}_temp_path {workdir}/{kind}_temp;"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -109,19 +127,30 @@ http {{
         keepalive 1000;
         keepalive_requests 1000000;
     }}
-    server {{
+{light_upstream}    server {{
         listen 127.0.0.1:{port} http2;
         location / {{
             grpc_pass grpc://bench;
         }}
-    }}
+{light_location}    }}
 }}
 """
 
 
-def envoy_config(port: int, admin_port: int, backends: Sequence[int]) -> dict[str, object]:
+def envoy_config(
+    port: int, admin_port: int, backends: Sequence[int], light: Sequence[int] = ()
+) -> dict[str, object]:
     def address(p: int) -> dict[str, object]:
         return {"socket_address": {"address": "127.0.0.1", "port_value": p}}
+
+    # timeout 0s: no route timeout, streams may be long-lived.
+    routes: list[dict[str, object]] = [
+        {"match": {"prefix": "/"}, "route": {"cluster": "bench", "timeout": "0s"}}
+    ]
+    if light:  # the light backends of unary-load-light, first: routes match in order
+        routes.insert(
+            0, {"match": {"prefix": LIGHT_PREFIX}, "route": {"cluster": "light", "timeout": "0s"}}
+        )
 
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network."
@@ -135,10 +164,7 @@ def envoy_config(port: int, admin_port: int, backends: Sequence[int]) -> dict[st
                 {
                     "name": "all",
                     "domains": ["*"],
-                    # timeout 0s: no route timeout, streams may be long-lived.
-                    "routes": [
-                        {"match": {"prefix": "/"}, "route": {"cluster": "bench", "timeout": "0s"}}
-                    ],
+                    "routes": routes,
                 }
             ],
         },
@@ -152,25 +178,29 @@ def envoy_config(port: int, admin_port: int, backends: Sequence[int]) -> dict[st
         ],
     }
     limits = {"max_connections": 100000, "max_pending_requests": 100000, "max_requests": 100000}
-    cluster = {
-        "name": "bench",
-        "type": "STATIC",
-        "lb_policy": "ROUND_ROBIN",
-        "circuit_breakers": {"thresholds": [limits]},
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3."
-                "HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
-        "load_assignment": {
-            "cluster_name": "bench",
-            "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": address(p)}} for p in backends]}
-            ],
-        },
-    }
+
+    def cluster(name: str, ports: Sequence[int]) -> dict[str, object]:
+        return {
+            "name": name,
+            "type": "STATIC",
+            "lb_policy": "ROUND_ROBIN",
+            "circuit_breakers": {"thresholds": [limits]},
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3."
+                    "HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }
+            },
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [
+                    {"lb_endpoints": [{"endpoint": {"address": address(p)}} for p in ports]}
+                ],
+            },
+        }
+
+    clusters = [cluster("bench", backends)] + ([cluster("light", light)] if light else [])
     listener = {
         "name": "grpc",
         "address": address(port),
@@ -187,19 +217,26 @@ def envoy_config(port: int, admin_port: int, backends: Sequence[int]) -> dict[st
     }
     return {
         "admin": {"address": address(admin_port)},
-        "static_resources": {"listeners": [listener], "clusters": [cluster]},
+        "static_resources": {"listeners": [listener], "clusters": clusters},
     }
 
 
-def grpc_proxy_config(port: int, backends: Sequence[int], workers: int = 1) -> str:
+def grpc_proxy_config(
+    port: int, backends: Sequence[int], workers: int = 1, light: Sequence[int] = ()
+) -> str:
     servers = " ".join(f"server 127.0.0.1:{p};" for p in backends)
+    light_upstream = light_location = ""
+    if light:  # the light backends of unary-load-light
+        light_servers = " ".join(f"server 127.0.0.1:{p};" for p in light)
+        light_upstream = f"upstream light {{ {light_servers} }}\n"
+        light_location = f"    location {LIGHT_PREFIX} {{ grpc_pass light; }}\n"
     return f"""worker_processes {workers};
 upstream bench {{ {servers} }}
-server {{
+{light_upstream}server {{
     listen 127.0.0.1:{port} http2;
     http2_max_concurrent_streams 1000;
     location / {{ grpc_pass bench; }}
-}}
+{light_location}}}
 """
 
 
@@ -214,6 +251,7 @@ class LaunchContext:
     proxy_cpus: str | None
     stream_client: Path
     client_cpus: str | None
+    light_backends: list[int] = field(default_factory=list)  # h2_echo, for unary-load-light
 
 
 def check_serving(stream_client: Path, port: int, cpus: str | None) -> str | None:
@@ -259,7 +297,7 @@ def launch_nginx(ctx: LaunchContext, nginx: str, port: int) -> Target:
     workdir = ctx.workdir / NGINX
     workdir.mkdir(mode=0o755)
     conf = workdir / "nginx.conf"
-    conf.write_text(nginx_config(workdir, port, ctx.backends))
+    conf.write_text(nginx_config(workdir, port, ctx.backends, ctx.light_backends))
     cmd = [nginx, "-p", str(workdir), "-c", str(conf), "-g", "daemon off;"]
     proc = procs.start(NGINX, cmd, ctx.workdir, cpus=ctx.proxy_cpus)
     return _await_ready(Target(NGINX, port, proc, info={"config": str(conf)}), ctx)
@@ -267,7 +305,9 @@ def launch_nginx(ctx: LaunchContext, nginx: str, port: int) -> Target:
 
 def launch_envoy(ctx: LaunchContext, envoy: str, port: int, admin_port: int) -> Target:
     conf = ctx.workdir / "envoy.json"
-    conf.write_text(json.dumps(envoy_config(port, admin_port, ctx.backends), indent=1))
+    conf.write_text(
+        json.dumps(envoy_config(port, admin_port, ctx.backends, ctx.light_backends), indent=1)
+    )
     cmd = [envoy, "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"]
     proc = procs.start(ENVOY, cmd, ctx.workdir, cpus=ctx.proxy_cpus)
     return _await_ready(Target(ENVOY, port, proc, info={"config": str(conf)}), ctx)
@@ -324,11 +364,12 @@ def launch_grpc_proxy(
 ) -> Target:
     name = GRPC_PROXY if workers == 1 else GRPC_PROXY_W2
     conf = ctx.workdir / f"{name}.conf"
-    conf.write_text(grpc_proxy_config(port, ctx.backends, workers))
+    conf.write_text(grpc_proxy_config(port, ctx.backends, workers, ctx.light_backends))
     cmd = grpc_proxy_command(conf, override)
     target = Target(name, port, info={"config": str(conf), "command": cmd})
     if workers != 1:
-        target.only_scenarios, target.only_pinning = ("unary-load",), ("unpinned",)
+        target.only_scenarios = ("unary-load", LIGHT_SCENARIO)
+        target.only_pinning = ("unpinned",)
     target.info["package"] = proxy_package(cmd)
     if target.info["package"] is not None:
         # The default install is pure Python: a checkout built in place is not it.
@@ -355,7 +396,8 @@ def launch_trio_pipe(ctx: LaunchContext, port: int, write_through: bool) -> Targ
     if write_through:
         cmd.append("--write-through")
     proc = procs.start(name, cmd, ctx.workdir, cpus=ctx.proxy_cpus, cwd=REPO_DIR)
-    return _await_ready(Target(name, port, proc, info={"command": cmd}), ctx)
+    target = Target(name, port, proc, info={"command": cmd}, skips=(LIGHT_SCENARIO,))
+    return _await_ready(target, ctx)
 
 
 def launch_grpc_proxy_mypyc(ctx: LaunchContext, port: int, build_error: str | None) -> Target:
@@ -363,7 +405,7 @@ def launch_grpc_proxy_mypyc(ctx: LaunchContext, port: int, build_error: str | No
     tools.build_mypyc; build_error: why that failed). --grpc-proxy-cmd does not apply."""
     name = GRPC_PROXY_MYPYC
     conf = ctx.workdir / f"{name}.conf"
-    conf.write_text(grpc_proxy_config(port, ctx.backends))
+    conf.write_text(grpc_proxy_config(port, ctx.backends, light=ctx.light_backends))
     cmd = grpc_proxy_command(conf, None)
     target = Target(name, port, info={"config": str(conf), "command": cmd})
     if build_error is not None:

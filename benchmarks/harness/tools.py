@@ -33,7 +33,11 @@ APT_TOOLS = {
     "nginx": "nginx",
     "taskset": "util-linux",
 }
-PKG_CONFIG_LIBS = {"grpc++": "libgrpc++-dev", "protobuf": "libprotobuf-dev"}
+PKG_CONFIG_LIBS = {
+    "grpc++": "libgrpc++-dev",
+    "protobuf": "libprotobuf-dev",
+    "libnghttp2": "libnghttp2-dev",  # h2_echo, the light backend
+}
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Tools:
     py_spy: str | None
     echo_server: Path
     stream_client: Path
+    h2_echo: Path  # the light backend of unary-load-light
 
 
 def venv_bin(name: str) -> str | None:
@@ -92,10 +97,11 @@ def missing_install_commands(need_py_spy: bool) -> list[str]:
     return commands
 
 
-def build() -> tuple[Path, Path]:
-    """Compile the echo server and stream client (make rebuilds only what changed)."""
+def build() -> tuple[Path, Path, Path]:
+    """Compile the echo server, the stream client and the light backend (make
+    rebuilds only what changed)."""
     subprocess.run(["make", "-s", "-C", str(BENCH_DIR)], check=True)
-    return BUILD_DIR / "echo_server", BUILD_DIR / "stream_client"
+    return BUILD_DIR / "echo_server", BUILD_DIR / "stream_client", BUILD_DIR / "h2_echo"
 
 
 def _mypyc_sources(root: Path) -> list[Path]:
@@ -180,7 +186,7 @@ def find_tools(need_py_spy: bool) -> Tools | list[str]:
     commands = missing_install_commands(need_py_spy)
     if commands:
         return commands
-    echo_server, stream_client = build()
+    echo_server, stream_client, h2_echo = build()
     return Tools(
         nginx=str(shutil.which("nginx")),
         envoy=str(find_envoy()),
@@ -188,6 +194,7 @@ def find_tools(need_py_spy: bool) -> Tools | list[str]:
         py_spy=venv_bin("py-spy"),
         echo_server=echo_server,
         stream_client=stream_client,
+        h2_echo=h2_echo,
     )
 
 

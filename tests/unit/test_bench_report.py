@@ -105,6 +105,27 @@ def test_a_second_worker_is_judged_on_the_best_calls_per_second_of_each() -> Non
     )
 
 
+def test_a_second_worker_is_judged_with_the_light_backends_when_they_ran() -> None:
+    # With the grpc++ backends the load side fills the machine (no gain); with
+    # the light ones it leaves a core, and that is the verdict, both shown.
+    rows = [
+        _row("grpc-proxy", "unary-load", 20.0, rate=41_000.0),
+        _row("grpc-proxy-w2", "unary-load", 25.0, rate=40_000.0),
+        _row("grpc-proxy", "unary-load-light", 20.0, rate=42_000.0),
+        _row("grpc-proxy-w2", "unary-load-light", 25.0, rate=56_700.0),
+        _row("grpc-proxy-w2", "unary-load-light", 25.0, rate=90_000.0, pinning="pinned"),
+    ]
+    checks = {c["what"]: c for c in target_checks(rows, [])}
+    light = checks["worker_processes 2 vs 1, calls/s under load (unary-load-light)"]
+    assert light["verdict"] == "met"
+    assert light["value"] == "1.35x (56,700 vs 42,000 calls/s); unary-load 0.98x"
+    # Without the light scenario, unary-load decides.
+    checks = {c["what"]: c for c in target_checks(rows[:2], [])}
+    assert checks["worker_processes 2 vs 1, calls/s under load (unary-load)"]["verdict"] == (
+        "missed"
+    )
+
+
 def test_memory_targets_in_mib_per_1000_streams() -> None:
     mem = MemoryResult(
         "grpc-proxy",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from proxy.http2 import frames as f
 from proxy.http2.errors import (
@@ -74,13 +75,24 @@ __all__ = ["Connection", "Stream"]
 
 E = f.ErrorCode
 _TOO_LARGE = "frame larger than SETTINGS_MAX_FRAME_SIZE"
-_RESET_MEMORY = 1024  # closed streams remembered (those we reset: late frames ignored)
+_RESET_MEMORY: Final = 1024  # closed streams remembered (those we reset: late frames ignored)
 
 # Hot-path aliases: a global int or member is cheaper than an enum class attribute.
 _IDLE = StreamState.IDLE
 _CLOSED = StreamState.CLOSED
 _RESET = StreamState.RESET
 _IMPLICITLY_CLOSED = StreamState.IMPLICITLY_CLOSED
+# ... and the frame types and flags of the per-frame paths (Final: constants
+# to the compiled build).
+_DATA: Final = f.DATA
+_HEADERS: Final = f.HEADERS
+_END_STREAM: Final = f.END_STREAM
+_END_HEADERS: Final = f.END_HEADERS
+_PADDED: Final = f.PADDED
+_END_HEADERS_STREAM: Final = f.END_HEADERS | f.END_STREAM
+# A HEADERS frame with only END_HEADERS of these is its block, whole and bare.
+_BLOCK_FLAGS: Final = f.END_HEADERS | f.PADDED | f.PRIORITY_FLAG
+_pack_header = f.pack_header
 
 
 class Connection(Window):
@@ -207,11 +219,17 @@ class Connection(Window):
         self.out_size += len(data)
 
     def _send_header_block(self, sid: int, headers: HeaderList, end_stream: bool) -> None:
-        block = encode_headers(headers)
+        # A relayed block was decoded here: its encoding is kept with it.
+        block = headers.encoded if type(headers) is HeaderBlock else encode_headers(headers)
         if not self._table_size_sent:
             self._table_size_sent = True
             block = TABLE_SIZE_ZERO + block
-        frame = f.headers(sid, block, end_stream, self.peer_max_frame_size)
+        n = len(block)
+        if n <= self.peer_max_frame_size:  # f.headers without CONTINUATION, inlined
+            flags = _END_HEADERS_STREAM if end_stream else _END_HEADERS
+            frame = _pack_header((n << 8) | _HEADERS, flags, sid) + block
+        else:
+            frame = f.headers(sid, block, end_stream, self.peer_max_frame_size)
         self.out.append(frame)
         self.out_size += len(frame)
         self._floods.headers_sent += 1
@@ -260,10 +278,10 @@ class Connection(Window):
         n = len(data)
         mfs = self.peer_max_frame_size
         out = self.out
-        flags = f.END_STREAM if end_stream else 0
+        flags = _END_STREAM if end_stream else 0
         floods = self._floods
         if n <= mfs:
-            out.append(f.frame_header(n, f.DATA, flags, s.id))
+            out.append(_pack_header((n << 8) | _DATA, flags, s.id))
             if n:
                 out.append(data)
             self.out_size += n + 9
@@ -297,9 +315,11 @@ class Connection(Window):
         WINDOW_UPDATEs are sent once a quarter of a window is owed."""
         if n <= 0:
             return
-        increment = self.credit(n)  # as _credit_connection, inlined: the hot path
-        if increment:
-            self._emit(f.window_update(0, increment))
+        owed = self.owed + n  # Window.credit's common case inlined: the hot path
+        if owed < self.credit_threshold:
+            self.owed = owed
+        else:
+            self._emit(f.window_update(0, self.credit(n)))
         if s.state in RECEIVING:  # else the peer sends no more: no stream credit needed
             increment = s.credit(n)
             if increment:
@@ -479,13 +499,13 @@ class Connection(Window):
     ) -> None:
         if sid == 0:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "DATA on stream 0")
-        if flags & f.PADDED:
+        if flags & _PADDED:
             if length < 1 or data[start] >= length:
                 raise H2ConnectionError(E.PROTOCOL_ERROR, "bad DATA padding")
             payload = mv[start + 1 : start + length - data[start]]
         else:
             payload = mv[start : start + length]
-        end_stream = flags & f.END_STREAM
+        end_stream = flags & _END_STREAM
         if not payload and not end_stream:
             self._floods.empty_frame("empty DATA frame flood")
         self.recv_window -= length
@@ -537,7 +557,11 @@ class Connection(Window):
     ) -> None:
         if sid == 0:
             raise H2ConnectionError(E.PROTOCOL_ERROR, "HEADERS on stream 0")
-        block = self._blocks.headers(sid, flags, data, start, length)
+        blocks = self._blocks
+        if flags & _BLOCK_FLAGS == _END_HEADERS and length <= blocks.max_size:
+            block: bytes | None = data[start : start + length]  # a whole block, as is
+        else:  # padding, priority, CONTINUATION to come, or too large
+            block = blocks.headers(sid, flags, data, start, length)
         if block is None:
             self._dispatch = _AWAIT_CONTINUATION
         else:
@@ -564,13 +588,16 @@ class Connection(Window):
             self._on_header_block(sid, self._blocks.flags, block, events)
 
     def _on_header_block(self, sid: int, flags: int, block: bytes, events: list[Event]) -> None:
-        end_stream = bool(flags & f.END_STREAM)
-        try:
-            headers = self._decoder.decode(block)
-        except HeaderDecodeError as e:
-            raise H2ConnectionError(E.COMPRESSION_ERROR, f"HPACK: {e}") from None
-        except HeaderListTooLarge:
-            raise calm("header list larger than http2_max_header_size", HEADER_SIZE) from None
+        end_stream = bool(flags & _END_STREAM)
+        decoder = self._decoder
+        headers = decoder.cache.get(block)  # most blocks: a block seen before
+        if headers is None:
+            try:
+                headers = decoder.decode(block)
+            except HeaderDecodeError as e:
+                raise H2ConnectionError(E.COMPRESSION_ERROR, f"HPACK: {e}") from None
+            except HeaderListTooLarge:
+                raise calm("header list larger than http2_max_header_size", HEADER_SIZE) from None
         s = self.streams.get(sid)
         if s is None:
             if not self.client and sid & 1 and sid > self.last_peer_stream:  # idle: opened

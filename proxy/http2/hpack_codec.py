@@ -107,12 +107,15 @@ class HeaderListTooLarge(Exception):
 
 
 class HeaderDecoder:
-    __slots__ = ("_decoder", "_cache", "_marker")
+    """``decode(block)`` is ``cache.get(block)`` when that is not None: the
+    connection reads the cache itself first, a call less per block."""
+
+    __slots__ = ("_decoder", "cache", "_marker")
 
     def __init__(self, max_header_list_size: int) -> None:
         self._decoder = hpack.Decoder()
         self._decoder.max_header_list_size = max_header_list_size
-        self._cache: dict[bytes, HeaderBlock] = {}
+        self.cache: dict[bytes, HeaderBlock] = {}
         self._marker = self._table_marker()
 
     def _table_marker(self) -> tuple[object, int, int]:
@@ -121,7 +124,7 @@ class HeaderDecoder:
         return (entries[0] if entries else None, len(entries), table.maxsize)
 
     def decode(self, block: bytes) -> HeaderBlock:
-        cached = self._cache.get(block)
+        cached = self.cache.get(block)
         if cached is not None:
             return cached
         try:
@@ -137,11 +140,11 @@ class HeaderDecoder:
         )
         marker = self._table_marker()
         if marker[0] is self._marker[0] and marker[1:] == self._marker[1:]:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[block] = headers
+            if len(self.cache) >= _CACHE_LIMIT:
+                self.cache.clear()
+            self.cache[block] = headers
         else:
-            self._cache.clear()
+            self.cache.clear()
             self._marker = marker
         return headers
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from proxy.balancing.least_time import observe as observe_latency
 from proxy.relay.call import DONE, RelayStream
+from proxy.relay.link import OUTPUT_HIGH_WATER
 from proxy.relay.reply import Reply
 from proxy.relay.timers import Timers
 
@@ -45,7 +46,7 @@ class Pump(Timers):
         core = link.core
         n = len(data)
         window = min(up.send_window, core.send_window)
-        if n <= window and link.writable():
+        if n <= window and core.out_size < OUTPUT_HIGH_WATER:  # link.writable(), inlined
             core.send_data(up, data, end)
             if end:
                 req.end = req.end_sent = True
@@ -96,6 +97,13 @@ class Pump(Timers):
             return
         res.trailers = ev.headers
         res.end = True
+        if not res.chunks and res.blocked_since is None:  # nothing waits: _pump's end, inlined
+            link = rs.down_link
+            link.core.send_headers(rs.down, ev.headers, True)
+            res.end_sent = True
+            self.dirty.add(link)
+            self._finish(rs)
+            return
         self._pump_response(rs)
 
     def _upstream_data(self, rs: RelayStream, data: memoryview | bytes, end: bool) -> None:
@@ -110,7 +118,7 @@ class Pump(Timers):
             link = rs.down_link
             core = link.core
             n = len(data)
-            if n <= min(down.send_window, core.send_window) and link.writable():
+            if n <= min(down.send_window, core.send_window) and core.out_size < OUTPUT_HIGH_WATER:
                 core.send_data(down, data, end)
                 self.dirty.add(link)
                 if rs.up is not None and rs.up_link is not None:

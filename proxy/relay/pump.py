@@ -97,7 +97,8 @@ class Pump(Timers):
             return
         res.trailers = ev.headers
         res.end = True
-        if not res.chunks and res.blocked_since is None:  # nothing waits: _pump's end, inlined
+        if not res.chunks and res.blocked_since is None and not res.end_sent:
+            # Nothing waits: the end of _pump and _pump_response, inlined.
             link = rs.down_link
             link.core.send_headers(rs.down, ev.headers, True)
             res.end_sent = True

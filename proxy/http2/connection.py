@@ -315,15 +315,19 @@ class Connection(Window):
         WINDOW_UPDATEs are sent once a quarter of a window is owed."""
         if n <= 0:
             return
-        owed = self.owed + n  # Window.credit's common case inlined: the hot path
+        # Window.credit's common case (a debt below the threshold) inlined
+        # for both windows: once per DATA frame relayed.
+        owed = self.owed + n
         if owed < self.credit_threshold:
             self.owed = owed
         else:
             self._emit(f.window_update(0, self.credit(n)))
         if s.state in RECEIVING:  # else the peer sends no more: no stream credit needed
-            increment = s.credit(n)
-            if increment:
-                self._emit(f.window_update(s.id, increment))
+            owed = s.owed + n
+            if owed < s.credit_threshold:
+                s.owed = owed
+            else:
+                self._emit(f.window_update(s.id, s.credit(n)))
 
     def _credit_connection(self, n: int) -> None:
         """Return the connection credit of ``n`` bytes not handed to the driver."""

@@ -45,8 +45,8 @@ class Pump(Timers):
         link = rs.up_link
         core = link.core
         n = len(data)
-        window = min(up.send_window, core.send_window)
-        if n <= window and core.out_size < OUTPUT_HIGH_WATER:  # link.writable(), inlined
+        # Within both send windows and the output bound (link.writable()): sent at once.
+        if n <= up.send_window and n <= core.send_window and core.out_size < OUTPUT_HIGH_WATER:
             core.send_data(up, data, end)
             if end:
                 req.end = req.end_sent = True
@@ -119,7 +119,12 @@ class Pump(Timers):
             link = rs.down_link
             core = link.core
             n = len(data)
-            if n <= min(down.send_window, core.send_window) and core.out_size < OUTPUT_HIGH_WATER:
+            # Within both send windows and the output bound: sent at once.
+            if (
+                n <= down.send_window
+                and n <= core.send_window
+                and core.out_size < OUTPUT_HIGH_WATER
+            ):
                 core.send_data(down, data, end)
                 self.dirty.add(link)
                 if rs.up is not None and rs.up_link is not None:

@@ -4,36 +4,11 @@ ratios to nginx, the verdicts on issue 13's targets, and the estimate at
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
+from tests.unit.bench_modules import benchmark_modules
 
-def _benchmark_modules(*names: str) -> list[ModuleType]:
-    """benchmarks/harness/NAME modules. The benchmarks import their package as
-    ``harness``, the name tests/integration/harness.py has in this process
-    too: import them with benchmarks/ first on the path, then put back
-    whatever ``harness`` was (the modules keep their own references)."""
-    bench = str(Path(__file__).resolve().parents[2] / "benchmarks")
-
-    def ours() -> list[str]:
-        return [k for k in sys.modules if k == "harness" or k.startswith("harness.")]
-
-    saved = {k: sys.modules.pop(k) for k in ours()}
-    sys.path.insert(0, bench)
-    try:
-        return [importlib.import_module(f"harness.{name}") for name in names]
-    finally:
-        sys.path.remove(bench)
-        for k in ours():
-            del sys.modules[k]
-        sys.modules.update(saved)
-
-
-_memory, _report, _scenarios = _benchmark_modules("memory", "report", "scenarios")
+_memory, _report, _scenarios = benchmark_modules("memory", "report", "scenarios")
 MemoryResult = _memory.MemoryResult
 Row = _scenarios.Row
 cpu_ratios = _report.cpu_ratios

@@ -95,17 +95,18 @@ def nginx_config(
     - `http2_max_concurrent_streams 1000`: the memory test opens 250 streams per
       connection (default 128).
     """
-    servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backends)
-    light_upstream = light_location = ""
-    if light:  # the light backends of unary-load-light, configured alike
-        light_servers = "".join(f"        server 127.0.0.1:{p};\n" for p in light)
-        light_upstream = (
-            f"    upstream light {{\n{light_servers}        keepalive 1000;\n"
-            "        keepalive_requests 1000000;\n    }\n"
-        )
-        light_location = (
-            f"        location {LIGHT_PREFIX} {{\n            grpc_pass grpc://light;\n        }}\n"
-        )
+    # bench, and the light backends of unary-load-light, configured alike.
+    pools = [("bench", "/", backends)] + ([("light", LIGHT_PREFIX, light)] if light else [])
+    upstreams = "".join(
+        f"    upstream {name} {{\n"
+        + "".join(f"        server 127.0.0.1:{p};\n" for p in ports)
+        + "        keepalive 1000;\n        keepalive_requests 1000000;\n    }\n"
+        for name, _, ports in pools
+    )
+    locations = "".join(
+        f"        location {prefix} {{\n            grpc_pass grpc://{name};\n        }}\n"
+        for name, prefix, _ in pools
+    )
     temp_paths = "\n".join(
         f"    {kind}_temp_path {workdir}/{kind}_temp;"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -122,17 +123,9 @@ http {{
 {temp_paths}
     keepalive_requests 1000000;
     http2_max_concurrent_streams 1000;
-    upstream bench {{
-{servers}
-        keepalive 1000;
-        keepalive_requests 1000000;
-    }}
-{light_upstream}    server {{
+{upstreams}    server {{
         listen 127.0.0.1:{port} http2;
-        location / {{
-            grpc_pass grpc://bench;
-        }}
-{light_location}    }}
+{locations}    }}
 }}
 """
 
@@ -143,14 +136,13 @@ def envoy_config(
     def address(p: int) -> dict[str, object]:
         return {"socket_address": {"address": "127.0.0.1", "port_value": p}}
 
+    # The light backends of unary-load-light first: routes match in order.
+    pools = ([("light", LIGHT_PREFIX, light)] if light else []) + [("bench", "/", backends)]
     # timeout 0s: no route timeout, streams may be long-lived.
-    routes: list[dict[str, object]] = [
-        {"match": {"prefix": "/"}, "route": {"cluster": "bench", "timeout": "0s"}}
+    routes = [
+        {"match": {"prefix": prefix}, "route": {"cluster": name, "timeout": "0s"}}
+        for name, prefix, _ in pools
     ]
-    if light:  # the light backends of unary-load-light, first: routes match in order
-        routes.insert(
-            0, {"match": {"prefix": LIGHT_PREFIX}, "route": {"cluster": "light", "timeout": "0s"}}
-        )
 
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network."
@@ -200,7 +192,7 @@ def envoy_config(
             },
         }
 
-    clusters = [cluster("bench", backends)] + ([cluster("light", light)] if light else [])
+    clusters = [cluster(name, ports) for name, _, ports in reversed(pools)]  # bench first
     listener = {
         "name": "grpc",
         "address": address(port),
@@ -224,19 +216,20 @@ def envoy_config(
 def grpc_proxy_config(
     port: int, backends: Sequence[int], workers: int = 1, light: Sequence[int] = ()
 ) -> str:
-    servers = " ".join(f"server 127.0.0.1:{p};" for p in backends)
-    light_upstream = light_location = ""
-    if light:  # the light backends of unary-load-light
-        light_servers = " ".join(f"server 127.0.0.1:{p};" for p in light)
-        light_upstream = f"upstream light {{ {light_servers} }}\n"
-        light_location = f"    location {LIGHT_PREFIX} {{ grpc_pass light; }}\n"
+    # bench, and the light backends of unary-load-light, configured alike.
+    pools = [("bench", "/", backends)] + ([("light", LIGHT_PREFIX, light)] if light else [])
+    upstreams = "".join(
+        f"upstream {name} {{ " + " ".join(f"server 127.0.0.1:{p};" for p in ports) + " }\n"
+        for name, _, ports in pools
+    )
+    locations = "".join(
+        f"    location {prefix} {{ grpc_pass {name}; }}\n" for name, prefix, _ in pools
+    )
     return f"""worker_processes {workers};
-upstream bench {{ {servers} }}
-{light_upstream}server {{
+{upstreams}server {{
     listen 127.0.0.1:{port} http2;
     http2_max_concurrent_streams 1000;
-    location / {{ grpc_pass bench; }}
-{light_location}}}
+{locations}}}
 """
 
 
